@@ -1,0 +1,13 @@
+DROP TRIGGER IF EXISTS events_append_only_delete;
+DROP TRIGGER IF EXISTS events_append_only_update;
+DROP TABLE IF EXISTS events;
+DROP TABLE IF EXISTS alerts;
+DROP TABLE IF EXISTS export_requests;
+DROP TABLE IF EXISTS sync_history;
+DROP TABLE IF EXISTS license_usage;
+DROP TABLE IF EXISTS product_instances;
+DROP TABLE IF EXISTS registration_tokens;
+DROP TABLE IF EXISTS licenses;
+DROP TABLE IF EXISTS virtual_accounts;
+DROP TABLE IF EXISTS clock_state;
+DROP TABLE IF EXISTS satellite;

@@ -1,0 +1,268 @@
+//! The command line: one clap enum of subcommands. Each command only parses, calls the
+//! domain layer and prints; exit codes come from [`Error::exit_code`].
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::{self, Clock, ManualClock};
+use crate::config::{Config, LogFormat};
+use crate::db::Store;
+use crate::error::{Error, Result};
+use crate::http::AppState;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "satellite",
+    version,
+    about = "On-premises license satellite: devices of an air-gapped site register and report \
+             license use here; it syncs with the central license manager over HTTPS or by files.",
+    after_help = "Configuration: built-in defaults (config/satellite.toml) < --config FILE < \
+                  SATELLITE_<SECTION>_<KEY> environment variables < --data-dir.\n\
+                  Exit codes: 0 ok, 1 runtime failure, 2 usage or input error."
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it the built-in defaults apply.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory (database, keys, TLS certificate); overrides [storage] data_dir.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the satellite: the HTTPS device API with /healthz and /readyz.
+    ///
+    /// Creates the data directory and database on first start, applies pending migrations,
+    /// makes a self-signed TLS certificate if none is configured (its SHA-256 fingerprint is
+    /// logged) and serves until SIGINT or SIGTERM, finishing requests in flight.
+    Serve,
+
+    /// Show the satellite's state: registration, last sync, counts.
+    Status {
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Apply pending database migrations and exit.
+    Migrate,
+
+    /// Check the configuration and the data directory, print the effective configuration,
+    /// and exit (0 when all is well, 2 with the reason when not).
+    Configtest,
+
+    /// Show or move the manual test clock (needs `[testing] manual_clock = true`).
+    #[command(subcommand)]
+    Clock(ClockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClockCommand {
+    /// Print the satellite's current time (and the offset from the system clock).
+    Show {
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the clock to a time: RFC 3339 (2027-01-31T12:00:00Z) or a date (2027-01-31).
+    Set {
+        /// The time to set.
+        time: String,
+    },
+    /// Move the clock forward, e.g. `90d`, `12h`, `30m`, `1d12h`.
+    Advance {
+        /// How far: a number and a unit (s, m, h, d, w).
+        duration: String,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        config.storage.data_dir = dir;
+    }
+    let serving = matches!(cli.command, Command::Serve);
+    init_logging(&config, serving);
+
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Migrate => {
+            let (store, applied) = Store::open(&config.storage)?;
+            if applied.is_empty() {
+                println!("database {} is up to date", store.db_path().display());
+            } else {
+                println!(
+                    "applied {} migration(s) to {}: {}",
+                    applied.len(),
+                    store.db_path().display(),
+                    applied.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Configtest => {
+            let ctx = Context::open(config)?;
+            print!("{}", ctx.config.to_toml());
+            println!(
+                "# configuration OK; database {} opened",
+                ctx.store.db_path().display()
+            );
+            Ok(())
+        }
+        Command::Status { json } => {
+            let ctx = Context::open(config)?;
+            let status = crate::status::status(&ctx.store, ctx.clock.as_ref())?;
+            if json {
+                println!("{}", to_json(&status)?);
+            } else {
+                print!("{}", status.to_text());
+            }
+            Ok(())
+        }
+        Command::Clock(cmd) => clock_command(config, cmd),
+    }
+}
+
+/// The configuration, the open store and the clock, with the satellite initialised.
+pub struct Context {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Context {
+    pub fn open(config: Config) -> Result<Context> {
+        let (store, applied) = Store::open(&config.storage)?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+        let clock = clock::from_config(config.testing.manual_clock, &store);
+        crate::identity::ensure(&store, &config, clock.as_ref())?;
+        Ok(Context {
+            config: Arc::new(config),
+            store,
+            clock,
+        })
+    }
+}
+
+fn serve(config: Config) -> Result<()> {
+    let ctx = Context::open(config)?;
+    tracing::info!(
+        data_dir = %ctx.store.data_dir().display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting satellite"
+    );
+    let state = AppState {
+        config: ctx.config,
+        store: ctx.store,
+        clock: ctx.clock,
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    actix_web::rt::System::new().block_on(crate::server::serve(state))
+}
+
+fn clock_command(config: Config, cmd: ClockCommand) -> Result<()> {
+    if !config.testing.manual_clock {
+        return Err(Error::ManualClockDisabled);
+    }
+    // Parse before touching the store, so a typo changes nothing.
+    enum Op {
+        Show(bool),
+        Set(i64),
+        Advance(i64),
+    }
+    let op = match cmd {
+        ClockCommand::Show { json } => Op::Show(json),
+        ClockCommand::Set { time } => Op::Set(clock::parse_time(&time)?),
+        ClockCommand::Advance { duration } => Op::Advance(clock::parse_duration(&duration)?),
+    };
+    let ctx = Context::open(config)?;
+    let manual = ManualClock::new(ctx.store.clone());
+    let now = match op {
+        Op::Show(json) => {
+            let now = manual.now();
+            if json {
+                let v = serde_json::json!({
+                    "now": clock::format(now),
+                    "unix": now,
+                    "offset_seconds": manual.current_offset(),
+                });
+                println!("{}", to_json(&v)?);
+                return Ok(());
+            }
+            now
+        }
+        Op::Set(at) => manual.set(at)?,
+        Op::Advance(secs) => manual.advance(secs)?,
+    };
+    println!(
+        "{} (offset from system clock: {}s)",
+        clock::format(now),
+        manual.current_offset()
+    );
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Logs go to stderr. Under systemd (JOURNAL_STREAM set) without timestamps, since the
+/// journal adds its own. `RUST_LOG` wins over `[log] level`. Commands other than `serve`
+/// log warnings only unless `RUST_LOG` says otherwise, so their output stays readable.
+fn init_logging(config: &Config, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| {
+            let level = if serving {
+                config.log.level.as_str()
+            } else {
+                "warn"
+            };
+            EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
+        });
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!journald && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let _ = match (config.log.format, journald) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        let a = Cli::try_parse_from(["satellite", "--data-dir", "/d", "status", "--json"]).unwrap();
+        let b = Cli::try_parse_from(["satellite", "status", "--json", "--data-dir", "/d"]).unwrap();
+        assert_eq!(a.data_dir, b.data_dir);
+        let c = Cli::try_parse_from(["satellite", "clock", "advance", "90d", "--config", "/c"])
+            .unwrap();
+        assert_eq!(c.config, Some(PathBuf::from("/c")));
+    }
+}

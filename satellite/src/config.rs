@@ -1,0 +1,514 @@
+//! Configuration: built-in defaults < config file < `SATELLITE_<SECTION>_<KEY>` environment
+//! variables < command-line flags.
+//!
+//! The built-in defaults are `config/satellite.toml` itself (embedded at build time), so the
+//! documented file and the binary cannot drift apart. Every value is checked by key before it
+//! is used: an unknown key or a bad value is an error naming the key, the value, where it came
+//! from and what is allowed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The documented default configuration file, embedded.
+pub const DEFAULT_TOML: &str = include_str!("../../config/satellite.toml");
+
+/// Prefix of the environment variables that override single keys.
+pub const ENV_PREFIX: &str = "SATELLITE_";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub satellite: SatelliteConfig,
+    pub log: LogConfig,
+    pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub hostnames: Vec<String>,
+    pub tls_cert: String,
+    pub tls_key: String,
+    pub plain_http: bool,
+    pub max_body_bytes: u64,
+    pub workers: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub pool_size: u32,
+    pub busy_timeout_ms: u32,
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SatelliteConfig {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    pub manual_clock: bool,
+}
+
+/// A problem with one configuration value, naming where it came from.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("configuration file {path} is not valid TOML: {reason}")]
+    Syntax { path: PathBuf, reason: String },
+    #[error("unknown section [{section}] in {origin}; the sections are: {allowed}")]
+    UnknownSection {
+        section: String,
+        origin: String,
+        allowed: String,
+    },
+    #[error("unknown key `{key}` in {origin}; the keys of [{section}] are: {allowed}")]
+    UnknownKey {
+        section: String,
+        key: String,
+        origin: String,
+        allowed: String,
+    },
+    #[error("invalid value {value} for `{key}` in {origin}: expected {allowed}")]
+    BadValue {
+        key: String,
+        value: String,
+        origin: String,
+        allowed: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, Error> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Ok(Self::load_from(file, &env)?)
+    }
+
+    /// As [`Config::load`], with the environment passed in (for tests).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut table = default_table();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            let file_table: toml::Table =
+                toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            merge_file(&mut table, file_table, &path.display().to_string())?;
+        }
+        merge_env(&mut table, env)?;
+        let value = toml::Value::Table(table);
+        // Every key and value was checked above, so this only fails on a bug.
+        value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::BadValue {
+                key: "(configuration)".into(),
+                value: String::new(),
+                origin: "merged configuration".into(),
+                allowed: e.to_string(),
+            })
+    }
+
+    /// Path of the SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.storage.data_dir.join("satellite.db")
+    }
+
+    /// The name the satellite calls itself: configured, or the host name.
+    pub fn satellite_name(&self) -> String {
+        if self.satellite.name.trim().is_empty() {
+            hostname()
+        } else {
+            self.satellite.name.trim().to_string()
+        }
+    }
+
+    /// The effective configuration as TOML, for `satellite configtest`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// The machine's host name, or "satellite" if it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "satellite".to_string())
+}
+
+fn default_table() -> toml::Table {
+    toml::from_str(DEFAULT_TOML).unwrap_or_default()
+}
+
+fn sections(table: &toml::Table) -> String {
+    table.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn merge_file(base: &mut toml::Table, file: toml::Table, origin: &str) -> Result<(), ConfigError> {
+    let allowed_sections = sections(base);
+    for (section, value) in file {
+        let Some(toml::Value::Table(base_section)) = base.get_mut(&section) else {
+            return Err(ConfigError::UnknownSection {
+                section,
+                origin: origin.to_string(),
+                allowed: allowed_sections,
+            });
+        };
+        let toml::Value::Table(entries) = value else {
+            return Err(ConfigError::BadValue {
+                key: section.clone(),
+                value: value.to_string(),
+                origin: origin.to_string(),
+                allowed: format!("a [{section}] table"),
+            });
+        };
+        for (key, value) in entries {
+            set_checked(base_section, &section, &key, value, origin)?;
+        }
+    }
+    Ok(())
+}
+
+fn merge_env(base: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
+    let allowed_sections = sections(base);
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let origin = format!("environment variable {name}");
+        let lower = rest.to_ascii_lowercase();
+        let Some((section, key)) = lower.split_once('_') else {
+            return Err(ConfigError::UnknownSection {
+                section: lower,
+                origin,
+                allowed: allowed_sections,
+            });
+        };
+        let Some(toml::Value::Table(base_section)) = base.get_mut(section) else {
+            return Err(ConfigError::UnknownSection {
+                section: section.to_string(),
+                origin,
+                allowed: allowed_sections,
+            });
+        };
+        let value = match base_section.get(key) {
+            Some(current) => env_value(current, raw),
+            None => toml::Value::String(raw.clone()),
+        };
+        set_checked(base_section, section, key, value, &origin)?;
+    }
+    Ok(())
+}
+
+/// Reads an environment string as the type the key has.
+fn env_value(current: &toml::Value, raw: &str) -> toml::Value {
+    match current {
+        toml::Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+            "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+            _ => toml::Value::String(raw.to_string()),
+        },
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string())),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_checked(
+    section_table: &mut toml::Table,
+    section: &str,
+    key: &str,
+    value: toml::Value,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    if !section_table.contains_key(key) {
+        return Err(ConfigError::UnknownKey {
+            section: section.to_string(),
+            key: format!("{section}.{key}"),
+            origin: origin.to_string(),
+            allowed: section_table.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    }
+    if let Err(allowed) = check_value(section, key, &value) {
+        return Err(ConfigError::BadValue {
+            key: format!("{section}.{key}"),
+            value: value.to_string(),
+            origin: origin.to_string(),
+            allowed: allowed.to_string(),
+        });
+    }
+    section_table.insert(key.to_string(), value);
+    Ok(())
+}
+
+/// Checks one value; on failure returns what is allowed.
+fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static str> {
+    use toml::Value as V;
+    let int_in = |lo: i64, hi: i64| matches!(v, V::Integer(i) if (lo..=hi).contains(i));
+    let ok = match (section, key) {
+        ("server", "listen") => {
+            matches!(v, V::String(s) if s.parse::<SocketAddr>().is_ok())
+        }
+        ("server", "hostnames") => match v {
+            V::Array(items) => items
+                .iter()
+                .all(|i| matches!(i, V::String(s) if valid_hostname(s))),
+            _ => false,
+        },
+        ("server", "tls_cert" | "tls_key") | ("satellite", "name") => matches!(v, V::String(_)),
+        ("server", "plain_http") | ("testing", "manual_clock") => matches!(v, V::Boolean(_)),
+        ("server", "max_body_bytes") => int_in(1024, 64 * 1024 * 1024),
+        ("server", "workers") => int_in(0, 256),
+        ("storage", "data_dir") => matches!(v, V::String(s) if !s.trim().is_empty()),
+        ("storage", "pool_size") => int_in(1, 64),
+        ("storage", "busy_timeout_ms") => int_in(0, 600_000),
+        ("storage", "synchronous") => matches!(v, V::String(s) if s == "normal" || s == "full"),
+        ("log", "level") => {
+            matches!(v, V::String(s) if tracing_subscriber::EnvFilter::try_new(s).is_ok())
+        }
+        ("log", "format") => matches!(v, V::String(s) if s == "text" || s == "json"),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match (section, key) {
+        ("server", "listen") => "an address:port such as 0.0.0.0:443, 127.0.0.1:8443 or [::1]:8443",
+        ("server", "hostnames") => {
+            "a list of host names or IP addresses, e.g. [\"satellite.example\", \"10.0.0.5\"]"
+        }
+        ("server", "tls_cert" | "tls_key") => {
+            "a path to a PEM file, or \"\" for the self-made certificate"
+        }
+        ("satellite", "name") => "a string (empty means the host name)",
+        ("server", "plain_http") | ("testing", "manual_clock") => "true or false",
+        ("server", "max_body_bytes") => "an integer from 1024 to 67108864",
+        ("server", "workers") => "an integer from 0 (one per core) to 256",
+        ("storage", "data_dir") => "a non-empty directory path",
+        ("storage", "pool_size") => "an integer from 1 to 64",
+        ("storage", "busy_timeout_ms") => "an integer from 0 to 600000",
+        ("storage", "synchronous") => "\"normal\" or \"full\"",
+        ("log", "level") => "error, warn, info, debug, trace or a tracing filter",
+        ("log", "format") => "\"text\" or \"json\"",
+        _ => "a known key",
+    })
+}
+
+fn valid_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn embedded_default_parses_and_has_documented_values() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(c.storage.data_dir, PathBuf::from("./satellite-data"));
+        assert!(!c.testing.manual_clock);
+    }
+
+    #[test]
+    fn every_default_key_is_commented() {
+        // Each key line in the documented file is preceded by a comment line.
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim();
+            if t.contains('=') && !t.starts_with('#') {
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                    "key without a comment: {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn precedence_default_file_env() {
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\n[storage]\npool_size = 3\n");
+        let c = Config::load_from(Some(f.path()), &[]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.storage.pool_size, 3);
+        // untouched keys keep their defaults
+        assert_eq!(c.storage.busy_timeout_ms, 5000);
+
+        let e = env(&[
+            ("SATELLITE_SERVER_LISTEN", "127.0.0.1:9100"),
+            ("SATELLITE_STORAGE_DATA_DIR", "/tmp/x"),
+            ("SATELLITE_TESTING_MANUAL_CLOCK", "true"),
+            ("SATELLITE_SERVER_HOSTNAMES", "a.example, 10.1.2.3"),
+            ("UNRELATED", "x"),
+        ]);
+        let c = Config::load_from(Some(f.path()), &e).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.storage.pool_size, 3, "file value kept when env is silent");
+        assert!(c.testing.manual_clock);
+        assert_eq!(c.server.hostnames, vec!["a.example", "10.1.2.3"]);
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let f = write("[server]\nlisen = \"127.0.0.1:9000\"\n");
+        let err = Config::load_from(Some(f.path()), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{msg}");
+        assert!(
+            msg.contains("server.lisen") && msg.contains("listen"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_section_and_env_are_named() {
+        let f = write("[sever]\nlisten = \"x\"\n");
+        let msg = Config::load_from(Some(f.path()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("[sever]"), "{msg}");
+        let msg = Config::load_from(None, &env(&[("SATELLITE_SERVER_LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("server.listn") && msg.contains("SATELLITE_SERVER_LISTN"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_allowed() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[server]\nlisten = \"nowhere\"\n",
+                "server.listen",
+                "address:port",
+            ),
+            ("[storage]\npool_size = 0\n", "storage.pool_size", "1 to 64"),
+            (
+                "[storage]\npool_size = \"eight\"\n",
+                "storage.pool_size",
+                "1 to 64",
+            ),
+            (
+                "[storage]\nsynchronous = \"off\"\n",
+                "storage.synchronous",
+                "\"full\"",
+            ),
+            ("[log]\nformat = \"xml\"\n", "log.format", "json"),
+            (
+                "[testing]\nmanual_clock = \"yes\"\n",
+                "testing.manual_clock",
+                "true or false",
+            ),
+            (
+                "[server]\nhostnames = [\"bad host\"]\n",
+                "server.hostnames",
+                "host names",
+            ),
+        ];
+        for (text, key, allowed) in cases {
+            let f = write(text);
+            let msg = Config::load_from(Some(f.path()), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(key) && msg.contains(allowed), "{text}: {msg}");
+        }
+        let msg = Config::load_from(None, &env(&[("SATELLITE_STORAGE_POOL_SIZE", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("\"many\"") && msg.contains("SATELLITE_STORAGE_POOL_SIZE"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_and_missing_file() {
+        let f = write("[server\n");
+        assert!(matches!(
+            Config::load_from(Some(f.path()), &[]).unwrap_err(),
+            ConfigError::Syntax { .. }
+        ));
+        assert!(matches!(
+            Config::load_from(Some(Path::new("/nonexistent/satellite.toml")), &[]).unwrap_err(),
+            ConfigError::Unreadable { .. }
+        ));
+    }
+}

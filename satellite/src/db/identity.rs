@@ -1,0 +1,57 @@
+//! The `satellite` row: who this satellite is and where it stands with the cloud.
+
+use diesel::prelude::*;
+
+use super::schema::satellite;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = satellite)]
+pub struct SatelliteRow {
+    pub id: i64,
+    pub satellite_id: String,
+    pub name: String,
+    pub hostname: String,
+    pub created_at: i64,
+    pub state: String,
+    pub registered_at: Option<i64>,
+    pub removed_at: Option<i64>,
+    pub cloud_id: Option<String>,
+    pub account_name: Option<String>,
+    pub cloud_ca_pem: Option<String>,
+    pub certificate_pem: Option<String>,
+    pub export_controlled_allowed: bool,
+    pub registration_request_id: Option<String>,
+    pub last_sync_at: Option<i64>,
+    pub next_sync_due_at: Option<i64>,
+}
+
+/// The satellite row, if the satellite has been initialised.
+pub fn get(conn: &mut SqliteConnection) -> Result<Option<SatelliteRow>> {
+    Ok(satellite::table
+        .select(SatelliteRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Creates the row on first start; a row that exists already is left as it is.
+pub fn insert_if_missing(
+    conn: &mut SqliteConnection,
+    satellite_id: &str,
+    name: &str,
+    hostname: &str,
+    now: i64,
+) -> Result<SatelliteRow> {
+    diesel::insert_or_ignore_into(satellite::table)
+        .values((
+            satellite::id.eq(1),
+            satellite::satellite_id.eq(satellite_id),
+            satellite::name.eq(name),
+            satellite::hostname.eq(hostname),
+            satellite::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(satellite::table
+        .select(SatelliteRow::as_select())
+        .first(conn)?)
+}

@@ -1,0 +1,186 @@
+//! Diesel table definitions, matching `migrations/`. Ids and times are `BigInt` (i64).
+
+diesel::table! {
+    satellite (id) {
+        id -> BigInt,
+        satellite_id -> Text,
+        name -> Text,
+        hostname -> Text,
+        created_at -> BigInt,
+        state -> Text,
+        registered_at -> Nullable<BigInt>,
+        removed_at -> Nullable<BigInt>,
+        cloud_id -> Nullable<Text>,
+        account_name -> Nullable<Text>,
+        cloud_ca_pem -> Nullable<Text>,
+        certificate_pem -> Nullable<Text>,
+        export_controlled_allowed -> Bool,
+        registration_request_id -> Nullable<Text>,
+        last_sync_at -> Nullable<BigInt>,
+        next_sync_due_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    clock_state (id) {
+        id -> BigInt,
+        offset_seconds -> BigInt,
+        high_water -> BigInt,
+    }
+}
+
+diesel::table! {
+    virtual_accounts (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    licenses (id) {
+        id -> BigInt,
+        va_id -> BigInt,
+        tag -> Text,
+        name -> Text,
+        description -> Text,
+        kind -> Text,
+        quantity -> BigInt,
+        start_at -> Nullable<BigInt>,
+        end_at -> Nullable<BigInt>,
+        restricted -> Bool,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    registration_tokens (id) {
+        id -> BigInt,
+        va_id -> BigInt,
+        token_hash -> Text,
+        hint -> Text,
+        description -> Text,
+        created_at -> BigInt,
+        created_by -> Text,
+        expires_at -> BigInt,
+        max_uses -> Nullable<BigInt>,
+        uses -> BigInt,
+        export_controlled -> Bool,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    product_instances (id) {
+        id -> BigInt,
+        uuid -> Text,
+        va_id -> BigInt,
+        pid -> Text,
+        sn -> Text,
+        udi_uuid -> Nullable<Text>,
+        host_id -> Nullable<Text>,
+        mac -> Nullable<Text>,
+        name -> Text,
+        token_id -> Nullable<BigInt>,
+        export_controlled -> Bool,
+        public_key_pem -> Text,
+        cert_serial -> Nullable<Text>,
+        cert_not_after -> Nullable<BigInt>,
+        registered_at -> BigInt,
+        last_contact_at -> BigInt,
+        state -> Text,
+    }
+}
+
+diesel::table! {
+    license_usage (pi_id, tag) {
+        pi_id -> BigInt,
+        tag -> Text,
+        count -> BigInt,
+        requested_at -> BigInt,
+        status -> Text,
+    }
+}
+
+diesel::table! {
+    sync_history (id) {
+        id -> BigInt,
+        bundle_id -> Text,
+        direction -> Text,
+        mode -> Text,
+        sequence -> BigInt,
+        created_at -> BigInt,
+        completed_at -> Nullable<BigInt>,
+        status -> Text,
+        message -> Text,
+    }
+}
+
+diesel::table! {
+    export_requests (id) {
+        id -> BigInt,
+        request_uuid -> Text,
+        pi_id -> BigInt,
+        tag -> Text,
+        count -> BigInt,
+        direction -> Text,
+        state -> Text,
+        sync_id -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> BigInt,
+        kind -> Text,
+        severity -> Text,
+        source_type -> Text,
+        source_id -> Nullable<Text>,
+        va_id -> Nullable<BigInt>,
+        message -> Text,
+        action_due_at -> Nullable<BigInt>,
+        state -> Text,
+        remind_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        kind -> Text,
+        va_name -> Nullable<Text>,
+        pi_uuid -> Nullable<Text>,
+        license_tag -> Nullable<Text>,
+        message -> Text,
+        actor -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::joinable!(licenses -> virtual_accounts (va_id));
+diesel::joinable!(registration_tokens -> virtual_accounts (va_id));
+diesel::joinable!(product_instances -> virtual_accounts (va_id));
+diesel::joinable!(license_usage -> product_instances (pi_id));
+diesel::joinable!(export_requests -> product_instances (pi_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    satellite,
+    clock_state,
+    virtual_accounts,
+    licenses,
+    registration_tokens,
+    product_instances,
+    license_usage,
+    sync_history,
+    export_requests,
+    alerts,
+    events,
+);

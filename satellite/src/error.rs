@@ -1,0 +1,147 @@
+//! The satellite's one error type, mapped once to CLI exit codes ([`Error::exit_code`]) and
+//! once to HTTP responses (the `ResponseError` impl in `http::errors`).
+//!
+//! Each variant has a stable code (`Error::code`) an operator can grep for in logs and that
+//! API clients can match on.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration file, environment variable or flag is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// A command-line argument or request field is malformed.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// The request is well-formed but conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// The satellite is in a state where this cannot be done (e.g. not registered).
+    #[error("{0}")]
+    State(String),
+
+    /// The manual clock was used while `[testing] manual_clock` is off.
+    #[error(
+        "the manual clock is disabled: set `[testing] manual_clock = true` (or \
+         SATELLITE_TESTING_MANUAL_CLOCK=true) to move time by hand; never in production"
+    )]
+    ManualClockDisabled,
+
+    /// The data directory cannot be created or written.
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+
+    #[error("database connection error: {0}")]
+    Pool(String),
+
+    #[error("database migration failed: {0}")]
+    Migration(String),
+
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+
+    #[error("cryptography error: {0}")]
+    Crypto(#[from] openssl::error::ErrorStack),
+
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A short stable code for logs and API bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Invalid(_) => "invalid",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::State(_) => "state",
+            Error::ManualClockDisabled => "manual_clock_disabled",
+            Error::DataDir { .. } => "data_dir",
+            Error::File { .. } => "file",
+            Error::Database(_) => "database",
+            Error::Pool(_) => "database_pool",
+            Error::Migration(_) => "migration",
+            Error::Tls(_) => "tls",
+            Error::Crypto(_) => "crypto",
+            Error::Io(_) => "io",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Exit code of the CLI: 2 for a usage or input error, 1 for a runtime failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_)
+            | Error::Invalid(_)
+            | Error::NotFound(_)
+            | Error::Conflict(_)
+            | Error::State(_)
+            | Error::ManualClockDisabled => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::File {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for Error {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        Error::Pool(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_errors_exit_2_runtime_errors_exit_1() {
+        assert_eq!(Error::invalid("x").exit_code(), 2);
+        assert_eq!(Error::ManualClockDisabled.exit_code(), 2);
+        assert_eq!(Error::Internal("x".into()).exit_code(), 1);
+        assert_eq!(
+            Error::DataDir {
+                path: "/x".into(),
+                reason: "y".into()
+            }
+            .exit_code(),
+            1
+        );
+    }
+}

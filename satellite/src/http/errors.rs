@@ -1,0 +1,112 @@
+//! The one mapping of [`Error`] to HTTP. A 4xx body says exactly what was wrong with the
+//! request; a 5xx body says nothing internal (the detail goes to the log).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::Config(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) | Error::State(_) => StatusCode::CONFLICT,
+            Error::ManualClockDisabled => StatusCode::FORBIDDEN,
+            Error::DataDir { .. }
+            | Error::File { .. }
+            | Error::Database(_)
+            | Error::Pool(_)
+            | Error::Migration(_)
+            | Error::Tls(_)
+            | Error::Crypto(_)
+            | Error::Io(_)
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+            "internal error; see the satellite's log".to_string()
+        } else {
+            self.to_string()
+        };
+        HttpResponse::build(status).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message,
+            },
+        })
+    }
+}
+
+/// Maps a JSON body that could not be read to a 400 (or 413) naming the problem.
+pub fn json_error(err: actix_web::error::JsonPayloadError) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let (status, code) = match &err {
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+        }
+        J::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type"),
+        _ => (StatusCode::BAD_REQUEST, "invalid"),
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: format!("invalid request body: {err}"),
+        },
+    };
+    actix_web::error::InternalError::from_response(err, HttpResponse::build(status).json(body))
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body(e: &Error) -> ErrorBody {
+        let bytes = e.error_response().into_body().try_into_bytes().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn client_errors_say_what_server_errors_hide() {
+        let e = Error::invalid("days must be 1..365, got 400");
+        assert_eq!(e.status_code(), StatusCode::BAD_REQUEST);
+        assert_eq!(body(&e).error.message, "days must be 1..365, got 400");
+
+        let e = Error::Internal("secret path /var/lib/x".into());
+        assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        let b = body(&e);
+        assert_eq!(b.error.code, "internal");
+        assert!(!b.error.message.contains("/var/lib"));
+
+        assert_eq!(
+            Error::NotFound("x".into()).status_code(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            Error::Conflict("x".into()).status_code(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            Error::ManualClockDisabled.status_code(),
+            StatusCode::FORBIDDEN
+        );
+    }
+}

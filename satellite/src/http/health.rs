@@ -1,0 +1,36 @@
+//! Liveness and readiness.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+use diesel::connection::SimpleConnection;
+
+use super::{blocking, AppState};
+use crate::error::Error;
+
+/// `GET /healthz`: the process is up and serving.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: migrations ran, the listeners are bound and the database answers.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if !state.ready.load(Ordering::Acquire) {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "starting" }));
+    }
+    let store = state.store.clone();
+    let db = blocking(move || {
+        store.conn()?.batch_execute("SELECT 1")?;
+        Ok::<_, Error>(())
+    })
+    .await;
+    match db {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: database unavailable");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({ "status": "database unavailable" }))
+        }
+    }
+}

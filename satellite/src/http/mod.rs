@@ -1,0 +1,55 @@
+//! HTTP front end. Handlers only translate between HTTP and the domain modules; they never
+//! touch SQL, and database work runs on the blocking pool (`web::block`), never on an actix
+//! worker thread.
+//!
+//! [`configure`] is the one app factory, used by `satellite serve` and by tests.
+
+pub mod errors;
+mod health;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Store;
+use crate::error::Error;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    /// Set once migrations ran and the listeners are bound.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Registers every route, the request-size limits and the error mapping of body parsing.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        let limit = usize::try_from(state.config.server.max_body_bytes).unwrap_or(usize::MAX);
+        cfg.app_data(web::Data::new(state))
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(|err, _req| errors::json_error(err)),
+            )
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz));
+    }
+}
+
+/// Runs blocking (database) work off the async workers.
+pub async fn blocking<T, F>(f: F) -> Result<T, Error>
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    web::block(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+}

@@ -1,0 +1,22 @@
+//! The satellite: an on-premises license server.
+//!
+//! Layers, from the outside in:
+//! - front ends that only translate: [`cli`] (the `satellite` command) and [`http`]
+//!   (actix-web handlers, one app factory [`http::configure`]);
+//! - the domain: plain functions taking a store connection and a [`clock::Clock`]
+//!   ([`status`], [`identity`], ...);
+//! - persistence: [`db`], diesel on SQLite, one module per table family.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod datadir;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod server;
+pub mod status;
+pub mod tls;
+
+pub use error::{Error, Result};

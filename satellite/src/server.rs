@@ -1,0 +1,90 @@
+//! `satellite serve`: the HTTPS server, with our own SIGINT/SIGTERM handling that stops
+//! accepting, lets in-flight requests finish and closes the store.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+
+use crate::error::{Error, Result};
+use crate::http::{self, AppState};
+use crate::tls;
+
+/// How long in-flight requests get to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves until SIGINT or SIGTERM. Must run inside an actix system.
+pub async fn serve(state: AppState) -> Result<()> {
+    let cfg = state.config.clone();
+    let listen = cfg.server.listen;
+    let workers = match cfg.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n as usize,
+    };
+
+    let app_state = state.clone();
+    let server = HttpServer::new(move || App::new().configure(http::configure(app_state.clone())))
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+
+    let bind_err = |e: std::io::Error| Error::Invalid(format!("cannot listen on {listen}: {e}"));
+    let (server, scheme) = if cfg.server.plain_http {
+        tracing::warn!(
+            "serving PLAIN HTTP ([server] plain_http = true): tokens and device identities \
+             travel unencrypted"
+        );
+        (server.bind(listen).map_err(bind_err)?, "http")
+    } else {
+        let name = crate::config::hostname();
+        let cert = tls::server_cert(
+            &cfg.server,
+            state.store.data_dir(),
+            &name,
+            state.clock.now(),
+        )?;
+        tracing::info!(
+            cert = %cert.cert_path.display(),
+            self_signed = cert.self_signed,
+            sha256_fingerprint = %cert.fingerprint,
+            "TLS certificate"
+        );
+        (
+            server
+                .bind_openssl(listen, tls::acceptor(&cert)?)
+                .map_err(bind_err)?,
+            "https",
+        )
+    };
+    for addr in server.addrs() {
+        tracing::info!(%addr, %scheme, "listening");
+    }
+    let server = server.run();
+    state.ready.store(true, Ordering::Release);
+    tracing::info!("ready");
+
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        tracing::info!(%signal, "shutting down: no new connections, finishing requests in flight");
+        handle.stop(true).await;
+    });
+    server.await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the satellite with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,88 @@
+//! `satellite status`: where the satellite stands, as text or JSON.
+
+use serde::Serialize;
+
+use crate::clock::{self, Clock};
+use crate::db::{identity, stats, Store};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// unregistered, pending, registered or removed.
+    pub state: String,
+    pub satellite_id: String,
+    pub name: String,
+    pub hostname: String,
+    pub version: &'static str,
+    pub account: Option<String>,
+    pub registered_at: Option<String>,
+    pub last_sync_at: Option<String>,
+    pub next_sync_due_at: Option<String>,
+    pub now: String,
+    pub manual_clock: bool,
+    pub counts: stats::Counts,
+}
+
+pub fn status(store: &Store, clock: &dyn Clock) -> Result<Status> {
+    let mut conn = store.conn()?;
+    let row = identity::get(&mut conn)?
+        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    Ok(Status {
+        state: row.state,
+        satellite_id: row.satellite_id,
+        name: row.name,
+        hostname: row.hostname,
+        version: env!("CARGO_PKG_VERSION"),
+        account: row.account_name,
+        registered_at: row.registered_at.map(clock::format),
+        last_sync_at: row.last_sync_at.map(clock::format),
+        next_sync_due_at: row.next_sync_due_at.map(clock::format),
+        now: clock::format(clock.now()),
+        manual_clock: clock.is_manual(),
+        counts: stats::counts(&mut conn)?,
+    })
+}
+
+impl Status {
+    /// The report for people.
+    pub fn to_text(&self) -> String {
+        let or_never = |v: &Option<String>| v.clone().unwrap_or_else(|| "never".into());
+        let c = &self.counts;
+        let mut s = String::new();
+        s.push_str(&format!(
+            "Satellite:          {} ({})\n",
+            self.name, self.satellite_id
+        ));
+        s.push_str(&format!("Registration:       {}\n", self.state));
+        if let Some(a) = &self.account {
+            s.push_str(&format!("Smart account:      {a}\n"));
+        }
+        s.push_str(&format!(
+            "Registered at:      {}\n",
+            or_never(&self.registered_at)
+        ));
+        s.push_str(&format!(
+            "Last sync:          {}\n",
+            or_never(&self.last_sync_at)
+        ));
+        if let Some(d) = &self.next_sync_due_at {
+            s.push_str(&format!("Next sync due:      {d}\n"));
+        }
+        s.push_str(&format!(
+            "Clock:              {}{}\n",
+            self.now,
+            if self.manual_clock {
+                " (MANUAL, testing only)"
+            } else {
+                ""
+            }
+        ));
+        s.push_str(&format!("Virtual accounts:   {}\n", c.virtual_accounts));
+        s.push_str(&format!("License lines:      {}\n", c.licenses));
+        s.push_str(&format!("Tokens:             {}\n", c.tokens));
+        s.push_str(&format!("Product instances:  {}\n", c.product_instances));
+        s.push_str(&format!("Active alerts:      {}\n", c.active_alerts));
+        s.push_str(&format!("Version:            {}\n", self.version));
+        s
+    }
+}

@@ -1,0 +1,318 @@
+//! Helpers for end-to-end tests: find the real binaries, run them as processes on loopback
+//! ports, talk HTTPS to them with certificate verification on, and stop them afterwards.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::X509;
+
+/// A binary of the workspace, built by `cargo build --workspace --bins` before the tests.
+pub fn bin(name: &str) -> PathBuf {
+    // The test executable is target/<profile>/deps/<test>-<hash>; binaries are in <profile>.
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace --bins` before `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// The result of a finished command.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with both streams unless the command exited 0.
+    pub fn ok(self) -> Output {
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs a command to completion (bounded: 120 s) and collects its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = wait_timeout(&mut child, Duration::from_secs(120)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("{cmd:?} did not finish within 120 s");
+    });
+    Output {
+        code: status.code().unwrap_or(-1),
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server process started by a test; killed when dropped, so no test leaves one behind.
+pub struct Server {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `cmd` with its stdout and stderr going to `log`.
+    pub fn start(name: &str, cmd: &mut Command, log: &Path) -> Server {
+        let file = std::fs::File::create(log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Server {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal (libc::SIGTERM, SIGINT, SIGKILL).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of our own child process.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits (bounded) for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = wait_timeout(child, limit)?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A small blocking HTTPS/1.1 client that verifies the server against one trusted
+/// certificate (a CA, or a self-signed server certificate) and the host name `localhost`.
+pub struct Https {
+    pub port: u16,
+    connector: SslConnector,
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Https {
+    pub fn new(port: u16, trusted_pem: &[u8]) -> Https {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).expect("ssl");
+        let cert = X509::from_pem(trusted_pem).expect("trusted certificate PEM");
+        b.cert_store_mut().add_cert(cert).expect("add cert");
+        b.set_verify(SslVerifyMode::PEER);
+        Https {
+            port,
+            connector: b.build(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<Response> {
+        self.request("GET", path, None)
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
+        self.request("POST", path, Some(body.to_string().as_bytes()))
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Response> {
+        let tcp = TcpStream::connect(("127.0.0.1", self.port))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut tls = self
+            .connector
+            .connect("localhost", tcp)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let body = body.unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes())?;
+        tls.write_all(body)?;
+        let mut raw = Vec::new();
+        match tls.read_to_end(&mut raw) {
+            Ok(_) => {}
+            // A peer that closes without close_notify still sent a whole response.
+            Err(e) if !raw.is_empty() => drop(e),
+            Err(e) => return Err(e),
+        }
+        parse_response(&raw)
+    }
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(Response { status, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Polls `path` until it answers 200, for at most `limit`.
+pub fn wait_http_ok(client: &Https, path: &str, limit: Duration, server: &mut Server) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(path) {
+            if r.status == 200 {
+                return;
+            }
+        }
+        assert!(
+            server.running(),
+            "{} exited early:\n{}",
+            server.name,
+            server.log()
+        );
+        assert!(
+            start.elapsed() < limit,
+            "{} did not answer {path} within {limit:?}:\n{}",
+            server.name,
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until `path` exists.
+pub fn wait_file(path: &Path, limit: Duration, server: &mut Server) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            server.running(),
+            "{} exited early:\n{}",
+            server.name,
+            server.log()
+        );
+        assert!(
+            start.elapsed() < limit,
+            "{} never appeared:\n{}",
+            path.display(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
