@@ -64,6 +64,10 @@ pub enum Error {
     #[error("cryptography error: {0}")]
     Crypto(#[from] openssl::error::ErrorStack),
 
+    /// A bundle was refused (malformed, altered, untrusted, expired, for another satellite...).
+    #[error("bundle refused: {0}")]
+    Bundle(#[from] sync_format::Error),
+
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 
@@ -88,6 +92,7 @@ impl Error {
             Error::Migration(_) => "migration",
             Error::Tls(_) => "tls",
             Error::Crypto(_) => "crypto",
+            Error::Bundle(e) => e.code(),
             Error::Io(_) => "io",
             Error::Internal(_) => "internal",
         }
@@ -102,6 +107,7 @@ impl Error {
             | Error::Conflict(_)
             | Error::State(_)
             | Error::ManualClockDisabled => 2,
+            Error::Bundle(e) if !e.is_local_failure() => 2,
             _ => 1,
         }
     }

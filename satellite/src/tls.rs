@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
@@ -25,19 +24,12 @@ const SELF_SIGNED_DAYS: u32 = 825;
 
 /// A new ECDSA P-256 private key.
 pub fn new_p256_key() -> Result<PKey<Private>> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
+    Ok(sync_format::pki::new_p256_key()?)
 }
 
-/// SHA-256 fingerprint of a certificate, as colon-separated upper-case hex (as
-/// `openssl x509 -fingerprint -sha256` prints it).
+/// SHA-256 fingerprint of a certificate, as `openssl x509 -fingerprint -sha256` prints it.
 pub fn fingerprint(cert: &X509) -> Result<String> {
-    let digest = cert.digest(MessageDigest::sha256())?;
-    Ok(digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":"))
+    Ok(sync_format::pki::fingerprint(cert)?)
 }
 
 /// Where the server's certificate and key are, and whether we made them.

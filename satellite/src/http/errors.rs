@@ -25,6 +25,7 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::State(_) => StatusCode::CONFLICT,
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
+            Error::Bundle(e) if !e.is_local_failure() => StatusCode::UNPROCESSABLE_ENTITY,
             Error::DataDir { .. }
             | Error::File { .. }
             | Error::Database(_)
@@ -32,6 +33,7 @@ impl ResponseError for Error {
             | Error::Migration(_)
             | Error::Tls(_)
             | Error::Crypto(_)
+            | Error::Bundle(_)
             | Error::Io(_)
             | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,0 +1,250 @@
+//! The typed payloads of each bundle kind, and the records of their NDJSON entries.
+//!
+//! Every payload carries `payload_version`. A reader refuses a payload newer than it knows
+//! with [`Error::NewerPayload`]; within a version, fields are only ever added as optional
+//! (`#[serde(default)]`), so an older writer's payload still reads.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::BundleKind;
+
+/// A payload type with a version.
+pub trait Versioned {
+    /// The kind of bundle that carries it.
+    const KIND: BundleKind;
+    /// The newest version this build reads and the one it writes.
+    const VERSION: u32;
+}
+
+/// Decodes a JSON payload: a newer `payload_version` is refused before anything else.
+pub fn decode<T: Versioned + DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T> {
+    let invalid = |reason: String| Error::PayloadInvalid {
+        name: name.to_string(),
+        reason,
+    };
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    let version = v
+        .get("payload_version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| invalid("payload_version is missing".into()))?;
+    if version > u64::from(T::VERSION) {
+        return Err(Error::NewerPayload {
+            name: name.to_string(),
+            found: u32::try_from(version).unwrap_or(u32::MAX),
+            supported: T::VERSION,
+        });
+    }
+    serde_json::from_value(v).map_err(|e| invalid(e.to_string()))
+}
+
+/// License kinds, as the cloud defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LicenseKind {
+    Perpetual,
+    Term,
+    Demo,
+    ReportingOnly,
+}
+
+impl LicenseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseKind::Perpetual => "perpetual",
+            LicenseKind::Term => "term",
+            LicenseKind::Demo => "demo",
+            LicenseKind::ReportingOnly => "reporting-only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LicenseKind> {
+        [
+            LicenseKind::Perpetual,
+            LicenseKind::Term,
+            LicenseKind::Demo,
+            LicenseKind::ReportingOnly,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One line of a VA's license pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseLine {
+    /// Entitlement tag devices ask for.
+    pub tag: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub kind: LicenseKind,
+    pub quantity: i64,
+    /// Unix seconds; term and demo licenses count only between start and end.
+    #[serde(default)]
+    pub start: Option<i64>,
+    #[serde(default)]
+    pub end: Option<i64>,
+    /// Export-controlled: handed out only with the cloud's consent.
+    #[serde(default)]
+    pub restricted: bool,
+}
+
+/// A virtual account and its pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualAccount {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub licenses: Vec<LicenseLine>,
+}
+
+/// The smart account the satellite serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    /// Whether tokens may allow export-controlled functionality.
+    pub export_controlled_allowed: bool,
+}
+
+/// `registration-request`: a satellite asks to be registered. Signed by the satellite's
+/// key with a self-signed certificate (proof that it holds the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationRequest {
+    pub payload_version: u32,
+    pub satellite_id: String,
+    pub name: String,
+    pub hostname: String,
+    pub software_version: String,
+    /// The satellite's public key (PEM), to be certified by the cloud.
+    pub public_key_pem: String,
+}
+
+impl Versioned for RegistrationRequest {
+    const KIND: BundleKind = BundleKind::RegistrationRequest;
+    const VERSION: u32 = 1;
+}
+
+/// `registration-authorization`: the cloud's answer, registering the satellite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationAuthorization {
+    pub payload_version: u32,
+    pub satellite_id: String,
+    /// The name the operator gave the satellite in the cloud ("New satellite").
+    pub satellite_name: String,
+    /// The satellite's certificate, signed by the cloud's CA.
+    pub satellite_certificate_pem: String,
+    pub cloud_id: String,
+    /// The cloud's CA certificate, which the satellite pins.
+    pub cloud_ca_pem: String,
+    pub account: Account,
+    pub virtual_accounts: Vec<VirtualAccount>,
+    /// Unix seconds: the first sync is due by then.
+    pub next_sync_due: i64,
+}
+
+impl Versioned for RegistrationAuthorization {
+    const KIND: BundleKind = BundleKind::RegistrationAuthorization;
+    const VERSION: u32 = 1;
+}
+
+/// Counts of the records in a sync request's NDJSON entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCounts {
+    pub product_instances: u64,
+    pub usage: u64,
+    pub export_requests: u64,
+    pub events: u64,
+}
+
+/// `sync-request`: what changed on the satellite since the cloud last acknowledged.
+/// Records travel in `product_instances.ndjson`, `usage.ndjson`, `export_requests.ndjson`
+/// and `events.ndjson`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub payload_version: u32,
+    pub satellite_id: String,
+    /// A full resync (every record) rather than the changes after `from_change`.
+    pub full: bool,
+    /// Changes after this sequence number are included...
+    pub from_change: u64,
+    /// ...up to and including this one.
+    pub to_change: u64,
+    pub counts: SyncCounts,
+}
+
+impl Versioned for SyncRequest {
+    const KIND: BundleKind = BundleKind::SyncRequest;
+    const VERSION: u32 = 1;
+}
+
+/// What happened to a product instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiOp {
+    /// Added, changed or moved to `va`.
+    Upsert,
+    Removed,
+}
+
+/// A record of `product_instances.ndjson`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiRecord {
+    pub change: u64,
+    pub op: PiOp,
+    pub pi: String,
+    pub va: String,
+    pub pid: String,
+    pub sn: String,
+    pub name: String,
+    pub registered_at: i64,
+    pub last_contact_at: i64,
+}
+
+/// A record of `usage.ndjson`: what one device uses of one entitlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub pi: String,
+    pub va: String,
+    pub tag: String,
+    pub count: i64,
+}
+
+/// A record of `events.ndjson`: one event of the satellite's hash-chained log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    #[serde(default)]
+    pub va: Option<String>,
+    #[serde(default)]
+    pub pi: Option<String>,
+    #[serde(default)]
+    pub license: Option<String>,
+    pub message: String,
+    pub actor: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// `sync-response`: the cloud's view, answering one sync request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub payload_version: u32,
+    pub satellite_id: String,
+    /// The sync request (bundle id) this answers.
+    pub acknowledged_request: String,
+    /// The satellite's changes up to this sequence number are now known to the cloud.
+    pub acknowledged_change: u64,
+    pub account: Account,
+    pub virtual_accounts: Vec<VirtualAccount>,
+    /// Unix seconds: the next sync is due by then.
+    pub next_sync_due: i64,
+}
+
+impl Versioned for SyncResponse {
+    const KIND: BundleKind = BundleKind::SyncResponse;
+    const VERSION: u32 = 1;
+}
