@@ -10,4 +10,5 @@ DROP TABLE IF EXISTS registration_tokens;
 DROP TABLE IF EXISTS licenses;
 DROP TABLE IF EXISTS virtual_accounts;
 DROP TABLE IF EXISTS clock_state;
+DROP TABLE IF EXISTS registration_requests;
 DROP TABLE IF EXISTS satellite;

@@ -29,6 +29,16 @@ CREATE TABLE satellite (
     next_sync_due_at BIGINT
 );
 
+-- Registration requests this satellite made; only their answers are accepted, once each.
+CREATE TABLE registration_requests (
+    bundle_id TEXT PRIMARY KEY NOT NULL,
+    created_at BIGINT NOT NULL,
+    -- manual: exported as a file; network: posted to `cloud_url`.
+    mode TEXT NOT NULL CHECK (mode IN ('manual', 'network')),
+    cloud_url TEXT,
+    answered_at BIGINT
+);
+
 -- The injectable clock's state, shared by the server and every CLI command.
 CREATE TABLE clock_state (
     id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),

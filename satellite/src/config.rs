@@ -25,6 +25,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub satellite: SatelliteConfig,
+    pub cloud: CloudConfig,
     pub log: LogConfig,
     pub testing: TestingConfig,
 }
@@ -70,6 +71,14 @@ impl Synchronous {
 #[serde(deny_unknown_fields)]
 pub struct SatelliteConfig {
     pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    pub url: String,
+    pub ca_file: String,
+    pub proxy: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -314,7 +323,11 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
                 .all(|i| matches!(i, V::String(s) if valid_hostname(s))),
             _ => false,
         },
-        ("server", "tls_cert" | "tls_key") | ("satellite", "name") => matches!(v, V::String(_)),
+        ("server", "tls_cert" | "tls_key") | ("satellite", "name") | ("cloud", "ca_file") => {
+            matches!(v, V::String(_))
+        }
+        ("cloud", "url") => matches!(v, V::String(s) if s.is_empty() || s.starts_with("https://")),
+        ("cloud", "proxy") => matches!(v, V::String(s) if s.is_empty() || s.starts_with("http://")),
         ("server", "plain_http") | ("testing", "manual_clock") => matches!(v, V::Boolean(_)),
         ("server", "max_body_bytes") => int_in(1024, 64 * 1024 * 1024),
         ("server", "workers") => int_in(0, 256),
@@ -340,6 +353,9 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
             "a path to a PEM file, or \"\" for the self-made certificate"
         }
         ("satellite", "name") => "a string (empty means the host name)",
+        ("cloud", "ca_file") => "a path to a PEM file, or \"\"",
+        ("cloud", "url") => "an https:// URL, or \"\" (plain HTTP to the cloud is never used)",
+        ("cloud", "proxy") => "an http:// proxy URL such as http://proxy.example:3128, or \"\"",
         ("server", "plain_http") | ("testing", "manual_clock") => "true or false",
         ("server", "max_body_bytes") => "an integer from 1024 to 67108864",
         ("server", "workers") => "an integer from 0 (one per core) to 256",

@@ -64,6 +64,10 @@ pub enum Error {
     #[error("cryptography error: {0}")]
     Crypto(#[from] openssl::error::ErrorStack),
 
+    /// The cloud could not be reached, or refused what we sent.
+    #[error("{0}")]
+    Cloud(String),
+
     /// A bundle was refused (malformed, altered, untrusted, expired, for another satellite...).
     #[error("bundle refused: {0}")]
     Bundle(#[from] sync_format::Error),
@@ -92,6 +96,7 @@ impl Error {
             Error::Migration(_) => "migration",
             Error::Tls(_) => "tls",
             Error::Crypto(_) => "crypto",
+            Error::Cloud(_) => "cloud",
             Error::Bundle(e) => e.code(),
             Error::Io(_) => "io",
             Error::Internal(_) => "internal",

@@ -9,12 +9,14 @@
 
 pub mod cli;
 pub mod clock;
+pub mod cloud_client;
 pub mod config;
 pub mod datadir;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod registration;
 pub mod server;
 pub mod status;
 pub mod tls;

@@ -74,7 +74,7 @@ pub async fn serve(state: AppState) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
+pub async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

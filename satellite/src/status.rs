@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::clock::{self, Clock};
-use crate::db::{identity, stats, Store};
+use crate::db::{alerts, identity, pools, stats, Store};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,7 +20,28 @@ pub struct Status {
     pub next_sync_due_at: Option<String>,
     pub now: String,
     pub manual_clock: bool,
+    pub export_controlled_allowed: bool,
     pub counts: stats::Counts,
+    /// Kinds of the active alerts.
+    pub alerts: Vec<String>,
+    pub virtual_accounts: Vec<VaStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VaStatus {
+    pub name: String,
+    pub licenses: Vec<LicenseStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LicenseStatus {
+    pub tag: String,
+    pub name: String,
+    pub kind: String,
+    pub quantity: i64,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub restricted: bool,
 }
 
 pub fn status(store: &Store, clock: &dyn Clock) -> Result<Status> {
@@ -39,7 +60,30 @@ pub fn status(store: &Store, clock: &dyn Clock) -> Result<Status> {
         next_sync_due_at: row.next_sync_due_at.map(clock::format),
         now: clock::format(clock.now()),
         manual_clock: clock.is_manual(),
+        export_controlled_allowed: row.export_controlled_allowed,
         counts: stats::counts(&mut conn)?,
+        alerts: alerts::active(&mut conn)?
+            .into_iter()
+            .map(|a| a.kind)
+            .collect(),
+        virtual_accounts: pools::all(&mut conn)?
+            .into_iter()
+            .map(|(va, lines)| VaStatus {
+                name: va.name,
+                licenses: lines
+                    .into_iter()
+                    .map(|l| LicenseStatus {
+                        tag: l.tag,
+                        name: l.name,
+                        kind: l.kind,
+                        quantity: l.quantity,
+                        start: l.start_at.map(clock::format),
+                        end: l.end_at.map(clock::format),
+                        restricted: l.restricted,
+                    })
+                    .collect(),
+            })
+            .collect(),
     })
 }
 
@@ -83,6 +127,31 @@ impl Status {
         s.push_str(&format!("Product instances:  {}\n", c.product_instances));
         s.push_str(&format!("Active alerts:      {}\n", c.active_alerts));
         s.push_str(&format!("Version:            {}\n", self.version));
+        if !self.alerts.is_empty() {
+            s.push_str(&format!("Alerts:             {}\n", self.alerts.join("; ")));
+        }
+        for va in &self.virtual_accounts {
+            s.push_str(&format!("\nVirtual account {:?}\n", va.name));
+            if va.licenses.is_empty() {
+                s.push_str("  (no licenses)\n");
+            }
+            for l in &va.licenses {
+                let term = match (&l.start, &l.end) {
+                    (Some(a), Some(b)) => format!(" {a} .. {b}"),
+                    (None, Some(b)) => format!(" until {b}"),
+                    _ => String::new(),
+                };
+                s.push_str(&format!(
+                    "  {:<40} {:>8} purchased  {}{}{}  ({})\n",
+                    l.name,
+                    l.quantity,
+                    l.kind,
+                    if l.restricted { ", restricted" } else { "" },
+                    term,
+                    l.tag
+                ));
+            }
+        }
         s
     }
 }

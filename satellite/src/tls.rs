@@ -8,12 +8,12 @@ use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{PKey, PKeyRef, Private};
 use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod, SslVersion};
 use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
-use openssl::x509::{X509NameBuilder, X509};
+use openssl::x509::{X509NameBuilder, X509Ref, X509};
 
 use crate::config::ServerConfig;
 use crate::datadir;
@@ -88,7 +88,13 @@ pub fn server_cert(
         });
     }
     let key = new_p256_key()?;
-    let cert = self_signed(&key, name, &cfg.hostnames, now)?;
+    let cert = server_certificate(
+        &key,
+        &format!("satellite {name}"),
+        &cfg.hostnames,
+        now,
+        None,
+    )?;
     datadir::write_private(&key_path, &key.private_key_to_pem_pkcs8()?)?;
     datadir::write_public(&cert_path, &cert.to_pem()?)?;
     let fp = fingerprint(&cert)?;
@@ -115,16 +121,18 @@ fn usable_existing(cert_path: &Path, key_path: &Path, now: i64) -> Option<X509> 
     (matches && valid).then_some(cert)
 }
 
-/// A self-signed server certificate for `hostnames` plus the loopback names.
-pub fn self_signed(
+/// A server certificate for `hostnames` plus the loopback names: self-signed, or issued by
+/// `issuer` (certificate and key of a CA).
+pub fn server_certificate(
     key: &PKey<Private>,
     name: &str,
     hostnames: &[String],
     now: i64,
+    issuer: Option<(&X509Ref, &PKeyRef<Private>)>,
 ) -> Result<X509> {
     let mut subject = X509NameBuilder::new()?;
-    subject.append_entry_by_nid(Nid::COMMONNAME, &format!("satellite {name}"))?;
-    subject.append_entry_by_nid(Nid::ORGANIZATIONNAME, "satellite (self-signed)")?;
+    subject.append_entry_by_nid(Nid::COMMONNAME, name)?;
+    subject.append_entry_by_nid(Nid::ORGANIZATIONNAME, "satellite")?;
     let subject = subject.build();
 
     let mut b = X509::builder()?;
@@ -134,7 +142,10 @@ pub fn self_signed(
     let serial = serial.to_asn1_integer()?;
     b.set_serial_number(&serial)?;
     b.set_subject_name(&subject)?;
-    b.set_issuer_name(&subject)?;
+    match issuer {
+        Some((ca, _)) => b.set_issuer_name(ca.subject_name())?,
+        None => b.set_issuer_name(&subject)?,
+    }
     b.set_pubkey(key)?;
     let not_before = Asn1Time::from_unix(now - 3600)?;
     let not_after = Asn1Time::from_unix(now + i64::from(SELF_SIGNED_DAYS) * 86_400)?;
@@ -152,13 +163,16 @@ pub fn self_signed(
             san.dns(n);
         }
     }
-    let ctx = b.x509v3_context(None, None);
+    let ctx = b.x509v3_context(issuer.map(|(ca, _)| ca), None);
     let san = san.build(&ctx)?;
     b.append_extension(san)?;
     b.append_extension(BasicConstraints::new().critical().build()?)?;
     b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
     b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-    b.sign(key, MessageDigest::sha256())?;
+    b.sign(
+        issuer.map_or(key.as_ref(), |(_, k)| k),
+        MessageDigest::sha256(),
+    )?;
     Ok(b.build())
 }
 
@@ -205,7 +219,8 @@ mod tests {
     #[test]
     fn certificate_names_include_loopback_and_configured_hosts() {
         let key = new_p256_key().unwrap();
-        let cert = self_signed(&key, "t", &["sat.example".into(), "10.0.0.5".into()], 0).unwrap();
+        let names = ["sat.example".into(), "10.0.0.5".into()];
+        let cert = server_certificate(&key, "t", &names, 0, None).unwrap();
         let sans = cert.subject_alt_names().unwrap();
         let dns: Vec<_> = sans
             .iter()

@@ -256,6 +256,11 @@ pub enum Trust<'a> {
     /// registration request, whose sender nobody has certified yet). The caller decides
     /// whether to trust the key.
     SelfSigned,
+    /// The chain must end in a self-signed CA certificate that `signer.pem` itself carries,
+    /// and lead to it. Trust on first use: a satellite registering with a cloud it has no CA
+    /// for yet reads the authorization this way, then checks that the payload names the same
+    /// CA and pins it. Whenever the caller has a CA, it passes [`Trust::Anchors`] instead.
+    EmbeddedRoot,
 }
 
 /// Verifies `chain` (leaf first) under `trust` at time `now` (Unix seconds).
@@ -283,6 +288,22 @@ pub fn verify_chain(chain: &[X509], trust: Trust<'_>, now: i64) -> Result<()> {
                 ));
             }
             Ok(())
+        }
+        Trust::EmbeddedRoot => {
+            let root = chain.last().filter(|_| chain.len() >= 2).ok_or_else(|| {
+                Error::UntrustedSigner("signer.pem carries no CA certificate".into())
+            })?;
+            let root_key = root.public_key()?;
+            if !root.verify(&root_key).unwrap_or(false) {
+                return Err(Error::UntrustedSigner(
+                    "the last certificate of signer.pem is not a self-signed CA".into(),
+                ));
+            }
+            verify_chain(
+                &chain[..chain.len() - 1],
+                Trust::Anchors(std::slice::from_ref(root)),
+                now,
+            )
         }
         Trust::Anchors(anchors) => {
             let mut store = X509StoreBuilder::new()?;
@@ -372,6 +393,22 @@ mod tests {
         let later = now + 400 * 86_400;
         let err = verify_chain(&[leaf], Trust::Anchors(&[ca]), later).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn embedded_root_needs_a_self_signed_ca_at_the_end_of_the_chain() {
+        let now = 1_800_000_000;
+        let ca_key = new_p256_key().unwrap();
+        let ca = self_signed(&ca_key, &spec("ca", CertRole::Ca, now)).unwrap();
+        let key = new_p256_key().unwrap();
+        let leaf = issue(&ca, &ca_key, &key, &spec("leaf", CertRole::Signer, now)).unwrap();
+        verify_chain(&[leaf.clone(), ca.clone()], Trust::EmbeddedRoot, now).unwrap();
+        // No CA carried: refused.
+        assert!(verify_chain(std::slice::from_ref(&leaf), Trust::EmbeddedRoot, now).is_err());
+        // A CA that did not issue the leaf: refused.
+        let other_key = new_p256_key().unwrap();
+        let other = self_signed(&other_key, &spec("other", CertRole::Ca, now)).unwrap();
+        assert!(verify_chain(&[leaf, other], Trust::EmbeddedRoot, now).is_err());
     }
 
     #[test]

@@ -316,3 +316,50 @@ pub fn wait_file(path: &Path, limit: Duration, server: &mut Server) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Every row of every table of a SQLite database, as text, to compare a store before and
+/// after something that must change nothing.
+pub fn dump_sqlite(path: &Path) -> String {
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+
+    #[derive(QueryableByName)]
+    struct One {
+        #[diesel(sql_type = Text)]
+        v: String,
+    }
+    let mut c = SqliteConnection::establish(&path.to_string_lossy())
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let tables: Vec<One> = diesel::sql_query(
+        "SELECT name AS v FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .load(&mut c)
+    .expect("tables");
+    let mut out = String::new();
+    for t in tables {
+        let cols: Vec<One> = diesel::sql_query(format!(
+            "SELECT name AS v FROM pragma_table_info('{}') ORDER BY cid",
+            t.v
+        ))
+        .load(&mut c)
+        .expect("columns");
+        let expr = cols
+            .iter()
+            .map(|c| format!("quote(\"{}\")", c.v))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let rows: Vec<One> = diesel::sql_query(format!(
+            "SELECT {expr} AS v FROM \"{}\" ORDER BY rowid",
+            t.v
+        ))
+        .load(&mut c)
+        .expect("rows");
+        out.push_str(&format!("== {}\n", t.v));
+        for r in rows {
+            out.push_str(&r.v);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,4 +1,5 @@
-//! End-to-end test support for the satellite workspace: process and HTTPS helpers
-//! ([`harness`]). The mock cloud and the device simulator live here too as they are built.
+//! End-to-end test support for the satellite workspace: the mock cloud ([`cloud`], binary
+//! `mock-cloud`) and process/HTTPS helpers for the tests ([`harness`]).
 
+pub mod cloud;
 pub mod harness;

@@ -1,8 +1,12 @@
 //! Persistence: the SQLite store behind an r2d2 pool, its migrations, and one module per
 //! table family. Nothing outside `db` writes SQL.
 
+pub mod alerts;
 pub mod clock;
+pub mod events;
 pub mod identity;
+pub mod pools;
+pub mod registration;
 pub mod schema;
 pub mod stats;
 

@@ -22,6 +22,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    registration_requests (bundle_id) {
+        bundle_id -> Text,
+        created_at -> BigInt,
+        mode -> Text,
+        cloud_url -> Nullable<Text>,
+        answered_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     clock_state (id) {
         id -> BigInt,
         offset_seconds -> BigInt,
@@ -173,6 +183,7 @@ diesel::joinable!(export_requests -> product_instances (pi_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     satellite,
+    registration_requests,
     clock_state,
     virtual_accounts,
     licenses,

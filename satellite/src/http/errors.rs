@@ -26,6 +26,7 @@ impl ResponseError for Error {
             Error::Conflict(_) | Error::State(_) => StatusCode::CONFLICT,
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
             Error::Bundle(e) if !e.is_local_failure() => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Cloud(_) => StatusCode::BAD_GATEWAY,
             Error::DataDir { .. }
             | Error::File { .. }
             | Error::Database(_)

@@ -61,3 +61,118 @@ fn wait_pem(path: &Path) -> Vec<u8> {
     }
     panic!("{} is not a certificate", path.display());
 }
+
+/// A mock cloud's data directory and command line.
+pub struct MockCloud {
+    pub dir: PathBuf,
+}
+
+impl MockCloud {
+    pub fn new(dir: &Path) -> MockCloud {
+        MockCloud {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin("mock-cloud"));
+        c.env_remove("RUST_LOG")
+            .env("MOCK_CLOUD_TESTING_MANUAL_CLOCK", "true")
+            .arg("--data-dir")
+            .arg(&self.dir);
+        c
+    }
+
+    /// Runs `mock-cloud ARGS...` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        harness::run(self.command().args(args))
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt.pem")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.join("mock-cloud.db")
+    }
+
+    /// An account "Acme" (export-controlled allowed) with VAs Lab, Ops and Spare and a few
+    /// license lines.
+    pub fn seed(&self) {
+        self.run(&["account", "create", "Acme", "--export-controlled"])
+            .ok();
+        for va in ["Lab", "Ops", "Spare"] {
+            self.run(&["va", "create", "Acme", va]).ok();
+        }
+        self.run(&[
+            "license",
+            "add",
+            "--va",
+            "Lab",
+            "--tag",
+            "regid.example.dna-advantage",
+            "--name",
+            "DNA Advantage",
+            "--count",
+            "50",
+        ])
+        .ok();
+        self.run(&[
+            "license",
+            "add",
+            "--va",
+            "Lab",
+            "--tag",
+            "regid.example.sec",
+            "--name",
+            "Security, \"Plus\"",
+            "--count",
+            "5",
+            "--kind",
+            "term",
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2030-01-01",
+        ])
+        .ok();
+        self.run(&[
+            "license",
+            "add",
+            "--va",
+            "Ops",
+            "--tag",
+            "regid.example.hsec",
+            "--name",
+            "HSECK9",
+            "--count",
+            "2",
+            "--restricted",
+        ])
+        .ok();
+    }
+
+    /// `mock-cloud serve` on a free loopback port.
+    pub fn serve(&self, log_dir: &Path, extra: &[&str]) -> (Server, u16) {
+        let port = free_port();
+        let mut cmd = self.command();
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra);
+        let mut server = Server::start("mock-cloud", &mut cmd, &log_dir.join("mock-cloud.log"));
+        let ca = self.ca();
+        harness::wait_file(&ca, Duration::from_secs(30), &mut server);
+        let https = Https::new(port, &wait_pem(&ca));
+        harness::wait_http_ok(&https, "/healthz", Duration::from_secs(30), &mut server);
+        (server, port)
+    }
+}
+
+/// `satellite status --json` of the satellite in `dir`.
+pub fn status(dir: &Path) -> serde_json::Value {
+    sat(dir, &["status", "--json"]).ok().json()
+}
+
+/// The satellite's database in `dir`.
+pub fn sat_db(dir: &Path) -> PathBuf {
+    dir.join("data/satellite.db")
+}

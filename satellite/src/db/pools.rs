@@ -1,0 +1,95 @@
+//! Virtual accounts and their license pools, as the cloud last told us.
+
+use diesel::prelude::*;
+use sync_format::payload::{LicenseLine, VirtualAccount};
+
+use super::schema::{licenses, virtual_accounts};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = virtual_accounts)]
+pub struct VaRow {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = licenses)]
+pub struct LicenseRow {
+    pub id: i64,
+    pub va_id: i64,
+    pub tag: String,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub quantity: i64,
+    pub start_at: Option<i64>,
+    pub end_at: Option<i64>,
+    pub restricted: bool,
+    pub updated_at: i64,
+}
+
+/// Makes the store's VAs and pools those of `vas`: VAs are added or updated by name (never
+/// deleted: their devices and history stay), every license line is replaced.
+pub fn replace(conn: &mut SqliteConnection, now: i64, vas: &[VirtualAccount]) -> Result<()> {
+    diesel::delete(licenses::table).execute(conn)?;
+    for va in vas {
+        diesel::insert_into(virtual_accounts::table)
+            .values((
+                virtual_accounts::name.eq(&va.name),
+                virtual_accounts::description.eq(&va.description),
+                virtual_accounts::created_at.eq(now),
+            ))
+            .on_conflict(virtual_accounts::name)
+            .do_update()
+            .set(virtual_accounts::description.eq(&va.description))
+            .execute(conn)?;
+        let va_id: i64 = virtual_accounts::table
+            .select(virtual_accounts::id)
+            .filter(virtual_accounts::name.eq(&va.name))
+            .first(conn)?;
+        for l in &va.licenses {
+            insert_line(conn, now, va_id, l)?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_line(conn: &mut SqliteConnection, now: i64, va_id: i64, l: &LicenseLine) -> Result<()> {
+    diesel::insert_into(licenses::table)
+        .values((
+            licenses::va_id.eq(va_id),
+            licenses::tag.eq(&l.tag),
+            licenses::name.eq(&l.name),
+            licenses::description.eq(&l.description),
+            licenses::kind.eq(l.kind.as_str()),
+            licenses::quantity.eq(l.quantity),
+            licenses::start_at.eq(l.start),
+            licenses::end_at.eq(l.end),
+            licenses::restricted.eq(l.restricted),
+            licenses::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every VA with its license lines, by name.
+pub fn all(conn: &mut SqliteConnection) -> Result<Vec<(VaRow, Vec<LicenseRow>)>> {
+    let vas: Vec<VaRow> = virtual_accounts::table
+        .select(VaRow::as_select())
+        .order(virtual_accounts::name)
+        .load(conn)?;
+    let lines: Vec<LicenseRow> = licenses::table
+        .select(LicenseRow::as_select())
+        .order((licenses::tag, licenses::id))
+        .load(conn)?;
+    Ok(vas
+        .into_iter()
+        .map(|va| {
+            let mine = lines.iter().filter(|l| l.va_id == va.id).cloned().collect();
+            (va, mine)
+        })
+        .collect())
+}

@@ -1,0 +1,490 @@
+//! Registering the satellite with the cloud, by file or over the network.
+//!
+//! 1. [`make_request`] writes a registration request bundle (our id, name, host name,
+//!    version, public key), signed with our key under a self-signed certificate, and records
+//!    its id: only an answer to a request we made is accepted, and only once.
+//! 2. The cloud turns it into an authorization bundle: our certificate signed by its CA, its
+//!    CA, the smart account, the virtual accounts and their pools.
+//! 3. [`import_authorization`] verifies it and registers the satellite in one transaction.
+//!
+//! Trust in the cloud's CA: the CA of `[cloud] ca_file` if configured, else the CA an earlier
+//! registration pinned, else (first registration by file) the CA the authorization carries,
+//! which must then have signed it and be the CA the payload names; it is pinned from then on.
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use openssl::asn1::Asn1Time;
+use openssl::x509::X509;
+use sync_format::manifest::{BundleKind, Header, ANY_RECEIVER};
+use sync_format::payload::{RegistrationAuthorization, RegistrationRequest};
+use sync_format::pki::{self, CertRole, CertSpec, Signer, Trust};
+use sync_format::{BundleWriter, ReadOptions};
+
+use crate::clock::{self, Clock, DAY};
+use crate::cloud_client::{Answer, CloudClient};
+use crate::config::Config;
+use crate::db::{alerts, events, identity, pools, registration as reg, Store};
+use crate::error::{Error, Result};
+
+/// How long a registration request may wait for its answer.
+const REQUEST_VALID_DAYS: i64 = 30;
+
+/// The alert raised while the cloud holds a network registration request (seed 001,
+/// "Satellite Alert Messages").
+pub const AUTHORIZATION_PENDING: &str = "Authorization Pending";
+const AUTHORIZATION_PENDING_TEXT: &str =
+    "A satellite Authorization File is required to complete the registration process.";
+
+/// Writes a registration request bundle and records it. `mode` is "manual" or "network".
+pub fn make_request(
+    store: &Store,
+    config: &Config,
+    clock: &dyn Clock,
+    mode: &str,
+    cloud_url: Option<&str>,
+) -> Result<(Vec<u8>, String)> {
+    let now = clock.now();
+    let mut conn = store.conn()?;
+    let me = identity::get(&mut conn)?
+        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    if me.state == "registered" {
+        return Err(Error::State(format!(
+            "the satellite is already registered with the smart account {:?}; a satellite \
+             registers again only after it has been removed",
+            me.account_name.unwrap_or_default()
+        )));
+    }
+    let key = crate::identity::signing_key(store.data_dir())?;
+    let name = config.satellite_name();
+    let cert = pki::self_signed(
+        &key,
+        &CertSpec {
+            common_name: &format!("satellite {name}"),
+            organization: "satellite registration request",
+            role: CertRole::Signer,
+            now,
+            days: REQUEST_VALID_DAYS as u32,
+        },
+    )?;
+    let public_key_pem =
+        String::from_utf8(key.public_key_to_pem()?).map_err(|e| Error::Internal(e.to_string()))?;
+    let bundle_id = uuid::Uuid::new_v4().to_string();
+    let header = Header {
+        kind: BundleKind::RegistrationRequest,
+        bundle_id: bundle_id.clone(),
+        sender: me.satellite_id.clone(),
+        receiver: ANY_RECEIVER.to_string(),
+        sequence: u64::try_from(reg::request_count(&mut conn)?).unwrap_or(0) + 1,
+        created_at: now,
+        not_after: now + REQUEST_VALID_DAYS * DAY,
+        in_reply_to: None,
+    };
+    let mut w = BundleWriter::new(Cursor::new(Vec::new()), header)?;
+    w.payload(&RegistrationRequest {
+        payload_version: 1,
+        satellite_id: me.satellite_id.clone(),
+        name,
+        hostname: crate::config::hostname(),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+        public_key_pem,
+    })?;
+    let (out, _) = w.finish(&Signer::new(key, vec![cert])?)?;
+    reg::insert_request(&mut conn, &bundle_id, now, mode, cloud_url)?;
+    tracing::info!(%bundle_id, mode, "made a registration request");
+    Ok((out.into_inner(), bundle_id))
+}
+
+/// What a successful registration brought.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Registered {
+    pub account: String,
+    pub cloud_id: String,
+    pub virtual_accounts: Vec<String>,
+    pub license_lines: usize,
+    pub export_controlled_allowed: bool,
+    pub next_sync_due: String,
+}
+
+/// The CA this satellite trusts for the cloud before reading an authorization, if any.
+fn trusted_ca(config: &Config, pinned: Option<&str>) -> Result<Option<X509>> {
+    let pem = if !config.cloud.ca_file.is_empty() {
+        let path = std::path::Path::new(&config.cloud.ca_file);
+        std::fs::read(path).map_err(|e| Error::file(path, e))?
+    } else if let Some(p) = pinned {
+        p.as_bytes().to_vec()
+    } else {
+        return Ok(None);
+    };
+    X509::from_pem(&pem)
+        .map(Some)
+        .map_err(|e| Error::invalid(format!("the cloud CA is not a PEM certificate: {e}")))
+}
+
+/// Verifies an authorization bundle and registers the satellite with what it carries.
+/// Refusals change nothing and say why.
+pub fn import_authorization(
+    store: &Store,
+    config: &Config,
+    clock: &dyn Clock,
+    bytes: &[u8],
+) -> Result<Registered> {
+    let now = clock.now();
+    let mut conn = store.conn()?;
+    let me = identity::get(&mut conn)?
+        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+
+    let anchor = trusted_ca(config, me.cloud_ca_pem.as_deref())?;
+    let anchors: Vec<X509> = anchor.iter().cloned().collect();
+    let trust = if anchors.is_empty() {
+        Trust::EmbeddedRoot
+    } else {
+        Trust::Anchors(&anchors)
+    };
+    let opts = ReadOptions::new(
+        BundleKind::RegistrationAuthorization,
+        trust,
+        Some(&me.satellite_id),
+        now,
+    );
+    let mut bundle = sync_format::open(Cursor::new(bytes), &opts)?;
+    let auth: RegistrationAuthorization = bundle.payload()?;
+    let manifest = bundle.manifest().clone();
+
+    // An answer to a request we made, not yet answered.
+    let Some(request_id) = manifest.in_reply_to.as_deref() else {
+        return Err(Error::Conflict(
+            "this authorization does not answer any registration request".into(),
+        ));
+    };
+    let Some(request) = reg::request(&mut conn, request_id)? else {
+        return Err(Error::Conflict(format!(
+            "this authorization answers registration request {request_id}, which this \
+             satellite never made (was it made for another satellite or another data directory?)"
+        )));
+    };
+    if let Some(at) = request.answered_at {
+        return Err(Error::Conflict(format!(
+            "this authorization was already imported at {}; nothing changed",
+            clock::format(at)
+        )));
+    }
+    if auth.satellite_id != me.satellite_id {
+        return Err(Error::Conflict(format!(
+            "this authorization is for satellite {}, not for this one ({})",
+            auth.satellite_id, me.satellite_id
+        )));
+    }
+
+    // The CA it names is the one that signed it, and the one we trust.
+    let ca = X509::from_pem(auth.cloud_ca_pem.as_bytes())
+        .map_err(|e| Error::invalid(format!("the authorization's cloud CA is not valid: {e}")))?;
+    let signing_root = match &anchor {
+        Some(a) => a.clone(),
+        None => bundle
+            .signer_chain()
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::Internal("empty signer chain".into()))?,
+    };
+    if ca.to_der()? != signing_root.to_der()? {
+        return Err(Error::Conflict(format!(
+            "the authorization names the cloud CA {:?} but was signed under {:?}, the CA this \
+             satellite trusts; refusing it",
+            pki::fingerprint(&ca)?,
+            pki::fingerprint(&signing_root)?
+        )));
+    }
+
+    // Our certificate: for our key, issued by that CA, valid now.
+    let cert = X509::from_pem(auth.satellite_certificate_pem.as_bytes()).map_err(|e| {
+        Error::invalid(format!(
+            "the authorization's satellite certificate is not valid: {e}"
+        ))
+    })?;
+    let key = crate::identity::signing_key(store.data_dir())?;
+    if !cert.public_key()?.public_eq(&key) {
+        return Err(Error::Conflict(
+            "the authorization certifies another key than this satellite's".into(),
+        ));
+    }
+    let at = Asn1Time::from_unix(now)?;
+    let ca_key = ca.public_key()?;
+    if !cert.verify(&ca_key).unwrap_or(false) || cert.not_before() > at || cert.not_after() < at {
+        return Err(Error::Conflict(
+            "the satellite certificate in the authorization is not issued by the cloud CA or \
+             not valid now"
+                .into(),
+        ));
+    }
+
+    let lines = auth.virtual_accounts.iter().map(|v| v.licenses.len()).sum();
+    let va_names: Vec<String> = auth
+        .virtual_accounts
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
+    let ca_pem = String::from_utf8(ca.to_pem()?).map_err(|e| Error::Internal(e.to_string()))?;
+    conn.immediate_transaction::<_, Error, _>(|conn| {
+        reg::set_registered(
+            conn,
+            now,
+            &reg::Registered {
+                name: &auth.satellite_name,
+                cloud_id: &manifest.sender,
+                account_name: &auth.account.name,
+                cloud_ca_pem: &ca_pem,
+                certificate_pem: &auth.satellite_certificate_pem,
+                export_controlled_allowed: auth.account.export_controlled_allowed,
+                next_sync_due_at: auth.next_sync_due,
+            },
+        )?;
+        pools::replace(conn, now, &auth.virtual_accounts)?;
+        reg::mark_answered(conn, request_id, now)?;
+        alerts::clear(conn, now, AUTHORIZATION_PENDING)?;
+        events::append(
+            conn,
+            now,
+            &events::NewEvent {
+                kind: "satellite_registered",
+                message: format!(
+                    "The satellite \"{}\" was registered to the Smart Account \"{}\" with the \
+                     Virtual Accounts {}.",
+                    auth.satellite_name,
+                    auth.account.name,
+                    va_names
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                actor: "system",
+                ..Default::default()
+            },
+        )?;
+        Ok(())
+    })?;
+    tracing::info!(account = %auth.account.name, vas = ?va_names, "satellite registered");
+    Ok(Registered {
+        account: auth.account.name,
+        cloud_id: manifest.sender,
+        virtual_accounts: va_names,
+        license_lines: lines,
+        export_controlled_allowed: auth.account.export_controlled_allowed,
+        next_sync_due: clock::format(auth.next_sync_due),
+    })
+}
+
+/// How a network registration ended.
+#[derive(Debug)]
+pub enum NetworkOutcome {
+    Registered(Registered),
+    /// The cloud holds the request for an operator's approval.
+    Pending {
+        request_id: String,
+        message: String,
+    },
+}
+
+/// Registers over HTTPS: posts a request (or, if one is pending, asks for its answer), and
+/// imports the authorization when the cloud gives it, waiting up to `wait`.
+pub fn register_network(
+    store: &Store,
+    config: &Config,
+    clock: &dyn Clock,
+    url: &str,
+    ca_override: Option<&std::path::Path>,
+    wait: Duration,
+) -> Result<NetworkOutcome> {
+    let mut conn = store.conn()?;
+    let me = identity::get(&mut conn)?
+        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let ca_pem = match ca_override {
+        Some(p) => std::fs::read(p).map_err(|e| Error::file(p, e))?,
+        None => match trusted_ca(config, me.cloud_ca_pem.as_deref())? {
+            Some(ca) => ca.to_pem()?,
+            None => {
+                return Err(Error::invalid(
+                    "no CA to trust for the cloud: set [cloud] ca_file (or \
+                     SATELLITE_CLOUD_CA_FILE) or pass --ca FILE; TLS verification is never \
+                     disabled",
+                ))
+            }
+        },
+    };
+    let client = CloudClient::new(url, &ca_pem, &config.cloud.proxy)?;
+
+    // The request the cloud holds, if we are waiting for one from this cloud.
+    let pending = match (me.state.as_str(), me.registration_request_id.as_deref()) {
+        ("pending", Some(id)) => reg::request(&mut conn, id)?
+            .filter(|r| r.answered_at.is_none() && r.cloud_url.as_deref() == Some(url)),
+        _ => None,
+    };
+    let (mut answer, request_id) = match pending {
+        Some(r) => (
+            client.poll_registration(&me.satellite_id, &r.bundle_id)?,
+            r.bundle_id,
+        ),
+        None => {
+            let (bytes, id) = make_request(store, config, clock, "network", Some(url))?;
+            (client.register(&bytes)?, id)
+        }
+    };
+    let started = Instant::now();
+    loop {
+        match answer {
+            Answer::Bundle(bytes) => {
+                return import_authorization(store, config, clock, &bytes)
+                    .map(NetworkOutcome::Registered)
+            }
+            Answer::Pending(message) => {
+                if started.elapsed() >= wait {
+                    mark_pending(store, clock, &request_id)?;
+                    return Ok(NetworkOutcome::Pending {
+                        request_id,
+                        message,
+                    });
+                }
+                std::thread::sleep(Duration::from_secs(2).min(wait));
+                answer = client.poll_registration(&me.satellite_id, &request_id)?;
+            }
+        }
+    }
+}
+
+fn mark_pending(store: &Store, clock: &dyn Clock, request_id: &str) -> Result<()> {
+    let now = clock.now();
+    let mut conn = store.conn()?;
+    conn.immediate_transaction::<_, Error, _>(|conn| {
+        reg::set_pending(conn, request_id)?;
+        alerts::raise(
+            conn,
+            now,
+            &alerts::NewAlert {
+                kind: AUTHORIZATION_PENDING,
+                severity: "informational",
+                source_type: "satellite",
+                source_id: None,
+                va_id: None,
+                message: AUTHORIZATION_PENDING_TEXT.to_string(),
+                action_due_at: None,
+            },
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use openssl::pkey::{PKey, Private};
+    use sync_format::payload::{Account, VirtualAccount};
+
+    struct FakeCloud {
+        ca: X509,
+        ca_key: PKey<Private>,
+        signer: Signer,
+    }
+
+    fn spec(cn: &str, role: CertRole) -> CertSpec<'_> {
+        CertSpec {
+            common_name: cn,
+            organization: "test",
+            role,
+            now: clock::system_now(),
+            days: 30,
+        }
+    }
+
+    fn fake_cloud() -> FakeCloud {
+        let ca_key = pki::new_p256_key().unwrap();
+        let ca = pki::self_signed(&ca_key, &spec("ca", CertRole::Ca)).unwrap();
+        let key = pki::new_p256_key().unwrap();
+        let cert = pki::issue(&ca, &ca_key, &key, &spec("signer", CertRole::Signer)).unwrap();
+        let signer = Signer::new(key, vec![cert, ca.clone()]).unwrap();
+        FakeCloud { ca, ca_key, signer }
+    }
+
+    /// An authorization answering `request_id`, signed by `signer_of`, naming `named` as
+    /// the cloud CA and carrying a satellite certificate issued by `named`.
+    fn authorization(
+        store: &Store,
+        request_id: &str,
+        signer_of: &FakeCloud,
+        named: &FakeCloud,
+    ) -> Vec<u8> {
+        let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
+        let key = crate::identity::signing_key(store.data_dir()).unwrap();
+        let cert = pki::issue(
+            &named.ca,
+            &named.ca_key,
+            &key,
+            &spec("sat", CertRole::Signer),
+        )
+        .unwrap();
+        let now = clock::system_now();
+        let mut w = BundleWriter::new(
+            Cursor::new(Vec::new()),
+            Header {
+                kind: BundleKind::RegistrationAuthorization,
+                bundle_id: "auth-1".into(),
+                sender: "cloud-x".into(),
+                receiver: me.satellite_id.clone(),
+                sequence: 1,
+                created_at: now,
+                not_after: now + DAY,
+                in_reply_to: Some(request_id.to_string()),
+            },
+        )
+        .unwrap();
+        w.payload(&RegistrationAuthorization {
+            payload_version: 1,
+            satellite_id: me.satellite_id,
+            satellite_name: "s".into(),
+            satellite_certificate_pem: String::from_utf8(cert.to_pem().unwrap()).unwrap(),
+            cloud_id: "cloud-x".into(),
+            cloud_ca_pem: String::from_utf8(named.ca.to_pem().unwrap()).unwrap(),
+            account: Account {
+                name: "Acme".into(),
+                export_controlled_allowed: false,
+            },
+            virtual_accounts: vec![VirtualAccount {
+                name: "Lab".into(),
+                description: String::new(),
+                licenses: vec![],
+            }],
+            next_sync_due: now + 30 * DAY,
+        })
+        .unwrap();
+        w.finish(&signer_of.signer).unwrap().0.into_inner()
+    }
+
+    #[test]
+    fn first_registration_trusts_only_the_ca_that_signed_and_is_named() {
+        let (store, _dir) = crate::db::testing::store();
+        let mut cfg = Config::load_from(None, &[]).unwrap();
+        cfg.storage.data_dir = store.data_dir().to_path_buf();
+        crate::identity::ensure(&store, &cfg, &SystemClock).unwrap();
+        let (_, request_id) = make_request(&store, &cfg, &SystemClock, "manual", None).unwrap();
+        let (a, b) = (fake_cloud(), fake_cloud());
+
+        // Signed under A, but naming B as the cloud CA: refused, nothing changes.
+        let bad = authorization(&store, &request_id, &a, &b);
+        let err = import_authorization(&store, &cfg, &SystemClock, &bad).unwrap_err();
+        assert!(err.to_string().contains("was signed under"), "{err}");
+        let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
+        assert_eq!(me.state, "unregistered");
+        assert!(me.cloud_ca_pem.is_none());
+
+        // Signed under A and naming A: registered, and A is pinned.
+        let good = authorization(&store, &request_id, &a, &a);
+        let r = import_authorization(&store, &cfg, &SystemClock, &good).unwrap();
+        assert_eq!(r.account, "Acme");
+        let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
+        assert_eq!(me.state, "registered");
+        assert_eq!(
+            me.cloud_ca_pem.unwrap().as_bytes(),
+            a.ca.to_pem().unwrap().as_slice()
+        );
+    }
+}

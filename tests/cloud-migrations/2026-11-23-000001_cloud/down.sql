@@ -1,0 +1,6 @@
+DROP TABLE IF EXISTS satellite_vas;
+DROP TABLE IF EXISTS satellites;
+DROP TABLE IF EXISTS licenses;
+DROP TABLE IF EXISTS virtual_accounts;
+DROP TABLE IF EXISTS accounts;
+DROP TABLE IF EXISTS cloud;

@@ -1,0 +1,483 @@
+//! The `mock-cloud` command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sync_format::payload::LicenseKind;
+
+use super::service::{self, NewLicense};
+use super::{Cloud, CloudError, Result};
+use satellite::clock;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mock-cloud",
+    version,
+    about = "A mock of the central license manager, for end-to-end tests and demos: smart \
+             accounts, virtual accounts, license pools, satellite registration and sync, with \
+             its own SQLite store, CA and HTTPS endpoint.",
+    after_help = "Environment: MOCK_CLOUD_TESTING_MANUAL_CLOCK=true enables `clock`; \
+                  MOCK_CLOUD_SERVER_LISTEN sets the default of `serve --listen`.\n\
+                  Exit codes: 0 ok, 1 runtime failure, 2 usage or input error."
+)]
+pub struct Cli {
+    /// Data directory (database, CA, keys).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "./mock-cloud-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Configuration file (TOML: [server] listen, auto_approve; [testing] manual_clock).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTPS endpoint satellites register and sync with.
+    Serve {
+        /// Address and port to listen on (default: [server] listen, or 127.0.0.1:8444).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<SocketAddr>,
+        /// Authorize every satellite registering over the network at once, with these
+        /// virtual accounts (repeatable). Without it requests wait for `satellite approve`.
+        #[arg(long = "auto-approve-va", value_name = "VA")]
+        auto_approve: Vec<String>,
+    },
+    /// Smart accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Virtual accounts.
+    #[command(subcommand)]
+    Va(VaCommand),
+    /// License pools.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Satellites: authorize ("New satellite"), approve, list.
+    #[command(subcommand)]
+    Satellite(SatelliteCommand),
+    /// Print the path of the cloud's CA certificate (satellites trust it).
+    Ca,
+    /// Show or move the manual test clock (needs MOCK_CLOUD_TESTING_MANUAL_CLOCK=true).
+    #[command(subcommand)]
+    Clock(ClockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create a smart account.
+    Create {
+        name: String,
+        /// The account may use export-controlled functionality.
+        #[arg(long)]
+        export_controlled: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaCommand {
+    /// Create a virtual account in a smart account.
+    Create {
+        account: String,
+        va: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Perpetual,
+    Term,
+    Demo,
+    ReportingOnly,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Add a license pool line to a virtual account.
+    Add {
+        #[arg(long)]
+        va: String,
+        /// Entitlement tag devices ask for.
+        #[arg(long)]
+        tag: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Quantity purchased.
+        #[arg(long)]
+        count: i64,
+        #[arg(long, value_enum, default_value = "perpetual")]
+        kind: Kind,
+        /// Start date (RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        start: Option<String>,
+        /// End date (RFC 3339 or YYYY-MM-DD); required for term licenses; demo: 60 days.
+        #[arg(long)]
+        end: Option<String>,
+        /// Export-restricted license.
+        #[arg(long)]
+        restricted: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List license pool lines.
+    List {
+        #[arg(long)]
+        va: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SatelliteCommand {
+    /// List satellites with their state, account and virtual accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// "New satellite": authorize a registration request file and write the authorization.
+    Authorize {
+        /// The satellite's registration request.
+        file: PathBuf,
+        /// Name of the satellite in the cloud.
+        #[arg(long)]
+        name: String,
+        /// Virtual accounts to assign (repeatable).
+        #[arg(long = "va", required = true)]
+        vas: Vec<String>,
+        /// Where to write the authorization file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Approve a registration request received over the network.
+    Approve {
+        /// Satellite id, request id or name.
+        satellite: String,
+        #[arg(long = "va", required = true)]
+        vas: Vec<String>,
+        /// Name of the satellite in the cloud (default: the name it asked for).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Write a satellite's authorization file again ("Download Authorization File").
+    Authorization {
+        satellite: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClockCommand {
+    Show,
+    Set { time: String },
+    Advance { duration: String },
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    server: ServerSection,
+    testing: TestingSection,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ServerSection {
+    listen: Option<SocketAddr>,
+    auto_approve: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TestingSection {
+    manual_clock: bool,
+}
+
+fn load_config(path: Option<&Path>) -> Result<FileConfig> {
+    let mut cfg = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CloudError::Invalid(format!("{}: {e}", p.display())))?;
+            toml::from_str(&text)
+                .map_err(|e| CloudError::Invalid(format!("{}: {e}", p.display())))?
+        }
+        None => FileConfig::default(),
+    };
+    if let Ok(v) = std::env::var("MOCK_CLOUD_TESTING_MANUAL_CLOCK") {
+        cfg.testing.manual_clock = match v.as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" | "" => false,
+            other => {
+                return Err(CloudError::Invalid(format!(
+                    "MOCK_CLOUD_TESTING_MANUAL_CLOCK={other:?}: expected true or false"
+                )))
+            }
+        };
+    }
+    if let Ok(v) = std::env::var("MOCK_CLOUD_SERVER_LISTEN") {
+        cfg.server.listen = Some(v.parse().map_err(|_| {
+            CloudError::Invalid(format!(
+                "MOCK_CLOUD_SERVER_LISTEN={v:?}: expected ADDR:PORT"
+            ))
+        })?);
+    }
+    Ok(cfg)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(satellite::datadir::write_public(path, bytes)?)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CloudError::Invalid(format!("{}: {e}", path.display())))?;
+    let limit = sync_format::Limits::default().max_compressed;
+    if meta.len() > limit {
+        return Err(sync_format::Error::TooLarge {
+            size: meta.len(),
+            limit,
+        }
+        .into());
+    }
+    std::fs::read(path).map_err(|e| CloudError::Invalid(format!("{}: {e}", path.display())))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| CloudError::Internal(e.to_string()))?
+    );
+    Ok(())
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let cfg = load_config(cli.config.as_deref())?;
+    let open = || Cloud::open(&cli.data_dir, cfg.testing.manual_clock);
+    match cli.command {
+        Command::Serve {
+            listen,
+            auto_approve,
+        } => {
+            let cloud = open()?;
+            let listen = listen
+                .or(cfg.server.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8444)));
+            let auto = if auto_approve.is_empty() {
+                cfg.server.auto_approve
+            } else {
+                auto_approve
+            };
+            actix_web::rt::System::new().block_on(serve(cloud, listen, auto))
+        }
+        Command::Account(AccountCommand::Create {
+            name,
+            export_controlled,
+        }) => {
+            service::account_create(&open()?, &name, export_controlled)?;
+            println!(
+                "created smart account {name:?}{}",
+                if export_controlled {
+                    " (export-controlled allowed)"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        Command::Va(VaCommand::Create {
+            account,
+            va,
+            description,
+        }) => {
+            service::va_create(&open()?, &account, &va, &description)?;
+            println!("created virtual account {va:?} in {account:?}");
+            Ok(())
+        }
+        Command::License(LicenseCommand::Add {
+            va,
+            tag,
+            name,
+            count,
+            kind,
+            start,
+            end,
+            restricted,
+            description,
+        }) => {
+            let parse = |s: Option<String>| -> Result<Option<i64>> {
+                s.map(|s| clock::parse_time(&s).map_err(|e| CloudError::Invalid(e.to_string())))
+                    .transpose()
+            };
+            let l = NewLicense {
+                va,
+                tag,
+                name,
+                description,
+                kind: match kind {
+                    Kind::Perpetual => LicenseKind::Perpetual,
+                    Kind::Term => LicenseKind::Term,
+                    Kind::Demo => LicenseKind::Demo,
+                    Kind::ReportingOnly => LicenseKind::ReportingOnly,
+                },
+                count,
+                start: parse(start)?,
+                end: parse(end)?,
+                restricted,
+            };
+            service::license_add(&open()?, &l)?;
+            println!("added {} x {:?} ({}) to {:?}", l.count, l.name, l.tag, l.va);
+            Ok(())
+        }
+        Command::License(LicenseCommand::List { va, json: as_json }) => {
+            let rows = service::license_list(&open()?, va.as_deref())?;
+            if as_json {
+                return json(&rows);
+            }
+            for r in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}{}",
+                    r.va,
+                    r.tag,
+                    r.name,
+                    r.kind,
+                    r.quantity,
+                    if r.restricted { "\trestricted" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Command::Satellite(SatelliteCommand::List { json: as_json }) => {
+            let rows = service::satellite_list(&open()?)?;
+            if as_json {
+                return json(&rows);
+            }
+            println!("NAME\tSTATE\tACCOUNT\tVIRTUAL ACCOUNTS\tSATELLITE ID\tLAST SYNC");
+            for r in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.name,
+                    r.state,
+                    r.account.unwrap_or_default(),
+                    r.virtual_accounts.join(","),
+                    r.satellite_id,
+                    r.last_sync_at.unwrap_or_else(|| "never".into())
+                );
+            }
+            Ok(())
+        }
+        Command::Satellite(SatelliteCommand::Authorize {
+            file,
+            name,
+            vas,
+            out,
+        }) => {
+            let request = read_file(&file)?;
+            let sid =
+                service::authorize_file(&open()?, &request, &name, &vas, |b| write_file(&out, b))?;
+            println!(
+                "authorized satellite {name:?} ({sid}); wrote {}",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Satellite(SatelliteCommand::Approve {
+            satellite,
+            vas,
+            name,
+        }) => {
+            let name = service::approve(&open()?, &satellite, &vas, name.as_deref())?;
+            println!(
+                "approved satellite {name:?}; it collects its authorization at its next attempt"
+            );
+            Ok(())
+        }
+        Command::Satellite(SatelliteCommand::Authorization { satellite, out }) => {
+            let bytes = service::authorization(&open()?, &satellite)?;
+            write_file(&out, &bytes)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Ca => {
+            println!("{}", open()?.ca_path().display());
+            Ok(())
+        }
+        Command::Clock(cmd) => {
+            let cloud = open()?;
+            let now = match cmd {
+                ClockCommand::Show => cloud.now()?,
+                ClockCommand::Set { time } => {
+                    let at =
+                        clock::parse_time(&time).map_err(|e| CloudError::Invalid(e.to_string()))?;
+                    cloud.move_clock(Some(at), 0)?
+                }
+                ClockCommand::Advance { duration } => {
+                    let d = clock::parse_duration(&duration)
+                        .map_err(|e| CloudError::Invalid(e.to_string()))?;
+                    cloud.move_clock(None, d)?
+                }
+            };
+            println!("{}", clock::format(now));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cloud: Cloud, listen: SocketAddr, auto_approve: Vec<String>) -> Result<()> {
+    let now = cloud.now()?;
+    let tls_key_path = cloud.data_dir.join("tls.key.pem");
+    let tls_cert_path = cloud.data_dir.join("tls.crt.pem");
+    let key = super::key_file(&tls_key_path)?;
+    let cert = satellite::tls::server_certificate(
+        &key,
+        "mock cloud",
+        &["localhost".to_string()],
+        now,
+        Some((&cloud.ca_cert, cloud.ca_key())),
+    )?;
+    satellite::datadir::write_public(&tls_cert_path, &cert.to_pem()?)?;
+    let server_cert = satellite::tls::ServerCert {
+        cert_path: tls_cert_path,
+        key_path: tls_key_path,
+        self_signed: false,
+        fingerprint: sync_format::pki::fingerprint(&cert)?,
+    };
+    let acceptor = satellite::tls::acceptor(&server_cert)?;
+    let state = super::http::State {
+        cloud: Arc::new(cloud),
+        auto_approve: Arc::new(auto_approve),
+    };
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().configure(super::http::configure(state.clone()))
+    })
+    .workers(2)
+    .disable_signals()
+    .bind_openssl(listen, acceptor)
+    .map_err(|e| CloudError::Invalid(format!("cannot listen on {listen}: {e}")))?;
+    for a in server.addrs() {
+        tracing::info!(addr = %a, "mock cloud listening (https)");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let sig = satellite::server::wait_for_signal().await;
+        tracing::info!(signal = sig, "mock cloud shutting down");
+        handle.stop(true).await;
+    });
+    server
+        .await
+        .map_err(|e| CloudError::Internal(e.to_string()))?;
+    tracing::info!("mock cloud stopped");
+    Ok(())
+}
