@@ -4,6 +4,7 @@ DROP TABLE IF EXISTS events;
 DROP TABLE IF EXISTS alerts;
 DROP TABLE IF EXISTS export_requests;
 DROP TABLE IF EXISTS sync_history;
+DROP TABLE IF EXISTS pool_usage;
 DROP TABLE IF EXISTS license_usage;
 DROP TABLE IF EXISTS product_instances;
 DROP TABLE IF EXISTS registration_tokens;

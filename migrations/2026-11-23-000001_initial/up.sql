@@ -73,11 +73,13 @@ CREATE TABLE licenses (
 );
 CREATE INDEX licenses_va_tag ON licenses (va_id, tag);
 
--- Product-instance registration tokens. Only a hash of the secret is kept.
+-- Product-instance registration tokens. A token is base64url(lookup id || HMAC(key, id));
+-- only the lookup id is stored: the HMAC key lives in the data directory (keys/, 0600).
 CREATE TABLE registration_tokens (
-    id INTEGER PRIMARY KEY NOT NULL,
+    -- AUTOINCREMENT: the id of a removed token is never given to another.
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     va_id INTEGER NOT NULL REFERENCES virtual_accounts (id),
-    token_hash TEXT NOT NULL UNIQUE,
+    lookup_id TEXT NOT NULL UNIQUE,
     -- The first characters of the token, to recognise it in lists.
     hint TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
@@ -110,7 +112,11 @@ CREATE TABLE product_instances (
     cert_not_after BIGINT,
     registered_at BIGINT NOT NULL,
     last_contact_at BIGINT NOT NULL,
+    -- The device's request counter: each signed request must carry a higher one (replays
+    -- are refused).
+    last_counter BIGINT NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'removed')),
+    removed_at BIGINT,
     UNIQUE (pid, sn)
 );
 CREATE INDEX product_instances_va ON product_instances (va_id);
@@ -124,6 +130,17 @@ CREATE TABLE license_usage (
     requested_at BIGINT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('AUTHORIZED', 'OUT_OF_COMPLIANCE', 'NOT_FOUND')),
     PRIMARY KEY (pi_id, tag)
+);
+CREATE INDEX license_usage_tag ON license_usage (tag, requested_at);
+
+-- Running totals per VA and entitlement, kept in the same transactions as license_usage:
+-- in_use counts every device's request, authorized those the pool covers.
+CREATE TABLE pool_usage (
+    va_id INTEGER NOT NULL REFERENCES virtual_accounts (id),
+    tag TEXT NOT NULL,
+    in_use BIGINT NOT NULL DEFAULT 0 CHECK (in_use >= 0),
+    authorized BIGINT NOT NULL DEFAULT 0 CHECK (authorized >= 0),
+    PRIMARY KEY (va_id, tag)
 );
 
 -- Each sync bundle made or applied.

@@ -63,6 +63,18 @@ pub enum Command {
     #[command(subcommand)]
     Clock(ClockCommand),
 
+    /// Product-instance registration tokens: create, list, show, download, revoke, remove.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
+    /// Product instances (devices): list, show, remove, transfer between virtual accounts.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+
+    /// License pools per virtual account: purchased, in use, balance.
+    #[command(subcommand)]
+    License(LicenseCommand),
+
     /// Register this satellite with the cloud: by files carried across the air gap
     /// (`export`, then `import`), or over HTTPS (`network`).
     #[command(subcommand)]
@@ -101,6 +113,105 @@ pub enum RegisterCommand {
         #[arg(long, value_name = "DURATION")]
         wait: Option<String>,
         /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for one virtual account; prints the token (keep it secret).
+    Create {
+        /// The virtual account devices registered with the token join.
+        #[arg(long)]
+        va: String,
+        /// Days the token stays valid, 1 to 365.
+        #[arg(long)]
+        days: i64,
+        /// Most devices the token may register (default: no limit).
+        #[arg(long)]
+        max_uses: Option<i64>,
+        /// Allow export-controlled functionality for devices registered with it (only if the
+        /// smart account allows it).
+        #[arg(long)]
+        export_controlled: bool,
+        /// A note for operators (at most 100 characters).
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Print a JSON object (with a `token` field) instead of the bare token.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens with their state (active, expired, used-up, revoked).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one token, the token string included.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a token to a text file, to hand to whoever sets up devices.
+    Download {
+        id: i64,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Revoke a token: it registers no more devices (those it registered stay).
+    Revoke { id: i64 },
+    /// Remove a revoked token.
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List product instances.
+    List {
+        /// Only this virtual account.
+        #[arg(long)]
+        va: Option<String>,
+        /// Only names containing this text.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only active or removed ones.
+        #[arg(long, value_parser = ["active", "removed"])]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one product instance (PI id or PID:SN) with the licenses it uses.
+    Show {
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a product instance; its licenses are released at once.
+    Remove {
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a product instance to another of the satellite's virtual accounts. Its licenses
+    /// do not follow: it asks again in its new virtual account.
+    Transfer {
+        device: String,
+        /// The virtual account to move it to.
+        #[arg(long)]
+        va: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Purchased, in use and balance of every entitlement of every virtual account.
+    List {
+        /// Only this virtual account.
+        #[arg(long)]
+        va: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -172,6 +283,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Clock(cmd) => clock_command(config, cmd),
         Command::Register(cmd) => register_command(config, cmd),
+        Command::Token(cmd) => token_command(config, cmd),
+        Command::Device(cmd) => device_command(config, cmd),
+        Command::License(cmd) => license_command(config, cmd),
     }
 }
 
@@ -205,13 +319,21 @@ fn serve(config: Config) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "starting satellite"
     );
+    let (writer, writer_thread) = crate::db::writer::Writer::start(&ctx.store)?;
     let state = AppState {
+        device_ca: Arc::new(crate::identity::device_ca(ctx.store.data_dir())?),
+        token_key: Arc::new(crate::identity::token_key(ctx.store.data_dir())?),
         config: ctx.config,
         store: ctx.store,
         clock: ctx.clock,
+        writer,
         ready: Arc::new(AtomicBool::new(false)),
     };
-    actix_web::rt::System::new().block_on(crate::server::serve(state))
+    let served = actix_web::rt::System::new().block_on(crate::server::serve(state));
+    // No request is in flight any more: the writer finishes its queue and ends.
+    writer_thread.stop();
+    tracing::info!("database closed");
+    served
 }
 
 fn clock_command(config: Config, cmd: ClockCommand) -> Result<()> {
@@ -253,6 +375,201 @@ fn clock_command(config: Config, cmd: ClockCommand) -> Result<()> {
         clock::format(now),
         manual.current_offset()
     );
+    Ok(())
+}
+
+/// Who did it, for the event log.
+fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+fn token_command(config: Config, cmd: TokenCommand) -> Result<()> {
+    use crate::tokens::{self, NewToken, TokenView};
+    let ctx = Context::open(config)?;
+    let key = crate::identity::token_key(ctx.store.data_dir())?;
+    let now = ctx.clock.now();
+    let mut conn = ctx.store.conn()?;
+    let line = |t: &TokenView| {
+        format!(
+            "{:>4}  {:<8}  {:<16}  {:<8}  uses {}{}  expires {}{}  {}",
+            t.id,
+            t.hint,
+            t.virtual_account,
+            t.status,
+            t.uses,
+            t.max_uses.map(|m| format!("/{m}")).unwrap_or_default(),
+            t.expires_at,
+            if t.export_controlled {
+                "  export-controlled"
+            } else {
+                ""
+            },
+            t.description
+        )
+    };
+    match cmd {
+        TokenCommand::Create {
+            va,
+            days,
+            max_uses,
+            export_controlled,
+            description,
+            json,
+        } => {
+            let (token, view) = tokens::create(
+                &mut conn,
+                &key,
+                now,
+                &NewToken {
+                    va,
+                    days,
+                    max_uses,
+                    export_controlled,
+                    description,
+                    created_by: operator(),
+                },
+            )?;
+            if json {
+                let mut v =
+                    serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
+                v["token"] = serde_json::Value::String(token);
+                println!("{}", to_json(&v)?);
+            } else {
+                println!("{token}");
+            }
+        }
+        TokenCommand::List { json } => {
+            let all = tokens::list(&mut conn, now)?;
+            if json {
+                println!("{}", to_json(&all)?);
+            } else if all.is_empty() {
+                println!("no tokens (create one with `satellite token create --va VA --days N`)");
+            } else {
+                println!("  ID  HINT      VIRTUAL ACCOUNT   STATE");
+                for t in &all {
+                    println!("{}", line(t));
+                }
+            }
+        }
+        TokenCommand::Show { id, json } => {
+            let (token, view) = tokens::show(&mut conn, &key, id, now)?;
+            if json {
+                let mut v =
+                    serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
+                v["token"] = serde_json::Value::String(token);
+                println!("{}", to_json(&v)?);
+            } else {
+                println!("{}\ntoken: {token}", line(&view));
+            }
+        }
+        TokenCommand::Download { id, out } => {
+            let (token, view) = tokens::show(&mut conn, &key, id, now)?;
+            crate::datadir::write_private(&out, format!("{token}\n").as_bytes())?;
+            println!(
+                "wrote token {id} of {:?} ({}, expires {}) to {} (mode 0600)",
+                view.virtual_account,
+                view.status,
+                view.expires_at,
+                out.display()
+            );
+        }
+        TokenCommand::Revoke { id } => {
+            let v = tokens::revoke(&mut conn, id, now, &operator())?;
+            println!(
+                "revoked token {id} ({}...) of {:?}",
+                v.hint, v.virtual_account
+            );
+        }
+        TokenCommand::Remove { id } => {
+            tokens::remove(&mut conn, id, now, &operator())?;
+            println!("removed token {id}");
+        }
+    }
+    Ok(())
+}
+
+fn device_command(config: Config, cmd: DeviceCommand) -> Result<()> {
+    use crate::devices::{self, DeviceView};
+    let ctx = Context::open(config)?;
+    let now = ctx.clock.now();
+    let mut conn = ctx.store.conn()?;
+    let print = |v: &DeviceView, json: bool| -> Result<()> {
+        if json {
+            println!("{}", to_json(v)?);
+        } else {
+            println!(
+                "{} {} ({}:{}) in {:?}: {}, last contact {}",
+                v.pi_id, v.name, v.pid, v.sn, v.virtual_account, v.state, v.last_contact_at
+            );
+            for l in &v.licenses {
+                println!("  {} x {}: {}", l.count, l.tag, l.status);
+            }
+        }
+        Ok(())
+    };
+    match cmd {
+        DeviceCommand::List {
+            va,
+            name,
+            status,
+            json,
+        } => {
+            let all = devices::list(
+                &mut conn,
+                &crate::db::devices::Filter {
+                    va,
+                    name,
+                    state: status,
+                },
+            )?;
+            if json {
+                println!("{}", to_json(&all)?);
+            } else {
+                println!("PI ID                                 NAME                      VIRTUAL ACCOUNT   STATE    LAST CONTACT");
+                for d in &all {
+                    println!(
+                        "{:<37} {:<25} {:<17} {:<8} {}",
+                        d.pi_id, d.name, d.virtual_account, d.state, d.last_contact_at
+                    );
+                }
+                println!("{} product instance(s)", all.len());
+            }
+            Ok(())
+        }
+        DeviceCommand::Show { device, json } => print(&devices::show(&mut conn, &device)?, json),
+        DeviceCommand::Remove { device, json } => print(
+            &devices::remove(&mut conn, &device, now, &operator())?,
+            json,
+        ),
+        DeviceCommand::Transfer { device, va, json } => print(
+            &devices::transfer(&mut conn, &device, &va, now, &operator())?,
+            json,
+        ),
+    }
+}
+
+fn license_command(config: Config, cmd: LicenseCommand) -> Result<()> {
+    let LicenseCommand::List { va, json } = cmd;
+    let ctx = Context::open(config)?;
+    let mut conn = ctx.store.conn()?;
+    let mut rows = crate::compliance::pool_report(&mut conn, ctx.clock.now())?;
+    if let Some(va) = va {
+        rows.retain(|r| r.virtual_account == va);
+    }
+    if json {
+        println!("{}", to_json(&rows)?);
+    } else {
+        println!("VIRTUAL ACCOUNT   LICENSE                          PURCHASED   IN USE   BALANCE");
+        for r in &rows {
+            println!(
+                "{:<17} {:<32} {:>9} {:>8} {:>9}",
+                r.virtual_account, r.name, r.purchased, r.in_use, r.balance
+            );
+        }
+    }
     Ok(())
 }
 

@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
+    /// The caller is not who it must be (bad token, bad signature, expired identity).
+    #[error("{0}")]
+    Unauthorized(String),
+
     /// The request is well-formed but conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -86,6 +90,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::Invalid(_) => "invalid",
             Error::NotFound(_) => "not_found",
+            Error::Unauthorized(_) => "unauthorized",
             Error::Conflict(_) => "conflict",
             Error::State(_) => "state",
             Error::ManualClockDisabled => "manual_clock_disabled",
@@ -109,6 +114,7 @@ impl Error {
             Error::Config(_)
             | Error::Invalid(_)
             | Error::NotFound(_)
+            | Error::Unauthorized(_)
             | Error::Conflict(_)
             | Error::State(_)
             | Error::ManualClockDisabled => 2,

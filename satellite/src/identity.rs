@@ -1,11 +1,14 @@
-//! The satellite's own identity: its id, name and signing key, made on first start.
-//!
-//! The key (ECDSA P-256, `<data_dir>/keys/satellite.key.pem`, mode 0600) signs everything
-//! the satellite sends the cloud; the id names it in every bundle.
+//! The satellite's own identity and keys, made on first start, all in `<data_dir>/keys/`
+//! (private keys 0600):
+//! - `satellite.key.pem`: signs everything the satellite sends the cloud;
+//! - `device-ca.key.pem` / `device-ca.crt.pem`: the CA that issues devices' identity
+//!   certificates and signs their authorizations;
+//! - `token.key`: the HMAC key registration tokens are derived from.
 
 use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -16,6 +19,87 @@ use crate::tls::new_p256_key;
 
 pub fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("satellite.key.pem")
+}
+
+fn device_ca_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let k = data_dir.join("keys");
+    (k.join("device-ca.key.pem"), k.join("device-ca.crt.pem"))
+}
+
+fn token_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("token.key")
+}
+
+/// The device CA: issues identity certificates, signs authorizations.
+pub struct DeviceCa {
+    pub key: PKey<Private>,
+    pub cert: X509,
+    pub cert_pem: String,
+}
+
+impl std::fmt::Debug for DeviceCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCa").finish_non_exhaustive()
+    }
+}
+
+/// The key registration tokens are derived from.
+pub struct TokenKey(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+fn ensure_device_keys(data_dir: &Path, name: &str, now: i64) -> Result<()> {
+    let (key_path, cert_path) = device_ca_paths(data_dir);
+    if !key_path.exists() || !cert_path.exists() {
+        let key = new_p256_key()?;
+        let cert = sync_format::pki::self_signed(
+            &key,
+            &sync_format::pki::CertSpec {
+                common_name: &format!("satellite {name} device CA"),
+                organization: "satellite",
+                role: sync_format::pki::CertRole::Ca,
+                now,
+                days: 3650,
+            },
+        )?;
+        datadir::write_private(&key_path, &key.private_key_to_pem_pkcs8()?)?;
+        datadir::write_public(&cert_path, &cert.to_pem()?)?;
+        tracing::info!(cert = %cert_path.display(), "made the device CA");
+    }
+    let tk = token_key_path(data_dir);
+    if !tk.exists() {
+        let mut bytes = [0u8; 32];
+        openssl::rand::rand_bytes(&mut bytes)?;
+        datadir::write_private(&tk, hex::encode(bytes).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Loads the device CA.
+pub fn device_ca(data_dir: &Path) -> Result<DeviceCa> {
+    let (key_path, cert_path) = device_ca_paths(data_dir);
+    let key_pem = std::fs::read(&key_path).map_err(|e| Error::file(&key_path, e))?;
+    let cert_pem = std::fs::read(&cert_path).map_err(|e| Error::file(&cert_path, e))?;
+    Ok(DeviceCa {
+        key: PKey::private_key_from_pem(&key_pem)?,
+        cert: X509::from_pem(&cert_pem)?,
+        cert_pem: String::from_utf8_lossy(&cert_pem).into_owned(),
+    })
+}
+
+/// Loads the token key.
+pub fn token_key(data_dir: &Path) -> Result<TokenKey> {
+    let path = token_key_path(data_dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::file(&path, e))?;
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| Error::State(format!("{}: not a token key", path.display())))?;
+    Ok(TokenKey(bytes))
 }
 
 /// Makes the satellite's row and key if this is the first start; returns the row.
@@ -39,6 +123,7 @@ pub fn ensure(store: &Store, cfg: &Config, clock: &dyn Clock) -> Result<Satellit
     if row.satellite_id == id {
         tracing::info!(satellite_id = %row.satellite_id, name = %row.name, "initialised a new satellite");
     }
+    ensure_device_keys(store.data_dir(), &row.name, clock.now())?;
     Ok(row)
 }
 

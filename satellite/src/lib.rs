@@ -10,9 +10,11 @@
 pub mod cli;
 pub mod clock;
 pub mod cloud_client;
+pub mod compliance;
 pub mod config;
 pub mod datadir;
 pub mod db;
+pub mod devices;
 pub mod error;
 pub mod http;
 pub mod identity;
@@ -20,5 +22,6 @@ pub mod registration;
 pub mod server;
 pub mod status;
 pub mod tls;
+pub mod tokens;
 
 pub use error::{Error, Result};

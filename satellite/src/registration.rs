@@ -240,6 +240,7 @@ pub fn import_authorization(
             },
         )?;
         pools::replace(conn, now, &auth.virtual_accounts)?;
+        crate::compliance::recompute_all(conn, now)?;
         reg::mark_answered(conn, request_id, now)?;
         alerts::clear(conn, now, AUTHORIZATION_PENDING)?;
         events::append(
@@ -369,7 +370,8 @@ fn mark_pending(store: &Store, clock: &dyn Clock, request_id: &str) -> Result<()
                 message: AUTHORIZATION_PENDING_TEXT.to_string(),
                 action_due_at: None,
             },
-        )
+        )?;
+        Ok(())
     })
 }
 

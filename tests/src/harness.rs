@@ -210,6 +210,17 @@ impl Https {
         path: &str,
         body: Option<&[u8]>,
     ) -> std::io::Result<Response> {
+        self.request_with(method, path, body, &[])
+    }
+
+    /// A request with extra headers.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
         let tcp = TcpStream::connect(("127.0.0.1", self.port))?;
         tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut tls = self
@@ -217,9 +228,13 @@ impl Https {
             .connect("localhost", tcp)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let body = body.unwrap_or_default();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
             body.len()
         );
         tls.write_all(head.as_bytes())?;

@@ -1,5 +1,7 @@
 //! End-to-end test support for the satellite workspace: the mock cloud ([`cloud`], binary
-//! `mock-cloud`) and process/HTTPS helpers for the tests ([`harness`]).
+//! `mock-cloud`), the device simulator ([`sim`], binary `device-sim`) and process/HTTPS
+//! helpers for the tests ([`harness`]).
 
 pub mod cloud;
 pub mod harness;
+pub mod sim;

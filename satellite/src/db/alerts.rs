@@ -35,8 +35,8 @@ pub struct NewAlert<'a> {
 }
 
 /// Raises an alert unless the same kind is already active for the same source (then its
-/// message is brought up to date).
-pub fn raise(conn: &mut SqliteConnection, now: i64, a: &NewAlert<'_>) -> Result<()> {
+/// message is brought up to date). Returns whether it is new.
+pub fn raise(conn: &mut SqliteConnection, now: i64, a: &NewAlert<'_>) -> Result<bool> {
     let existing: Option<i64> = alerts::table
         .select(alerts::id)
         .filter(alerts::kind.eq(a.kind))
@@ -54,6 +54,7 @@ pub fn raise(conn: &mut SqliteConnection, now: i64, a: &NewAlert<'_>) -> Result<
                     alerts::updated_at.eq(now),
                 ))
                 .execute(conn)?;
+            Ok(false)
         }
         None => {
             diesel::insert_into(alerts::table)
@@ -69,9 +70,26 @@ pub fn raise(conn: &mut SqliteConnection, now: i64, a: &NewAlert<'_>) -> Result<
                     alerts::updated_at.eq(now),
                 ))
                 .execute(conn)?;
+            Ok(true)
         }
     }
-    Ok(())
+}
+
+/// Clears the active alert of `kind` for one source.
+pub fn clear_source(
+    conn: &mut SqliteConnection,
+    now: i64,
+    kind: &str,
+    source_id: &str,
+) -> Result<usize> {
+    Ok(diesel::update(
+        alerts::table
+            .filter(alerts::kind.eq(kind))
+            .filter(alerts::source_id.eq(source_id))
+            .filter(alerts::state.eq("active")),
+    )
+    .set((alerts::state.eq("cleared"), alerts::updated_at.eq(now)))
+    .execute(conn)?)
 }
 
 /// Clears the active alerts of `kind` (all sources).

@@ -3,12 +3,15 @@
 
 pub mod alerts;
 pub mod clock;
+pub mod devices;
 pub mod events;
 pub mod identity;
 pub mod pools;
 pub mod registration;
 pub mod schema;
 pub mod stats;
+pub mod tokens;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

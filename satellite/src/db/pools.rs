@@ -93,3 +93,18 @@ pub fn all(conn: &mut SqliteConnection) -> Result<Vec<(VaRow, Vec<LicenseRow>)>>
         })
         .collect())
 }
+
+pub fn va_name(conn: &mut SqliteConnection, id: i64) -> Result<String> {
+    Ok(virtual_accounts::table
+        .select(virtual_accounts::name)
+        .find(id)
+        .first(conn)?)
+}
+
+pub fn va_id(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>> {
+    Ok(virtual_accounts::table
+        .select(virtual_accounts::id)
+        .filter(virtual_accounts::name.eq(name))
+        .first(conn)
+        .optional()?)
+}

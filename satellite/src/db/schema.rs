@@ -68,7 +68,7 @@ diesel::table! {
     registration_tokens (id) {
         id -> BigInt,
         va_id -> BigInt,
-        token_hash -> Text,
+        lookup_id -> Text,
         hint -> Text,
         description -> Text,
         created_at -> BigInt,
@@ -99,7 +99,9 @@ diesel::table! {
         cert_not_after -> Nullable<BigInt>,
         registered_at -> BigInt,
         last_contact_at -> BigInt,
+        last_counter -> BigInt,
         state -> Text,
+        removed_at -> Nullable<BigInt>,
     }
 }
 
@@ -110,6 +112,15 @@ diesel::table! {
         count -> BigInt,
         requested_at -> BigInt,
         status -> Text,
+    }
+}
+
+diesel::table! {
+    pool_usage (va_id, tag) {
+        va_id -> BigInt,
+        tag -> Text,
+        in_use -> BigInt,
+        authorized -> BigInt,
     }
 }
 
@@ -190,6 +201,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     registration_tokens,
     product_instances,
     license_usage,
+    pool_usage,
     sync_history,
     export_requests,
     alerts,

@@ -23,6 +23,7 @@ impl ResponseError for Error {
         match self {
             Error::Config(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Conflict(_) | Error::State(_) => StatusCode::CONFLICT,
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
             Error::Bundle(e) if !e.is_local_failure() => StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,6 +4,7 @@
 //!
 //! [`configure`] is the one app factory, used by `satellite serve` and by tests.
 
+mod devices;
 pub mod errors;
 mod health;
 
@@ -14,8 +15,10 @@ use actix_web::web;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::db::writer::Writer;
 use crate::db::Store;
 use crate::error::Error;
+use crate::identity::{DeviceCa, TokenKey};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -23,6 +26,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
+    /// Every write of the server goes through it.
+    pub writer: Writer,
+    pub device_ca: Arc<DeviceCa>,
+    pub token_key: Arc<TokenKey>,
     /// Set once migrations ran and the listeners are bound.
     pub ready: Arc<AtomicBool>,
 }
@@ -39,7 +46,15 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .error_handler(|err, _req| errors::json_error(err)),
             )
             .route("/healthz", web::get().to(health::healthz))
-            .route("/readyz", web::get().to(health::readyz));
+            .route("/readyz", web::get().to(health::readyz))
+            .service(
+                web::scope("/api/v1/devices")
+                    .route("/register", web::post().to(devices::register))
+                    .route("/authorize", web::post().to(devices::authorize))
+                    .route("/renew", web::post().to(devices::renew))
+                    .route("/deregister", web::post().to(devices::deregister))
+                    .route("/ca", web::get().to(devices::ca)),
+            );
     }
 }
 

@@ -176,3 +176,200 @@ pub fn status(dir: &Path) -> serde_json::Value {
 pub fn sat_db(dir: &Path) -> PathBuf {
     dir.join("data/satellite.db")
 }
+
+/// A registered satellite with the seeded cloud's VAs Lab and Ops, serving on loopback.
+pub struct Site {
+    pub dir: PathBuf,
+    pub sat: RunningSatellite,
+}
+
+impl Site {
+    pub fn new(dir: &Path) -> Site {
+        let cloud = MockCloud::new(&dir.join("cloud"));
+        cloud.seed();
+        let s = dir.join("sat");
+        std::fs::create_dir_all(&s).unwrap();
+        let req = s.join("request.zip");
+        let auth = s.join("authorization.zip");
+        sat(&s, &["register", "export", "--out", req.to_str().unwrap()]).ok();
+        cloud
+            .run(&[
+                "satellite",
+                "authorize",
+                req.to_str().unwrap(),
+                "--name",
+                "site",
+                "--va",
+                "Lab",
+                "--va",
+                "Ops",
+                "--out",
+                auth.to_str().unwrap(),
+            ])
+            .ok();
+        sat(&s, &["register", "import", auth.to_str().unwrap()]).ok();
+        let running = start_satellite(&s);
+        Site {
+            dir: s,
+            sat: running,
+        }
+    }
+
+    pub fn sat(&self, args: &[&str]) -> Output {
+        sat(&self.dir, args)
+    }
+
+    /// A token for `va` (extra flags allowed).
+    pub fn token(&self, va: &str, extra: &[&str]) -> String {
+        let mut args = vec!["token", "create", "--va", va, "--days", "30", "--json"];
+        args.extend_from_slice(extra);
+        self.sat(&args).ok().json()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.sat.https.port)
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.sat.data_dir.join("tls/server.crt.pem")
+    }
+
+    /// `device-sim ARGS...` against this satellite, JSON summary.
+    pub fn sim(&self, args: &[&str]) -> serde_json::Value {
+        let out = harness::run(Command::new(bin("device-sim")).args(args).args([
+            "--satellite",
+            &self.url(),
+            "--ca",
+            self.cert().to_str().unwrap(),
+            "--json",
+        ]));
+        assert!(out.code == 0 || out.code == 1, "device-sim failed: {out:?}");
+        out.json()
+    }
+
+    /// `satellite license list --json`, as (va, tag) -> (purchased, in use, balance).
+    pub fn pool(&self, va: &str, tag: &str) -> (i64, i64, i64) {
+        let list = self.sat(&["license", "list", "--json"]).ok().json();
+        let row = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["virtual_account"] == va && r["tag"] == tag)
+            .unwrap_or_else(|| panic!("no pool {va}/{tag} in {list}"));
+        (
+            row["purchased"].as_i64().unwrap(),
+            row["in_use"].as_i64().unwrap(),
+            row["balance"].as_i64().unwrap(),
+        )
+    }
+}
+
+/// A device driven by hand, for precise requests.
+pub struct Dev {
+    pub key: openssl::pkey::PKey<openssl::pkey::Private>,
+    pub pi_id: String,
+    pub counter: i64,
+    pub ca_pem: String,
+}
+
+pub fn csr_pem(key: &openssl::pkey::PKey<openssl::pkey::Private>) -> String {
+    let mut b = openssl::x509::X509Req::builder().unwrap();
+    b.set_pubkey(key).unwrap();
+    b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
+    String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+}
+
+pub fn register_body(
+    token: &str,
+    pid: &str,
+    sn: &str,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> serde_json::Value {
+    serde_json::json!({ "token": token, "udi": { "pid": pid, "sn": sn }, "csr_pem": csr_pem(key) })
+}
+
+impl Dev {
+    /// Registers a new device; panics unless it succeeds.
+    pub fn register(site: &Site, token: &str, sn: &str) -> Dev {
+        let key = sync_format::pki::new_p256_key().unwrap();
+        let r = site
+            .sat
+            .https
+            .post_json(
+                "/api/v1/devices/register",
+                &register_body(token, "TEST-PID", sn, &key),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json();
+        Dev {
+            key,
+            pi_id: v["pi_id"].as_str().unwrap().to_string(),
+            counter: 0,
+            ca_pem: v["ca_certificate_pem"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// A signed request, signed with `key` (normally the device's own).
+    pub fn signed_with(
+        &mut self,
+        site: &Site,
+        path: &str,
+        mut body: serde_json::Value,
+        key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    ) -> harness::Response {
+        self.counter += 1;
+        body["pi_id"] = self.pi_id.clone().into();
+        body["counter"] = self.counter.into();
+        let bytes = body.to_string().into_bytes();
+        let mut s =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key).unwrap();
+        s.update(&bytes).unwrap();
+        let sig = openssl::base64::encode_block(&s.sign_to_vec().unwrap());
+        site.sat
+            .https
+            .request_with(
+                "POST",
+                path,
+                Some(&bytes),
+                &[("X-Satellite-Signature", &sig)],
+            )
+            .unwrap()
+    }
+
+    pub fn signed(
+        &mut self,
+        site: &Site,
+        path: &str,
+        body: serde_json::Value,
+    ) -> harness::Response {
+        let key = self.key.clone();
+        self.signed_with(site, path, body, &key)
+    }
+
+    /// Asks for `tag` x `count`; returns the verified authorization.
+    pub fn authorize(&mut self, site: &Site, tag: &str, count: i64) -> serde_json::Value {
+        let r = self.signed(
+            site,
+            "/api/v1/devices/authorize",
+            serde_json::json!({ "nonce": "n-42", "entitlements": [{ "tag": tag, "count": count }] }),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json();
+        // The answer is signed by the device CA and carries our nonce.
+        let payload = openssl::base64::decode_block(v["payload"].as_str().unwrap()).unwrap();
+        let sig = openssl::base64::decode_block(v["signature"].as_str().unwrap()).unwrap();
+        let ca = openssl::x509::X509::from_pem(self.ca_pem.as_bytes()).unwrap();
+        let ca_key = ca.public_key().unwrap();
+        let mut ver =
+            openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &ca_key).unwrap();
+        ver.update(&payload).unwrap();
+        assert!(ver.verify(&sig).unwrap(), "authorization signature");
+        let a: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(a["nonce"], "n-42");
+        a
+    }
+}

@@ -2,5 +2,6 @@
 //! One test binary (modules below) keeps link time down on 2 cores.
 
 mod common;
+mod devices;
 mod foundation;
 mod registration;

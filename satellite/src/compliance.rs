@@ -1,0 +1,354 @@
+//! Compliance: what each VA's pool holds, what its devices use, and the answer each device
+//! gets per entitlement.
+//!
+//! Per VA and entitlement tag: *purchased* is the sum of the license lines in force (term and
+//! demo lines count only between their start and end; reporting-only pools always equal
+//! what is in use), *in use* is what the VA's active devices report, *balance* is their
+//! difference. Requests are served in the order they came: a request is AUTHORIZED when it
+//! fits in what the pool has left after the authorized requests, else OUT_OF_COMPLIANCE (the
+//! device keeps working, and is AUTHORIZED at a later request once licenses free up). A tag
+//! the VA has no license line for is NOT_FOUND. Running totals live in `pool_usage`, changed
+//! in the same transaction as the usage, so they never double-count; [`recompute`] rebuilds
+//! them from the usage rows when the pool itself changes.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::db::devices::{self as db, PiRow, UsageRow};
+use crate::db::{alerts, events, pools};
+use crate::error::Result;
+
+pub const AUTHORIZED: &str = "AUTHORIZED";
+pub const OUT_OF_COMPLIANCE: &str = "OUT_OF_COMPLIANCE";
+pub const NOT_FOUND: &str = "NOT_FOUND";
+pub const INSUFFICIENT_LICENSES: &str = "Insufficient Licenses";
+
+/// A VA's pool of one entitlement at a time.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub found: bool,
+    pub purchased: i64,
+    pub reporting_only: bool,
+    /// The license's display name (the tag if there is no line).
+    pub name: String,
+}
+
+pub fn pool(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -> Result<Pool> {
+    let lines = db::lines(conn, va_id, tag)?;
+    let reporting_only = !lines.is_empty() && lines.iter().all(|l| l.1 == "reporting-only");
+    let purchased = lines
+        .iter()
+        .filter(|(_, kind, _, start, end)| match kind.as_str() {
+            "term" | "demo" => start.is_none_or(|s| s <= now) && end.is_none_or(|e| now < e),
+            _ => true,
+        })
+        .map(|l| l.2)
+        .sum();
+    Ok(Pool {
+        found: !lines.is_empty(),
+        purchased,
+        reporting_only,
+        name: lines
+            .first()
+            .map_or_else(|| tag.to_string(), |l| l.0.clone()),
+    })
+}
+
+/// One entitlement a device asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Entitlement {
+    pub tag: String,
+    pub count: i64,
+}
+
+/// The answer for one entitlement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntitlementStatus {
+    pub tag: String,
+    pub count: i64,
+    pub status: String,
+}
+
+/// Takes back what a usage row counted in its pool's totals.
+fn uncount(conn: &mut SqliteConnection, va_id: i64, row: &UsageRow) -> Result<()> {
+    if row.status == NOT_FOUND {
+        return Ok(());
+    }
+    let authorized = if row.status == AUTHORIZED {
+        row.count
+    } else {
+        0
+    };
+    db::add_totals(conn, va_id, &row.tag, -row.count, -authorized)
+}
+
+/// Applies a device's report of everything it uses now and answers per entitlement.
+/// Entitlements it used before and no longer reports are released.
+pub fn report_usage(
+    conn: &mut SqliteConnection,
+    pi: &PiRow,
+    requested: &[Entitlement],
+    now: i64,
+) -> Result<Vec<EntitlementStatus>> {
+    let va_name = pools::va_name(conn, pi.va_id)?;
+    let mut old: BTreeMap<String, UsageRow> = db::usage_of(conn, pi.id)?
+        .into_iter()
+        .map(|r| (r.tag.clone(), r))
+        .collect();
+    let mut answers = Vec::with_capacity(requested.len());
+    for e in requested {
+        let previous = old.remove(&e.tag);
+        if let Some(p) = &previous {
+            uncount(conn, pi.va_id, p)?;
+        }
+        let pool = pool(conn, pi.va_id, &e.tag, now)?;
+        let requested_at = match &previous {
+            Some(p) if p.count == e.count => p.requested_at,
+            _ => now,
+        };
+        let status = if !pool.found {
+            NOT_FOUND
+        } else if e.count == 0 {
+            AUTHORIZED
+        } else {
+            let (_, authorized) = db::totals(conn, pi.va_id, &e.tag)?;
+            if pool.reporting_only || authorized + e.count <= pool.purchased {
+                AUTHORIZED
+            } else {
+                OUT_OF_COMPLIANCE
+            }
+        };
+        if e.count == 0 {
+            db::delete_usage(conn, pi.id, &e.tag)?;
+        } else {
+            db::upsert_usage(
+                conn,
+                &UsageRow {
+                    pi_id: pi.id,
+                    tag: e.tag.clone(),
+                    count: e.count,
+                    requested_at,
+                    status: status.to_string(),
+                },
+            )?;
+            if status != NOT_FOUND {
+                let authorized = if status == AUTHORIZED { e.count } else { 0 };
+                db::add_totals(conn, pi.va_id, &e.tag, e.count, authorized)?;
+            }
+        }
+        if previous.as_ref().map(|p| p.count) != Some(e.count) && e.count > 0 {
+            events::append(
+                conn,
+                now,
+                &events::NewEvent {
+                    kind: "pi_requested_license",
+                    va_name: Some(&va_name),
+                    pi_uuid: Some(&pi.uuid),
+                    license_tag: Some(&e.tag),
+                    message: format!(
+                        "The product instance {} in the Virtual Account \"{va_name}\" requested {} \"{}\".",
+                        pi.name, e.count, pool.name
+                    ),
+                    actor: "system",
+                },
+            )?;
+        }
+        if pool.found {
+            check_shortage(conn, pi.va_id, &va_name, &e.tag, &pool, now)?;
+        }
+        answers.push(EntitlementStatus {
+            tag: e.tag.clone(),
+            count: e.count,
+            status: status.to_string(),
+        });
+    }
+    for (_, row) in old {
+        release_row(conn, pi.va_id, &va_name, &row, now)?;
+    }
+    Ok(answers)
+}
+
+fn release_row(
+    conn: &mut SqliteConnection,
+    va_id: i64,
+    va_name: &str,
+    row: &UsageRow,
+    now: i64,
+) -> Result<()> {
+    uncount(conn, va_id, row)?;
+    db::delete_usage(conn, row.pi_id, &row.tag)?;
+    let pool = pool(conn, va_id, &row.tag, now)?;
+    if pool.found {
+        check_shortage(conn, va_id, va_name, &row.tag, &pool, now)?;
+    }
+    Ok(())
+}
+
+/// Releases everything a device uses in its VA's pools (deregistration, removal, transfer).
+pub fn release_all(conn: &mut SqliteConnection, pi: &PiRow, now: i64) -> Result<()> {
+    let va_name = pools::va_name(conn, pi.va_id)?;
+    for row in db::usage_of(conn, pi.id)? {
+        release_row(conn, pi.va_id, &va_name, &row, now)?;
+    }
+    Ok(())
+}
+
+/// Raises or clears the Insufficient Licenses alert of a VA's entitlement (seed 001: it
+/// cannot be dismissed, and clears itself when the VA is compliant again).
+fn check_shortage(
+    conn: &mut SqliteConnection,
+    va_id: i64,
+    va_name: &str,
+    tag: &str,
+    pool: &Pool,
+    now: i64,
+) -> Result<()> {
+    let (in_use, _) = db::totals(conn, va_id, tag)?;
+    let source = format!("{va_name}/{tag}");
+    if pool.reporting_only || in_use <= pool.purchased {
+        alerts::clear_source(conn, now, INSUFFICIENT_LICENSES, &source)?;
+        return Ok(());
+    }
+    let short = in_use - pool.purchased;
+    let new = alerts::raise(
+        conn,
+        now,
+        &alerts::NewAlert {
+            kind: INSUFFICIENT_LICENSES,
+            severity: "major",
+            source_type: "license",
+            source_id: Some(&source),
+            va_id: Some(va_id),
+            message: format!(
+                "The Virtual Account \"{va_name}\" has a shortage of {} licenses. {short} license is required to return to compliance.",
+                pool.name
+            ),
+            action_due_at: None,
+        },
+    )?;
+    if new {
+        events::append(
+            conn,
+            now,
+            &events::NewEvent {
+                kind: "insufficient_licenses",
+                va_name: Some(va_name),
+                license_tag: Some(tag),
+                message: format!(
+                    "The Virtual Account \"{va_name}\" reported a shortage of {short} {} licenses.",
+                    pool.name
+                ),
+                actor: "system",
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the statuses and totals of one VA's entitlement from its usage rows, in the
+/// order the requests came (after the pool changed).
+pub fn recompute(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -> Result<()> {
+    let pool = pool(conn, va_id, tag, now)?;
+    let mut in_use = 0;
+    let mut authorized = 0;
+    for row in db::queue(conn, va_id, tag)? {
+        in_use += row.count;
+        let status = if !pool.found {
+            NOT_FOUND
+        } else if pool.reporting_only || authorized + row.count <= pool.purchased {
+            authorized += row.count;
+            AUTHORIZED
+        } else {
+            OUT_OF_COMPLIANCE
+        };
+        if status != row.status {
+            db::set_usage_status(conn, row.pi_id, tag, status)?;
+        }
+    }
+    if !pool.found {
+        in_use = 0;
+    }
+    db::set_totals(conn, va_id, tag, in_use, authorized)?;
+    if pool.found {
+        let va_name = pools::va_name(conn, va_id)?;
+        check_shortage(conn, va_id, &va_name, tag, &pool, now)?;
+    }
+    Ok(())
+}
+
+/// [`recompute`] for every VA and entitlement in use or in a pool.
+pub fn recompute_all(conn: &mut SqliteConnection, now: i64) -> Result<()> {
+    use crate::db::schema::{license_usage, licenses, product_instances};
+    let mut keys: Vec<(i64, String)> = licenses::table
+        .select((licenses::va_id, licenses::tag))
+        .distinct()
+        .load(conn)?;
+    keys.extend(
+        license_usage::table
+            .inner_join(product_instances::table)
+            .select((product_instances::va_id, license_usage::tag))
+            .distinct()
+            .load::<(i64, String)>(conn)?,
+    );
+    keys.extend(db::all_totals(conn)?.into_iter().map(|(v, t, _, _)| (v, t)));
+    keys.sort();
+    keys.dedup();
+    for (va_id, tag) in keys {
+        recompute(conn, va_id, &tag, now)?;
+    }
+    Ok(())
+}
+
+/// Purchased, in use and balance of one VA's entitlement, for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub virtual_account: String,
+    pub tag: String,
+    pub name: String,
+    pub purchased: i64,
+    pub in_use: i64,
+    /// purchased - in use: negative is a shortage.
+    pub balance: i64,
+    pub authorized: i64,
+    pub reporting_only: bool,
+}
+
+pub fn pool_report(conn: &mut SqliteConnection, now: i64) -> Result<Vec<PoolStatus>> {
+    use crate::db::schema::licenses;
+    let mut keys: Vec<(i64, String)> = licenses::table
+        .select((licenses::va_id, licenses::tag))
+        .distinct()
+        .load(conn)?;
+    keys.extend(db::all_totals(conn)?.into_iter().map(|(v, t, _, _)| (v, t)));
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for (va_id, tag) in keys {
+        let pool = pool(conn, va_id, &tag, now)?;
+        if !pool.found {
+            continue;
+        }
+        let (in_use, authorized) = db::totals(conn, va_id, &tag)?;
+        let purchased = if pool.reporting_only {
+            in_use
+        } else {
+            pool.purchased
+        };
+        out.push(PoolStatus {
+            virtual_account: pools::va_name(conn, va_id)?,
+            tag,
+            name: pool.name,
+            purchased,
+            in_use,
+            balance: purchased - in_use,
+            authorized,
+            reporting_only: pool.reporting_only,
+        });
+    }
+    out.sort_by(|a, b| (&a.virtual_account, &a.tag).cmp(&(&b.virtual_account, &b.tag)));
+    Ok(out)
+}

@@ -1,0 +1,762 @@
+//! Devices (product instances): registration with a token, identity certificates, signed
+//! requests, authorization, renewal, deregistration, and the operator's view (list, show,
+//! remove, transfer).
+//!
+//! Work is split so the single writer only writes: [`prepare`] (verify the CSR, issue the
+//! certificate) and [`authenticate`] (check a request's signature) are CPU work on any
+//! thread; the `commit_*` functions and [`authorize`] run in the writer's transaction.
+
+use diesel::prelude::*;
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+use openssl::x509::{X509NameBuilder, X509Req, X509};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{self, DAY};
+use crate::compliance::{self, Entitlement, EntitlementStatus};
+use crate::db::devices::{self as db, PiRow};
+use crate::db::{events, identity, pools, tokens as dbtokens};
+use crate::error::{Error, Result};
+use crate::identity::{DeviceCa, TokenKey};
+use crate::tokens;
+
+/// An identity certificate is valid a year and renewed every six months.
+pub const IDENTITY_DAYS: i64 = 365;
+pub const IDENTITY_RENEW_DAYS: i64 = 182;
+/// An authorization is valid 90 days and renewed every 30.
+pub const AUTHORIZATION_DAYS: i64 = 90;
+pub const AUTHORIZATION_RENEW_DAYS: i64 = 30;
+/// Most entitlements in one authorization request.
+pub const MAX_ENTITLEMENTS: usize = 100;
+
+/// The device's unique identifier.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Udi {
+    /// Product id, e.g. `ISR4431/K9`.
+    pub pid: String,
+    /// Serial number.
+    pub sn: String,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub host_id: Option<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+fn field_ok(v: &str, max: usize, extra: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= max
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
+impl Udi {
+    pub fn validate(&self) -> Result<()> {
+        if !field_ok(&self.pid, 64, b"-_./:+") {
+            return Err(Error::invalid(
+                "udi.pid must be 1 to 64 of A-Z a-z 0-9 - _ . / : +",
+            ));
+        }
+        if !field_ok(&self.sn, 64, b"-_.:") {
+            return Err(Error::invalid(
+                "udi.sn must be 1 to 64 of A-Z a-z 0-9 - _ . :",
+            ));
+        }
+        if self.uuid.as_deref().is_some_and(|u| !field_ok(u, 64, b"-")) {
+            return Err(Error::invalid("udi.uuid must be 1 to 64 of A-Z a-z 0-9 -"));
+        }
+        if self
+            .host_id
+            .as_deref()
+            .is_some_and(|u| !field_ok(u, 64, b"-_.:"))
+        {
+            return Err(Error::invalid(
+                "udi.host_id must be 1 to 64 of A-Z a-z 0-9 - _ . :",
+            ));
+        }
+        if self.mac.as_deref().is_some_and(|m| {
+            let parts: Vec<&str> = m.split([':', '-']).collect();
+            parts.len() != 6
+                || !parts
+                    .iter()
+                    .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        }) {
+            return Err(Error::invalid("udi.mac must look like 00:1a:2b:3c:4d:5e"));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/v1/devices/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub token: String,
+    pub udi: Udi,
+    /// PEM certificate signing request for the device's key (ECDSA P-256 or RSA >= 2048).
+    pub csr_pem: String,
+    /// Display name; default `PID:<pid> SN:<sn>`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A verified request, with its certificate issued, waiting to be committed.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub uuid: String,
+    pub name: String,
+    pub udi: Udi,
+    pub public_key_pem: String,
+    pub cert_pem: String,
+    pub serial: String,
+    pub not_after: i64,
+}
+
+/// The answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registration {
+    pub pi_id: String,
+    pub certificate_pem: String,
+    /// The device CA: it issued the certificate and signs authorizations.
+    pub ca_certificate_pem: String,
+    pub not_after: String,
+    pub renew_after: String,
+    pub virtual_account: String,
+    pub account: String,
+    /// Set when the registration moved the device from another VA.
+    pub moved_from: Option<String>,
+}
+
+/// Verifies a CSR: well-formed, signed by its own key, a key we accept.
+fn csr_key(csr_pem: &str) -> Result<PKey<Public>> {
+    if csr_pem.len() > 16 * 1024 {
+        return Err(Error::invalid("csr_pem is larger than 16 KiB"));
+    }
+    let csr = X509Req::from_pem(csr_pem.as_bytes())
+        .map_err(|_| Error::invalid("csr_pem is not a PEM certificate signing request"))?;
+    let key = csr
+        .public_key()
+        .map_err(|_| Error::invalid("the CSR's public key cannot be read"))?;
+    if !csr.verify(&key).unwrap_or(false) {
+        return Err(Error::invalid("the CSR is not signed by its own key"));
+    }
+    let ok = match key.id() {
+        Id::EC => sync_format::pki::is_p256(&key),
+        Id::RSA => key.bits() >= 2048,
+        _ => false,
+    };
+    if !ok {
+        return Err(Error::invalid(
+            "the CSR's key must be ECDSA P-256 or RSA of 2048 bits or more",
+        ));
+    }
+    Ok(key)
+}
+
+/// Issues an identity certificate for `key` by the device CA, valid from `now` for a year.
+fn issue(ca: &DeviceCa, key: &PKey<Public>, udi: &Udi, now: i64) -> Result<(String, String, i64)> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, &format!("PID:{} SN:{}", udi.pid, udi.sn))?;
+    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "satellite product instance")?;
+    let name = name.build();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let mut serial = BigNum::new()?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    let serial_hex = serial.to_hex_str()?.to_string();
+    let serial = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(ca.cert.subject_name())?;
+    b.set_pubkey(key)?;
+    let not_after = now + IDENTITY_DAYS * DAY;
+    let nb = Asn1Time::from_unix(now - 300)?;
+    let na = Asn1Time::from_unix(not_after)?;
+    b.set_not_before(&nb)?;
+    b.set_not_after(&na)?;
+    b.append_extension(BasicConstraints::new().critical().build()?)?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
+    b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
+    b.sign(&ca.key, MessageDigest::sha256())?;
+    let pem = String::from_utf8(b.build().to_pem()?).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((pem, serial_hex, not_after))
+}
+
+/// CPU half of a registration: validate, verify the CSR, issue the certificate.
+pub fn prepare(req: &RegisterRequest, ca: &DeviceCa, now: i64) -> Result<Prepared> {
+    req.udi.validate()?;
+    let name = match req.name.as_deref().map(str::trim) {
+        Some(n) if !n.is_empty() => {
+            if n.chars().count() > 128 || n.chars().any(char::is_control) {
+                return Err(Error::invalid("name must be 1 to 128 printable characters"));
+            }
+            n.to_string()
+        }
+        _ => format!("PID:{} SN:{}", req.udi.pid, req.udi.sn),
+    };
+    let key = csr_key(&req.csr_pem)?;
+    let (cert_pem, serial, not_after) = issue(ca, &key, &req.udi, now)?;
+    Ok(Prepared {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        name,
+        udi: req.udi.clone(),
+        public_key_pem: String::from_utf8(key.public_key_to_pem()?)
+            .map_err(|e| Error::Internal(e.to_string()))?,
+        cert_pem,
+        serial,
+        not_after,
+    })
+}
+
+/// The satellite must be registered to serve devices.
+fn require_registered(conn: &mut SqliteConnection) -> Result<identity::SatelliteRow> {
+    let me = identity::get(conn)?
+        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    match me.state.as_str() {
+        "registered" => Ok(me),
+        "removed" => Err(Error::State(
+            "this satellite has been removed (90 days without a sync with the cloud) and no \
+             longer serves devices; it must be registered again"
+                .into(),
+        )),
+        other => Err(Error::State(format!(
+            "this satellite is {other}: it serves devices once it is registered with the cloud"
+        ))),
+    }
+}
+
+/// Checks a token without writing (to turn bad tokens away before the CPU work).
+pub fn precheck_token(
+    conn: &mut SqliteConnection,
+    key: &TokenKey,
+    token: &str,
+    now: i64,
+) -> Result<()> {
+    require_registered(conn)?;
+    tokens::check(conn, key, token, now)?.map_err(|r| Error::Unauthorized(r.message().into()))?;
+    Ok(())
+}
+
+/// Writer half of a registration: the token decides (again, authoritatively), then the
+/// device is added, re-registered, or moved to the token's VA.
+pub fn commit_registration(
+    conn: &mut SqliteConnection,
+    key: &TokenKey,
+    token: &str,
+    p: &Prepared,
+    now: i64,
+) -> Result<Registration> {
+    let me = require_registered(conn)?;
+    let tok = tokens::check(conn, key, token, now)?
+        .map_err(|r| Error::Unauthorized(r.message().into()))?;
+    let va_name = pools::va_name(conn, tok.va_id)?;
+    let existing = db::by_udi(conn, &p.udi.pid, &p.udi.sn)?;
+    let uuid = existing.as_ref().map_or(p.uuid.clone(), |e| e.uuid.clone());
+    let ident = db::Identity {
+        uuid: &uuid,
+        va_id: tok.va_id,
+        pid: &p.udi.pid,
+        sn: &p.udi.sn,
+        udi_uuid: p.udi.uuid.as_deref(),
+        host_id: p.udi.host_id.as_deref(),
+        mac: p.udi.mac.as_deref(),
+        name: &p.name,
+        token_id: tok.id,
+        export_controlled: tok.export_controlled,
+        public_key_pem: &p.public_key_pem,
+        cert_serial: &p.serial,
+        cert_not_after: p.not_after,
+    };
+    let mut moved_from = None;
+    match &existing {
+        None => {
+            db::insert(conn, &ident, now)?;
+            new_pi_event(conn, &p.name, &uuid, &va_name, now)?;
+        }
+        Some(old) => {
+            if old.state == "active" && old.va_id != tok.va_id {
+                // Moving to another VA: its licenses do not follow.
+                compliance::release_all(conn, old, now)?;
+                let from = pools::va_name(conn, old.va_id)?;
+                events::append(
+                    conn,
+                    now,
+                    &events::NewEvent {
+                        kind: "pi_transferred",
+                        va_name: Some(&va_name),
+                        pi_uuid: Some(&uuid),
+                        message: format!(
+                            "The product instance {} was transferred from the Virtual Account \"{from}\" to the Virtual Account \"{va_name}\".",
+                            p.name
+                        ),
+                        actor: "system",
+                        ..Default::default()
+                    },
+                )?;
+                moved_from = Some(from);
+            } else if old.state != "active" {
+                new_pi_event(conn, &p.name, &uuid, &va_name, now)?;
+            }
+            db::reregister(conn, old.id, &ident, now)?;
+        }
+    }
+    dbtokens::add_use(conn, tok.id)?;
+    Ok(Registration {
+        pi_id: uuid,
+        certificate_pem: p.cert_pem.clone(),
+        ca_certificate_pem: String::new(),
+        not_after: clock::format(p.not_after),
+        renew_after: clock::format(now + IDENTITY_RENEW_DAYS * DAY),
+        virtual_account: va_name,
+        account: me.account_name.unwrap_or_default(),
+        moved_from,
+    })
+}
+
+fn new_pi_event(
+    conn: &mut SqliteConnection,
+    name: &str,
+    uuid: &str,
+    va: &str,
+    now: i64,
+) -> Result<()> {
+    events::append(
+        conn,
+        now,
+        &events::NewEvent {
+            kind: "pi_new",
+            va_name: Some(va),
+            pi_uuid: Some(uuid),
+            message: format!("The product instance {name} connected and was added to the Virtual Account \"{va}\"."),
+            actor: "system",
+            ..Default::default()
+        },
+    )
+}
+
+// ---- signed requests ---------------------------------------------------------------------
+
+/// The fields every signed request carries.
+#[derive(Debug, Clone, Deserialize)]
+struct Envelope {
+    pi_id: String,
+    counter: i64,
+}
+
+/// Checks a signed request: the body names a product instance, the signature (base64 DER
+/// ECDSA/RSA over SHA-256 of the exact body bytes) is by that instance's key, and its
+/// identity certificate is still valid. Returns the instance and the request's counter.
+pub fn authenticate(
+    conn: &mut SqliteConnection,
+    body: &[u8],
+    signature_b64: Option<&str>,
+    now: i64,
+) -> Result<(PiRow, i64)> {
+    let sig = signature_b64.ok_or_else(|| {
+        Error::Unauthorized(
+            "missing X-Satellite-Signature header: sign the body with the device key".into(),
+        )
+    })?;
+    let sig = openssl::base64::decode_block(sig.trim())
+        .map_err(|_| Error::Unauthorized("X-Satellite-Signature is not base64".into()))?;
+    let env: Envelope = serde_json::from_slice(body)
+        .map_err(|e| Error::invalid(format!("invalid request body: {e}")))?;
+    if env.counter <= 0 {
+        return Err(Error::invalid("counter must be a positive integer"));
+    }
+    let pi = db::by_uuid(conn, &env.pi_id)?
+        .filter(|p| p.state == "active")
+        .ok_or_else(|| {
+            Error::Unauthorized(format!(
+                "unknown or removed product instance {:?}: register again",
+                env.pi_id
+            ))
+        })?;
+    let key = PKey::public_key_from_pem(pi.public_key_pem.as_bytes())?;
+    let mut v = openssl::sign::Verifier::new(MessageDigest::sha256(), &key)?;
+    v.update(body)?;
+    if !v.verify(&sig).unwrap_or(false) {
+        return Err(Error::Unauthorized(format!(
+            "the request is not signed by the key of product instance {}",
+            pi.uuid
+        )));
+    }
+    if pi.cert_not_after.is_none_or(|t| t <= now) {
+        return Err(Error::Unauthorized(format!(
+            "the identity certificate of product instance {} expired at {}: register again",
+            pi.uuid,
+            pi.cert_not_after.map(clock::format).unwrap_or_default()
+        )));
+    }
+    Ok((pi, env.counter))
+}
+
+/// In the writer: the instance as it is now, still active, and the counter higher than
+/// any before (a replayed or reordered request is refused). Records the contact.
+fn fresh(conn: &mut SqliteConnection, pi_uuid: &str, counter: i64, now: i64) -> Result<PiRow> {
+    let pi = db::by_uuid(conn, pi_uuid)?
+        .filter(|p| p.state == "active")
+        .ok_or_else(|| {
+            Error::Unauthorized(format!("unknown or removed product instance {pi_uuid:?}"))
+        })?;
+    if counter <= pi.last_counter {
+        return Err(Error::Conflict(format!(
+            "replayed or out-of-order request: counter {counter} is not above {}",
+            pi.last_counter
+        )));
+    }
+    db::touch(conn, pi.id, now, counter)?;
+    Ok(pi)
+}
+
+/// `POST /api/v1/devices/authorize`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationRequest {
+    pub pi_id: String,
+    pub counter: i64,
+    /// The device's random nonce, echoed in the signed answer.
+    pub nonce: String,
+    /// Everything the device uses now (an entitlement left out is released).
+    pub entitlements: Vec<Entitlement>,
+}
+
+impl AuthorizationRequest {
+    pub fn validate(&self) -> Result<()> {
+        if !field_ok(&self.nonce, 128, b"-_.:+/=") {
+            return Err(Error::invalid(
+                "nonce must be 1 to 128 of A-Z a-z 0-9 - _ . : + / =",
+            ));
+        }
+        if self.entitlements.len() > MAX_ENTITLEMENTS {
+            return Err(Error::invalid(format!(
+                "at most {MAX_ENTITLEMENTS} entitlements per request"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for e in &self.entitlements {
+            if !field_ok(&e.tag, 200, b"-_.:/+") {
+                return Err(Error::invalid(
+                    "an entitlement tag must be 1 to 200 of A-Z a-z 0-9 - _ . : / +",
+                ));
+            }
+            if !(0..=1_000_000).contains(&e.count) {
+                return Err(Error::invalid(format!(
+                    "count of {:?} must be 0 to 1000000",
+                    e.tag
+                )));
+            }
+            if !seen.insert(&e.tag) {
+                return Err(Error::invalid(format!(
+                    "entitlement {:?} is listed twice",
+                    e.tag
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The authorization a device gets, signed by the device CA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Authorization {
+    pub pi_id: String,
+    pub satellite_id: String,
+    pub nonce: String,
+    pub issued_at: String,
+    pub not_after: String,
+    pub renew_after: String,
+    pub entitlements: Vec<EntitlementStatus>,
+}
+
+/// In the writer: records what the device uses and answers per entitlement.
+pub fn authorize(
+    conn: &mut SqliteConnection,
+    req: &AuthorizationRequest,
+    now: i64,
+) -> Result<Authorization> {
+    let me = require_registered(conn)?;
+    let pi = fresh(conn, &req.pi_id, req.counter, now)?;
+    let entitlements = compliance::report_usage(conn, &pi, &req.entitlements, now)?;
+    Ok(Authorization {
+        pi_id: pi.uuid,
+        satellite_id: me.satellite_id,
+        nonce: req.nonce.clone(),
+        issued_at: clock::format(now),
+        not_after: clock::format(now + AUTHORIZATION_DAYS * DAY),
+        renew_after: clock::format(now + AUTHORIZATION_RENEW_DAYS * DAY),
+        entitlements,
+    })
+}
+
+/// The signed form of an authorization: the JSON bytes (base64) and their signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedAuthorization {
+    /// base64 of the authorization's JSON bytes: verify the signature over these bytes.
+    pub payload: String,
+    /// base64 DER ECDSA P-256/SHA-256 signature by the device CA's key.
+    pub signature: String,
+    /// The same authorization, decoded, for convenience (trust `payload`).
+    pub authorization: Authorization,
+}
+
+pub fn sign_authorization(ca: &DeviceCa, a: Authorization) -> Result<SignedAuthorization> {
+    let bytes = serde_json::to_vec(&a).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), &ca.key)?;
+    s.update(&bytes)?;
+    Ok(SignedAuthorization {
+        payload: openssl::base64::encode_block(&bytes),
+        signature: openssl::base64::encode_block(&s.sign_to_vec()?),
+        authorization: a,
+    })
+}
+
+/// `POST /api/v1/devices/renew`: a new identity certificate (for a new key if the CSR has one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub pi_id: String,
+    pub counter: i64,
+    pub csr_pem: String,
+}
+
+/// CPU half of a renewal.
+pub fn prepare_renewal(
+    req: &RenewRequest,
+    pi: &PiRow,
+    ca: &DeviceCa,
+    now: i64,
+) -> Result<Prepared> {
+    let key = csr_key(&req.csr_pem)?;
+    let udi = Udi {
+        pid: pi.pid.clone(),
+        sn: pi.sn.clone(),
+        uuid: pi.udi_uuid.clone(),
+        host_id: pi.host_id.clone(),
+        mac: pi.mac.clone(),
+    };
+    let (cert_pem, serial, not_after) = issue(ca, &key, &udi, now)?;
+    Ok(Prepared {
+        uuid: pi.uuid.clone(),
+        name: pi.name.clone(),
+        udi,
+        public_key_pem: String::from_utf8(key.public_key_to_pem()?)
+            .map_err(|e| Error::Internal(e.to_string()))?,
+        cert_pem,
+        serial,
+        not_after,
+    })
+}
+
+/// The answer to a renewal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Renewal {
+    pub pi_id: String,
+    pub certificate_pem: String,
+    pub not_after: String,
+    pub renew_after: String,
+}
+
+pub fn commit_renewal(
+    conn: &mut SqliteConnection,
+    req: &RenewRequest,
+    p: &Prepared,
+    now: i64,
+) -> Result<Renewal> {
+    require_registered(conn)?;
+    let pi = fresh(conn, &req.pi_id, req.counter, now)?;
+    db::renew_identity(conn, pi.id, &p.public_key_pem, &p.serial, p.not_after)?;
+    let va = pools::va_name(conn, pi.va_id)?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent {
+            kind: "pi_renewed_certificate",
+            va_name: Some(&va),
+            pi_uuid: Some(&pi.uuid),
+            message: format!(
+                "The product instance {} in the Virtual Account \"{va}\" connected and successfully renewed its identity certificate.",
+                pi.name
+            ),
+            actor: "system",
+            ..Default::default()
+        },
+    )?;
+    Ok(Renewal {
+        pi_id: pi.uuid,
+        certificate_pem: p.cert_pem.clone(),
+        not_after: clock::format(p.not_after),
+        renew_after: clock::format(now + IDENTITY_RENEW_DAYS * DAY),
+    })
+}
+
+/// `POST /api/v1/devices/deregister`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeregisterRequest {
+    pub pi_id: String,
+    pub counter: i64,
+}
+
+/// Deregisters a device: its licenses are released at once.
+pub fn deregister(conn: &mut SqliteConnection, req: &DeregisterRequest, now: i64) -> Result<()> {
+    let pi = fresh(conn, &req.pi_id, req.counter, now)?;
+    remove_pi(conn, &pi, now, "system")
+}
+
+fn remove_pi(conn: &mut SqliteConnection, pi: &PiRow, now: i64, actor: &str) -> Result<()> {
+    compliance::release_all(conn, pi, now)?;
+    db::mark_removed(conn, pi.id, now)?;
+    let va = pools::va_name(conn, pi.va_id)?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent {
+            kind: "pi_removed",
+            va_name: Some(&va),
+            pi_uuid: Some(&pi.uuid),
+            message: format!(
+                "The product instance \"{}\" was removed from Smart Software Manager.",
+                pi.name
+            ),
+            actor,
+            ..Default::default()
+        },
+    )
+}
+
+// ---- operators ---------------------------------------------------------------------------
+
+/// A device as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub pi_id: String,
+    pub name: String,
+    pub pid: String,
+    pub sn: String,
+    pub uuid: Option<String>,
+    pub host_id: Option<String>,
+    pub mac: Option<String>,
+    pub virtual_account: String,
+    pub state: String,
+    pub export_controlled: bool,
+    pub registered_at: String,
+    pub last_contact_at: String,
+    pub identity_not_after: Option<String>,
+    pub licenses: Vec<EntitlementStatus>,
+}
+
+fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView> {
+    let licenses = db::usage_of(conn, pi.id)?
+        .into_iter()
+        .map(|u| EntitlementStatus {
+            tag: u.tag,
+            count: u.count,
+            status: u.status,
+        })
+        .collect();
+    Ok(DeviceView {
+        pi_id: pi.uuid,
+        name: pi.name,
+        pid: pi.pid,
+        sn: pi.sn,
+        uuid: pi.udi_uuid,
+        host_id: pi.host_id,
+        mac: pi.mac,
+        virtual_account: va,
+        state: pi.state,
+        export_controlled: pi.export_controlled,
+        registered_at: clock::format(pi.registered_at),
+        last_contact_at: clock::format(pi.last_contact_at),
+        identity_not_after: pi.cert_not_after.map(clock::format),
+        licenses,
+    })
+}
+
+pub fn list(conn: &mut SqliteConnection, f: &db::Filter) -> Result<Vec<DeviceView>> {
+    db::list(conn, f)?
+        .into_iter()
+        .map(|(pi, va)| view(conn, pi, va))
+        .collect()
+}
+
+/// Finds a device by PI id, or by UDI written `PID:SN`.
+fn find(conn: &mut SqliteConnection, who: &str) -> Result<PiRow> {
+    if let Some(pi) = db::by_uuid(conn, who)? {
+        return Ok(pi);
+    }
+    if let Some((pid, sn)) = who.rsplit_once(':') {
+        if let Some(pi) = db::by_udi(conn, pid, sn)? {
+            return Ok(pi);
+        }
+    }
+    Err(Error::NotFound(format!(
+        "no product instance {who:?} (give its PI id or PID:SN)"
+    )))
+}
+
+pub fn show(conn: &mut SqliteConnection, who: &str) -> Result<DeviceView> {
+    let pi = find(conn, who)?;
+    let va = pools::va_name(conn, pi.va_id)?;
+    view(conn, pi, va)
+}
+
+/// Removes a device (operator): its licenses are released.
+pub fn remove(conn: &mut SqliteConnection, who: &str, now: i64, actor: &str) -> Result<DeviceView> {
+    conn.immediate_transaction(|conn| {
+        let pi = find(conn, who)?;
+        if pi.state != "active" {
+            return Err(Error::Conflict(format!(
+                "product instance {who:?} is already removed"
+            )));
+        }
+        remove_pi(conn, &pi, now, actor)?;
+        show(conn, &pi.uuid)
+    })
+}
+
+/// Transfers a device to another of the satellite's VAs; its licenses do not follow.
+pub fn transfer(
+    conn: &mut SqliteConnection,
+    who: &str,
+    to_va: &str,
+    now: i64,
+    actor: &str,
+) -> Result<DeviceView> {
+    conn.immediate_transaction(|conn| {
+        let pi = find(conn, who)?;
+        if pi.state != "active" {
+            return Err(Error::Conflict(format!("product instance {who:?} is removed")));
+        }
+        let to = pools::va_id(conn, to_va)?
+            .ok_or_else(|| Error::NotFound(format!("no virtual account {to_va:?} on this satellite")))?;
+        if to == pi.va_id {
+            return Err(Error::Conflict(format!("product instance {who:?} is already in {to_va:?}")));
+        }
+        let from = pools::va_name(conn, pi.va_id)?;
+        compliance::release_all(conn, &pi, now)?;
+        db::set_va(conn, pi.id, to)?;
+        events::append(
+            conn,
+            now,
+            &events::NewEvent {
+                kind: "pi_transferred",
+                va_name: Some(to_va),
+                pi_uuid: Some(&pi.uuid),
+                message: format!(
+                    "The product instance {} was transferred from the Virtual Account \"{from}\" to the Virtual Account \"{to_va}\".",
+                    pi.name
+                ),
+                actor,
+                ..Default::default()
+            },
+        )?;
+        show(conn, &pi.uuid)
+    })
+}

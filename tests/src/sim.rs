@@ -1,0 +1,676 @@
+//! The device simulator (`device-sim`): many devices registering with a satellite,
+//! asking for authorizations, renewing and deregistering, through the real device API over
+//! HTTPS; prints a summary with counts, errors by kind, rates and latency percentiles.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use futures_util::stream::{self, StreamExt};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::{X509NameBuilder, X509Req, X509};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "device-sim",
+    version,
+    about = "Simulates devices of a site against a satellite's device API: registration with a \
+             token, authorization requests, identity renewal and deregistration, and prints a \
+             summary (counts, errors by kind, rates per second, latency percentiles)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register N new devices with a token, then ask for their authorizations.
+    Run(RunArgs),
+    /// Ask again for the authorizations of the devices saved in a state file.
+    Authorize(SavedArgs),
+    /// Renew the identity certificates of the saved devices.
+    Renew(SavedArgs),
+    /// Deregister the saved devices (their licenses are released).
+    Deregister(SavedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The satellite's base URL, e.g. https://localhost:8443.
+    #[arg(long)]
+    pub satellite: String,
+    /// CA certificate (PEM) to verify the satellite with (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Entitlements each device uses, as TAG:COUNT (repeatable).
+    #[arg(long = "entitlement", value_name = "TAG:COUNT")]
+    pub entitlements: Vec<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The registration token.
+    #[arg(long)]
+    pub token: String,
+    /// How many devices.
+    #[arg(long)]
+    pub devices: usize,
+    /// Product id of the devices.
+    #[arg(long, default_value = "SIM-ROUTER")]
+    pub pid: String,
+    /// Serial number prefix (default: random, so runs do not collide).
+    #[arg(long)]
+    pub sn_prefix: Option<String>,
+    /// Save the devices (ids, keys, counters) here for later `authorize`, `renew`, `deregister`.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Skip the authorization phase.
+    #[arg(long)]
+    pub no_authorize: bool,
+    /// Deregister every device at the end.
+    #[arg(long)]
+    pub deregister: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SavedArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The state file written by `run --state`.
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+}
+
+/// One simulated device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Device {
+    pub pid: String,
+    pub sn: String,
+    pub key_pem: String,
+    pub pi_id: Option<String>,
+    pub counter: i64,
+    pub ca_pem: Option<String>,
+}
+
+/// The outcome of one phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phase {
+    pub requests: usize,
+    pub ok: usize,
+    pub errors: BTreeMap<String, usize>,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The summary printed at the end.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub devices: usize,
+    pub registered: usize,
+    pub authorized: usize,
+    pub out_of_compliance: usize,
+    pub not_found: usize,
+    pub renewed: usize,
+    pub deregistered: usize,
+    pub phases: BTreeMap<String, Phase>,
+}
+
+fn parse_entitlements(list: &[String]) -> Result<Vec<(String, i64)>, String> {
+    list.iter()
+        .map(|e| {
+            let (tag, count) = e
+                .rsplit_once(':')
+                .ok_or_else(|| format!("--entitlement {e:?}: expected TAG:COUNT"))?;
+            let count = count
+                .parse::<i64>()
+                .map_err(|_| format!("--entitlement {e:?}: COUNT must be a number"))?;
+            Ok((tag.to_string(), count))
+        })
+        .collect()
+}
+
+fn new_key() -> PKey<Private> {
+    sync_format::pki::new_p256_key().expect("key generation")
+}
+
+fn csr(key: &PKey<Private>, cn: &str) -> String {
+    let mut b = X509Req::builder().expect("csr");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", cn).expect("cn");
+    b.set_subject_name(&name.build()).expect("subject");
+    b.set_pubkey(key).expect("pubkey");
+    b.sign(key, MessageDigest::sha256()).expect("sign");
+    String::from_utf8(b.build().to_pem().expect("pem")).expect("utf8")
+}
+
+fn sign(key: &PKey<Private>, body: &[u8]) -> String {
+    let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), key).expect("signer");
+    s.update(body).expect("update");
+    openssl::base64::encode_block(&s.sign_to_vec().expect("sign"))
+}
+
+/// Makes `n` devices with keys, in parallel over the machine's cores.
+fn make_devices(n: usize, pid: &str, prefix: &str) -> Vec<Device> {
+    let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+    let chunk = n.div_ceil(threads).max(1);
+    let mut out = Vec::with_capacity(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                s.spawn(move || {
+                    (start..(start + chunk).min(n))
+                        .map(|i| {
+                            let key = new_key();
+                            Device {
+                                pid: pid.to_string(),
+                                sn: format!("{prefix}{i:08}"),
+                                key_pem: String::from_utf8(
+                                    key.private_key_to_pem_pkcs8().expect("pem"),
+                                )
+                                .expect("utf8"),
+                                pi_id: None,
+                                counter: 0,
+                                ca_pem: None,
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            out.extend(h.join().expect("key thread"));
+        }
+    });
+    out
+}
+
+fn client(common: &Common) -> Result<awc::Client, String> {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+    match &common.ca {
+        Some(ca) => b
+            .set_ca_file(ca)
+            .map_err(|e| format!("--ca {}: {e}", ca.display()))?,
+        None => b.set_default_verify_paths().map_err(|e| e.to_string())?,
+    }
+    b.set_verify(SslVerifyMode::PEER);
+    let connector = awc::Connector::new()
+        .openssl(b.build())
+        .limit(common.concurrency.max(1))
+        .timeout(Duration::from_secs(30));
+    Ok(awc::Client::builder()
+        .connector(connector)
+        .timeout(Duration::from_secs(120))
+        .finish())
+}
+
+/// What one request gave: Ok(body) or an error kind.
+type Outcome = Result<serde_json::Value, String>;
+
+async fn post(
+    client: &awc::Client,
+    url: &str,
+    body: Vec<u8>,
+    signature: Option<String>,
+) -> Outcome {
+    let mut req = client
+        .post(url)
+        .insert_header(("content-type", "application/json"));
+    if let Some(sig) = signature {
+        req = req.insert_header(("X-Satellite-Signature", sig));
+    }
+    let mut resp = req
+        .send_body(body)
+        .await
+        .map_err(|e| format!("transport: {e}"))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .body()
+        .limit(4 * 1024 * 1024)
+        .await
+        .map_err(|e| format!("transport: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    if status == 200 {
+        Ok(value)
+    } else {
+        let code = value
+            .pointer("/error/code")
+            .and_then(|c| c.as_str())
+            .unwrap_or("error");
+        Err(format!("{status} {code}"))
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs `work` for every device with `concurrency` in flight; records the phase.
+async fn phase<F, Fut>(devices: &mut [Device], concurrency: usize, work: F) -> (Phase, Vec<Outcome>)
+where
+    F: Fn(usize, Device) -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let started = Instant::now();
+    let work = Rc::new(work);
+    let jobs = devices.iter().cloned().enumerate().map(|(i, d)| {
+        let work = work.clone();
+        async move {
+            let t = Instant::now();
+            let out = work(i, d).await;
+            (i, out, t.elapsed().as_secs_f64() * 1000.0)
+        }
+    });
+    let mut results: Vec<(usize, Outcome, f64)> = stream::iter(jobs)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    results.sort_by_key(|r| r.0);
+    let mut lat: Vec<f64> = results.iter().map(|r| r.2).collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let mut p = Phase {
+        requests: results.len(),
+        seconds,
+        latency_ms: Latency {
+            p50: percentile(&lat, 0.50),
+            p90: percentile(&lat, 0.90),
+            p99: percentile(&lat, 0.99),
+            max: lat.last().copied().unwrap_or(0.0),
+        },
+        ..Phase::default()
+    };
+    for r in &results {
+        match &r.1 {
+            Ok(_) => p.ok += 1,
+            Err(kind) => *p.errors.entry(kind.clone()).or_default() += 1,
+        }
+    }
+    p.per_second = if seconds > 0.0 {
+        p.ok as f64 / seconds
+    } else {
+        0.0
+    };
+    (p, results.into_iter().map(|r| r.1).collect())
+}
+
+fn key_of(d: &Device) -> PKey<Private> {
+    PKey::private_key_from_pem(d.key_pem.as_bytes()).expect("device key")
+}
+
+async fn register_all(
+    client: &awc::Client,
+    base: &str,
+    token: &str,
+    devices: &mut [Device],
+    concurrency: usize,
+    summary: &mut Summary,
+) {
+    let url = format!("{base}/api/v1/devices/register");
+    let (p, outcomes) = phase(devices, concurrency, |_, d| {
+        let body = serde_json::json!({
+            "token": token,
+            "udi": { "pid": d.pid, "sn": d.sn },
+            "csr_pem": csr(&key_of(&d), &format!("{}:{}", d.pid, d.sn)),
+        });
+        let url = url.clone();
+        async move { post(client, &url, body.to_string().into_bytes(), None).await }
+    })
+    .await;
+    for (d, o) in devices.iter_mut().zip(outcomes) {
+        if let Ok(v) = o {
+            d.pi_id = v["pi_id"].as_str().map(str::to_string);
+            d.ca_pem = v["ca_certificate_pem"].as_str().map(str::to_string);
+            summary.registered += 1;
+        }
+    }
+    summary.phases.insert("register".into(), p);
+}
+
+/// Checks a signed authorization against the device CA and the nonce sent.
+fn verify_answer(
+    v: &serde_json::Value,
+    ca_pem: Option<&str>,
+    nonce: &str,
+) -> Result<Vec<String>, String> {
+    let payload = openssl::base64::decode_block(v["payload"].as_str().unwrap_or_default())
+        .map_err(|_| "bad_payload".to_string())?;
+    let sig = openssl::base64::decode_block(v["signature"].as_str().unwrap_or_default())
+        .map_err(|_| "bad_signature".to_string())?;
+    let ca =
+        X509::from_pem(ca_pem.unwrap_or_default().as_bytes()).map_err(|_| "no_ca".to_string())?;
+    let key = ca.public_key().map_err(|_| "no_ca".to_string())?;
+    let mut ver =
+        openssl::sign::Verifier::new(MessageDigest::sha256(), &key).map_err(|e| e.to_string())?;
+    ver.update(&payload).map_err(|e| e.to_string())?;
+    if !ver.verify(&sig).unwrap_or(false) {
+        return Err("bad_signature".into());
+    }
+    let a: serde_json::Value =
+        serde_json::from_slice(&payload).map_err(|_| "bad_payload".to_string())?;
+    if a["nonce"] != nonce {
+        return Err("wrong_nonce".into());
+    }
+    Ok(a["entitlements"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e["status"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A signed request of a saved device: bumps its counter.
+fn signed_body(d: &mut Device, mut body: serde_json::Value) -> (Vec<u8>, String) {
+    d.counter += 1;
+    body["pi_id"] = serde_json::Value::String(d.pi_id.clone().unwrap_or_default());
+    body["counter"] = serde_json::Value::from(d.counter);
+    let bytes = body.to_string().into_bytes();
+    let sig = sign(&key_of(d), &bytes);
+    (bytes, sig)
+}
+
+async fn authorize_all(
+    client: &awc::Client,
+    base: &str,
+    devices: &mut [Device],
+    ents: &[(String, i64)],
+    concurrency: usize,
+    summary: &mut Summary,
+) {
+    let url = format!("{base}/api/v1/devices/authorize");
+    let registered: Vec<usize> = (0..devices.len())
+        .filter(|&i| devices[i].pi_id.is_some())
+        .collect();
+    let mut bodies = Vec::new();
+    for &i in &registered {
+        let mut nonce = [0u8; 12];
+        openssl::rand::rand_bytes(&mut nonce).expect("rand");
+        let nonce = hex::encode(nonce);
+        let entitlements: Vec<_> = ents
+            .iter()
+            .map(|(t, c)| serde_json::json!({"tag": t, "count": c}))
+            .collect();
+        let (b, s) = signed_body(
+            &mut devices[i],
+            serde_json::json!({"nonce": nonce, "entitlements": entitlements}),
+        );
+        bodies.push((b, s, nonce));
+    }
+    let mut subset: Vec<Device> = registered.iter().map(|&i| devices[i].clone()).collect();
+    let bodies = Rc::new(bodies);
+    let (p, outcomes) = phase(&mut subset, concurrency, |k, d| {
+        let url = url.clone();
+        let bodies = bodies.clone();
+        async move {
+            let (b, s, nonce) = &bodies[k];
+            let v = post(client, &url, b.clone(), Some(s.clone())).await?;
+            let statuses = verify_answer(&v, d.ca_pem.as_deref(), nonce)?;
+            Ok(serde_json::json!(statuses))
+        }
+    })
+    .await;
+    for o in outcomes.iter().flatten() {
+        let statuses: Vec<&str> = o
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        if statuses.contains(&"NOT_FOUND") {
+            summary.not_found += 1;
+        } else if statuses.contains(&"OUT_OF_COMPLIANCE") {
+            summary.out_of_compliance += 1;
+        } else {
+            summary.authorized += 1;
+        }
+    }
+    summary.phases.insert("authorize".into(), p);
+}
+
+async fn renew_all(
+    client: &awc::Client,
+    base: &str,
+    devices: &mut [Device],
+    concurrency: usize,
+    summary: &mut Summary,
+) {
+    let url = format!("{base}/api/v1/devices/renew");
+    let mut bodies = Vec::new();
+    for d in devices.iter_mut() {
+        let c = csr(&key_of(d), &format!("{}:{}", d.pid, d.sn));
+        bodies.push(signed_body(d, serde_json::json!({ "csr_pem": c })));
+    }
+    let bodies = Rc::new(bodies);
+    let (p, _) = phase(devices, concurrency, |k, _| {
+        let url = url.clone();
+        let bodies = bodies.clone();
+        async move { post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
+    })
+    .await;
+    summary.renewed = p.ok;
+    summary.phases.insert("renew".into(), p);
+}
+
+async fn deregister_all(
+    client: &awc::Client,
+    base: &str,
+    devices: &mut [Device],
+    concurrency: usize,
+    summary: &mut Summary,
+) {
+    let url = format!("{base}/api/v1/devices/deregister");
+    let bodies: Vec<_> = devices
+        .iter_mut()
+        .map(|d| signed_body(d, serde_json::json!({})))
+        .collect();
+    let bodies = Rc::new(bodies);
+    let (p, _) = phase(devices, concurrency, |k, _| {
+        let url = url.clone();
+        let bodies = bodies.clone();
+        async move { post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
+    })
+    .await;
+    summary.deregistered = p.ok;
+    summary.phases.insert("deregister".into(), p);
+}
+
+fn save(path: &Path, devices: &[Device]) -> Result<(), String> {
+    let text = serde_json::to_vec(devices).map_err(|e| e.to_string())?;
+    satellite::datadir::write_private(path, &text).map_err(|e| e.to_string())
+}
+
+fn load(path: &Path) -> Result<Vec<Device>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn print(summary: &Summary, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(summary).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "devices {}: registered {}, authorized {}, out of compliance {}, not found {}, renewed {}, deregistered {}",
+        summary.devices, summary.registered, summary.authorized, summary.out_of_compliance, summary.not_found, summary.renewed, summary.deregistered
+    );
+    for (name, p) in &summary.phases {
+        println!(
+            "  {name:<10} {:>7} ok of {:>7} in {:>7.2} s = {:>8.0}/s   latency ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+            p.ok, p.requests, p.seconds, p.per_second, p.latency_ms.p50, p.latency_ms.p90, p.latency_ms.p99, p.latency_ms.max
+        );
+        for (kind, n) in &p.errors {
+            println!("             error {kind}: {n}");
+        }
+    }
+}
+
+/// Runs a command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match run_inner(cli) {
+        Ok(summary_had_errors) => i32::from(summary_had_errors),
+        Err(e) => {
+            eprintln!("device-sim: error: {e}");
+            2
+        }
+    }
+}
+
+fn run_inner(cli: Cli) -> Result<bool, String> {
+    let system = actix_web::rt::System::new();
+    let (summary, json) = match cli.command {
+        Command::Run(a) => {
+            let ents = parse_entitlements(&a.common.entitlements)?;
+            let prefix = a.sn_prefix.clone().unwrap_or_else(|| {
+                let mut r = [0u8; 3];
+                let _ = openssl::rand::rand_bytes(&mut r);
+                format!("S{}", hex::encode(r).to_uppercase())
+            });
+            let mut devices = make_devices(a.devices, &a.pid, &prefix);
+            let client = client(&a.common)?;
+            let base = a.common.satellite.trim_end_matches('/').to_string();
+            let mut summary = Summary {
+                devices: a.devices,
+                ..Summary::default()
+            };
+            system.block_on(async {
+                register_all(
+                    &client,
+                    &base,
+                    &a.token,
+                    &mut devices,
+                    a.common.concurrency,
+                    &mut summary,
+                )
+                .await;
+                if !a.no_authorize {
+                    authorize_all(
+                        &client,
+                        &base,
+                        &mut devices,
+                        &ents,
+                        a.common.concurrency,
+                        &mut summary,
+                    )
+                    .await;
+                }
+                if a.deregister {
+                    let mut reg: Vec<Device> = devices
+                        .iter()
+                        .filter(|d| d.pi_id.is_some())
+                        .cloned()
+                        .collect();
+                    deregister_all(&client, &base, &mut reg, a.common.concurrency, &mut summary)
+                        .await;
+                }
+            });
+            if let Some(path) = &a.state {
+                save(path, &devices)?;
+            }
+            (summary, a.common.json)
+        }
+        Command::Authorize(a) => saved(&system, a, Op::Authorize)?,
+        Command::Renew(a) => saved(&system, a, Op::Renew)?,
+        Command::Deregister(a) => saved(&system, a, Op::Deregister)?,
+    };
+    print(&summary, json);
+    Ok(summary.phases.values().any(|p| !p.errors.is_empty()))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Authorize,
+    Renew,
+    Deregister,
+}
+
+/// Runs one phase for the devices of a state file, and saves their counters back.
+fn saved(
+    system: &actix_web::rt::SystemRunner,
+    a: SavedArgs,
+    op: Op,
+) -> Result<(Summary, bool), String> {
+    let ents = parse_entitlements(&a.common.entitlements)?;
+    let mut all = load(&a.state)?;
+    let client = client(&a.common)?;
+    let base = a.common.satellite.trim_end_matches('/').to_string();
+    let mut devices: Vec<Device> = all.iter().filter(|d| d.pi_id.is_some()).cloned().collect();
+    let mut summary = Summary {
+        devices: devices.len(),
+        registered: devices.len(),
+        ..Summary::default()
+    };
+    system.block_on(async {
+        match op {
+            Op::Authorize => {
+                authorize_all(
+                    &client,
+                    &base,
+                    &mut devices,
+                    &ents,
+                    a.common.concurrency,
+                    &mut summary,
+                )
+                .await
+            }
+            Op::Renew => {
+                renew_all(
+                    &client,
+                    &base,
+                    &mut devices,
+                    a.common.concurrency,
+                    &mut summary,
+                )
+                .await
+            }
+            Op::Deregister => {
+                deregister_all(
+                    &client,
+                    &base,
+                    &mut devices,
+                    a.common.concurrency,
+                    &mut summary,
+                )
+                .await
+            }
+        }
+    });
+    // Counters moved on: keep them, so the next run is not taken for a replay.
+    for d in &devices {
+        if let Some(slot) = all.iter_mut().find(|x| x.pi_id == d.pi_id) {
+            slot.counter = d.counter;
+        }
+    }
+    save(&a.state, &all)?;
+    Ok((summary, a.common.json))
+}
