@@ -107,7 +107,8 @@ CREATE TABLE product_instances (
     name TEXT NOT NULL,
     token_id INTEGER REFERENCES registration_tokens (id) ON DELETE SET NULL,
     export_controlled BOOLEAN NOT NULL DEFAULT 0,
-    public_key_pem TEXT NOT NULL,
+    -- The device's key: `p256:<hex of the point>`, or PEM for other kinds.
+    public_key TEXT NOT NULL,
     cert_serial TEXT,
     cert_not_after BIGINT,
     registered_at BIGINT NOT NULL,

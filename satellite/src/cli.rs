@@ -323,6 +323,7 @@ fn serve(config: Config) -> Result<()> {
     let state = AppState {
         device_ca: Arc::new(crate::identity::device_ca(ctx.store.data_dir())?),
         token_key: Arc::new(crate::identity::token_key(ctx.store.data_dir())?),
+        identities: Arc::default(),
         config: ctx.config,
         store: ctx.store,
         clock: ctx.clock,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, DAY};
 use crate::compliance::{self, Entitlement, EntitlementStatus};
+use crate::crypto::DeviceKey;
 use crate::db::devices::{self as db, PiRow};
 use crate::db::{events, identity, pools, tokens as dbtokens};
 use crate::error::{Error, Result};
@@ -112,7 +113,8 @@ pub struct Prepared {
     pub uuid: String,
     pub name: String,
     pub udi: Udi,
-    pub public_key_pem: String,
+    pub device_key: DeviceKey,
+    pub public_key: String,
     pub cert_pem: String,
     pub serial: String,
     pub not_after: i64,
@@ -133,11 +135,20 @@ pub struct Registration {
     pub moved_from: Option<String>,
 }
 
-/// Verifies a CSR: well-formed, signed by its own key, a key we accept.
-fn csr_key(csr_pem: &str) -> Result<PKey<Public>> {
+/// Verifies a CSR: well-formed, signed by its own key, a key we accept. P-256 CSRs go
+/// through the plain-DER reader ([`crate::der`]), others through OpenSSL.
+fn csr_key(csr_pem: &str) -> Result<(DeviceKey, Option<PKey<Public>>)> {
     if csr_pem.len() > 16 * 1024 {
         return Err(Error::invalid("csr_pem is larger than 16 KiB"));
     }
+    if let Some(key) = crate::der::p256_csr(csr_pem) {
+        return Ok((key?, None));
+    }
+    let key = openssl_csr_key(csr_pem)?;
+    Ok((DeviceKey::from_pkey(&key)?, Some(key)))
+}
+
+fn openssl_csr_key(csr_pem: &str) -> Result<PKey<Public>> {
     let csr = X509Req::from_pem(csr_pem.as_bytes())
         .map_err(|_| Error::invalid("csr_pem is not a PEM certificate signing request"))?;
     let key = csr
@@ -160,9 +171,34 @@ fn csr_key(csr_pem: &str) -> Result<PKey<Public>> {
 }
 
 /// Issues an identity certificate for `key` by the device CA, valid from `now` for a year.
-fn issue(ca: &DeviceCa, key: &PKey<Public>, udi: &Udi, now: i64) -> Result<(String, String, i64)> {
+fn issue(
+    ca: &DeviceCa,
+    key: &(DeviceKey, Option<PKey<Public>>),
+    udi: &Udi,
+    now: i64,
+) -> Result<(String, String, i64)> {
+    let cn = format!("PID:{} SN:{}", udi.pid, udi.sn);
+    let not_after = now + IDENTITY_DAYS * DAY;
+    let key = match key {
+        (DeviceKey::P256(point), _) => {
+            let mut serial = [0u8; 16];
+            openssl::rand::rand_bytes(&mut serial)?;
+            let (pem, serial) = crate::der::identity_certificate(
+                &ca.ec,
+                &ca.subject_der,
+                point,
+                &cn,
+                serial,
+                now - 300,
+                not_after,
+            )?;
+            return Ok((pem, serial, not_after));
+        }
+        (_, Some(pkey)) => pkey,
+        (DeviceKey::Pem(pem), None) => &PKey::public_key_from_pem(pem.as_bytes())?,
+    };
     let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, &format!("PID:{} SN:{}", udi.pid, udi.sn))?;
+    name.append_entry_by_nid(Nid::COMMONNAME, &cn)?;
     name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "satellite product instance")?;
     let name = name.build();
     let mut b = X509::builder()?;
@@ -175,7 +211,6 @@ fn issue(ca: &DeviceCa, key: &PKey<Public>, udi: &Udi, now: i64) -> Result<(Stri
     b.set_subject_name(&name)?;
     b.set_issuer_name(ca.cert.subject_name())?;
     b.set_pubkey(key)?;
-    let not_after = now + IDENTITY_DAYS * DAY;
     let nb = Asn1Time::from_unix(now - 300)?;
     let na = Asn1Time::from_unix(not_after)?;
     b.set_not_before(&nb)?;
@@ -206,8 +241,8 @@ pub fn prepare(req: &RegisterRequest, ca: &DeviceCa, now: i64) -> Result<Prepare
         uuid: uuid::Uuid::new_v4().to_string(),
         name,
         udi: req.udi.clone(),
-        public_key_pem: String::from_utf8(key.public_key_to_pem()?)
-            .map_err(|e| Error::Internal(e.to_string()))?,
+        public_key: key.0.to_stored(),
+        device_key: key.0,
         cert_pem,
         serial,
         not_after,
@@ -269,7 +304,7 @@ pub fn commit_registration(
         name: &p.name,
         token_id: tok.id,
         export_controlled: tok.export_controlled,
-        public_key_pem: &p.public_key_pem,
+        public_key: &p.public_key,
         cert_serial: &p.serial,
         cert_not_after: p.not_after,
     };
@@ -344,20 +379,54 @@ fn new_pi_event(
 
 /// The fields every signed request carries.
 #[derive(Debug, Clone, Deserialize)]
-struct Envelope {
-    pi_id: String,
-    counter: i64,
+pub struct Envelope {
+    pub pi_id: String,
+    pub counter: i64,
 }
 
-/// Checks a signed request: the body names a product instance, the signature (base64 DER
-/// ECDSA/RSA over SHA-256 of the exact body bytes) is by that instance's key, and its
-/// identity certificate is still valid. Returns the instance and the request's counter.
-pub fn authenticate(
-    conn: &mut SqliteConnection,
+impl Envelope {
+    pub fn parse(body: &[u8]) -> Result<Envelope> {
+        let env: Envelope = serde_json::from_slice(body)
+            .map_err(|e| Error::invalid(format!("invalid request body: {e}")))?;
+        if env.counter <= 0 {
+            return Err(Error::invalid("counter must be a positive integer"));
+        }
+        Ok(env)
+    }
+}
+
+/// What checking a device's signature needs: its key and how long its identity is valid.
+#[derive(Debug, Clone)]
+pub struct DeviceIdentity {
+    pub key: DeviceKey,
+    pub not_after: i64,
+}
+
+/// The identity of an active product instance, from the store.
+pub fn identity_of(conn: &mut SqliteConnection, pi_uuid: &str) -> Result<DeviceIdentity> {
+    let pi = db::by_uuid(conn, pi_uuid)?
+        .filter(|p| p.state == "active")
+        .ok_or_else(|| {
+            Error::Unauthorized(format!(
+                "unknown or removed product instance {pi_uuid:?}: register again"
+            ))
+        })?;
+    Ok(DeviceIdentity {
+        key: DeviceKey::from_stored(&pi.public_key)?,
+        not_after: pi.cert_not_after.unwrap_or(0),
+    })
+}
+
+/// Checks a signed request: the signature (base64 DER over SHA-256 of the exact body) is by
+/// the instance's key, and its identity certificate is still valid at `now`. Whether the
+/// instance is still active and the counter is fresh is checked in the writer.
+pub fn check_signature(
+    pi_uuid: &str,
+    id: &DeviceIdentity,
     body: &[u8],
     signature_b64: Option<&str>,
     now: i64,
-) -> Result<(PiRow, i64)> {
+) -> Result<()> {
     let sig = signature_b64.ok_or_else(|| {
         Error::Unauthorized(
             "missing X-Satellite-Signature header: sign the body with the device key".into(),
@@ -365,36 +434,51 @@ pub fn authenticate(
     })?;
     let sig = openssl::base64::decode_block(sig.trim())
         .map_err(|_| Error::Unauthorized("X-Satellite-Signature is not base64".into()))?;
-    let env: Envelope = serde_json::from_slice(body)
-        .map_err(|e| Error::invalid(format!("invalid request body: {e}")))?;
-    if env.counter <= 0 {
-        return Err(Error::invalid("counter must be a positive integer"));
-    }
-    let pi = db::by_uuid(conn, &env.pi_id)?
-        .filter(|p| p.state == "active")
-        .ok_or_else(|| {
-            Error::Unauthorized(format!(
-                "unknown or removed product instance {:?}: register again",
-                env.pi_id
-            ))
-        })?;
-    let key = PKey::public_key_from_pem(pi.public_key_pem.as_bytes())?;
-    let mut v = openssl::sign::Verifier::new(MessageDigest::sha256(), &key)?;
-    v.update(body)?;
-    if !v.verify(&sig).unwrap_or(false) {
+    if !id.key.verify(body, &sig)? {
         return Err(Error::Unauthorized(format!(
-            "the request is not signed by the key of product instance {}",
-            pi.uuid
+            "the request is not signed by the key of product instance {pi_uuid}"
         )));
     }
-    if pi.cert_not_after.is_none_or(|t| t <= now) {
+    if id.not_after <= now {
         return Err(Error::Unauthorized(format!(
-            "the identity certificate of product instance {} expired at {}: register again",
-            pi.uuid,
-            pi.cert_not_after.map(clock::format).unwrap_or_default()
+            "the identity certificate of product instance {pi_uuid} expired at {}: register again",
+            clock::format(id.not_after)
         )));
     }
-    Ok((pi, env.counter))
+    Ok(())
+}
+
+/// The identities of devices the server has seen, so a signed request needs neither a
+/// store read nor a PEM decode. Only the server changes keys (registration, renewal), and
+/// it updates the cache when it does; whether a device is still active is always checked
+/// in the writer.
+#[derive(Debug, Default)]
+pub struct IdentityCache {
+    map: std::sync::RwLock<std::collections::HashMap<String, DeviceIdentity>>,
+}
+
+/// Entries kept at most; beyond, the cache starts over.
+const IDENTITY_CACHE_MAX: usize = 2_000_000;
+
+impl IdentityCache {
+    pub fn get(&self, pi_uuid: &str) -> Option<DeviceIdentity> {
+        self.map.read().ok()?.get(pi_uuid).cloned()
+    }
+
+    pub fn put(&self, pi_uuid: &str, id: DeviceIdentity) {
+        if let Ok(mut m) = self.map.write() {
+            if m.len() >= IDENTITY_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(pi_uuid.to_string(), id);
+        }
+    }
+
+    pub fn remove(&self, pi_uuid: &str) {
+        if let Ok(mut m) = self.map.write() {
+            m.remove(pi_uuid);
+        }
+    }
 }
 
 /// In the writer: the instance as it is now, still active, and the counter higher than
@@ -508,11 +592,9 @@ pub struct SignedAuthorization {
 
 pub fn sign_authorization(ca: &DeviceCa, a: Authorization) -> Result<SignedAuthorization> {
     let bytes = serde_json::to_vec(&a).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), &ca.key)?;
-    s.update(&bytes)?;
     Ok(SignedAuthorization {
         payload: openssl::base64::encode_block(&bytes),
-        signature: openssl::base64::encode_block(&s.sign_to_vec()?),
+        signature: openssl::base64::encode_block(&crate::crypto::sign_p256(&ca.ec, &bytes)?),
         authorization: a,
     })
 }
@@ -546,8 +628,8 @@ pub fn prepare_renewal(
         uuid: pi.uuid.clone(),
         name: pi.name.clone(),
         udi,
-        public_key_pem: String::from_utf8(key.public_key_to_pem()?)
-            .map_err(|e| Error::Internal(e.to_string()))?,
+        public_key: key.0.to_stored(),
+        device_key: key.0,
         cert_pem,
         serial,
         not_after,
@@ -571,7 +653,7 @@ pub fn commit_renewal(
 ) -> Result<Renewal> {
     require_registered(conn)?;
     let pi = fresh(conn, &req.pi_id, req.counter, now)?;
-    db::renew_identity(conn, pi.id, &p.public_key_pem, &p.serial, p.not_after)?;
+    db::renew_identity(conn, pi.id, &p.public_key, &p.serial, p.not_after)?;
     let va = pools::va_name(conn, pi.va_id)?;
     events::append(
         conn,

@@ -33,6 +33,10 @@ fn token_key_path(data_dir: &Path) -> PathBuf {
 /// The device CA: issues identity certificates, signs authorizations.
 pub struct DeviceCa {
     pub key: PKey<Private>,
+    /// The same key, for the fast ECDSA path.
+    pub ec: openssl::ec::EcKey<Private>,
+    /// DER of the CA's subject name: the issuer of the certificates it writes.
+    pub subject_der: Vec<u8>,
     pub cert: X509,
     pub cert_pem: String,
 }
@@ -84,9 +88,13 @@ pub fn device_ca(data_dir: &Path) -> Result<DeviceCa> {
     let (key_path, cert_path) = device_ca_paths(data_dir);
     let key_pem = std::fs::read(&key_path).map_err(|e| Error::file(&key_path, e))?;
     let cert_pem = std::fs::read(&cert_path).map_err(|e| Error::file(&cert_path, e))?;
+    let key = PKey::private_key_from_pem(&key_pem)?;
+    let cert = X509::from_pem(&cert_pem)?;
     Ok(DeviceCa {
-        key: PKey::private_key_from_pem(&key_pem)?,
-        cert: X509::from_pem(&cert_pem)?,
+        ec: key.ec_key()?,
+        key,
+        subject_der: cert.subject_name().to_der()?,
+        cert,
         cert_pem: String::from_utf8_lossy(&cert_pem).into_owned(),
     })
 }

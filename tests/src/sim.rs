@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use futures_util::stream::{self, StreamExt};
+use openssl::ec::EcKey;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
@@ -104,6 +105,9 @@ pub struct Device {
     pub pi_id: Option<String>,
     pub counter: i64,
     pub ca_pem: Option<String>,
+    /// The key, parsed once.
+    #[serde(skip)]
+    pub ec: Option<EcKey<Private>>,
 }
 
 /// The outcome of one phase.
@@ -166,10 +170,8 @@ fn csr(key: &PKey<Private>, cn: &str) -> String {
     String::from_utf8(b.build().to_pem().expect("pem")).expect("utf8")
 }
 
-fn sign(key: &PKey<Private>, body: &[u8]) -> String {
-    let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), key).expect("signer");
-    s.update(body).expect("update");
-    openssl::base64::encode_block(&s.sign_to_vec().expect("sign"))
+fn sign(key: &EcKey<Private>, body: &[u8]) -> String {
+    openssl::base64::encode_block(&satellite::crypto::sign_p256(key, body).expect("sign"))
 }
 
 /// Makes `n` devices with keys, in parallel over the machine's cores.
@@ -195,6 +197,7 @@ fn make_devices(n: usize, pid: &str, prefix: &str) -> Vec<Device> {
                                 pi_id: None,
                                 counter: 0,
                                 ca_pem: None,
+                                ec: Some(key.ec_key().expect("ec key")),
                             }
                         })
                         .collect::<Vec<_>>()
@@ -322,8 +325,17 @@ where
     (p, results.into_iter().map(|r| r.1).collect())
 }
 
-fn key_of(d: &Device) -> PKey<Private> {
-    PKey::private_key_from_pem(d.key_pem.as_bytes()).expect("device key")
+fn key_of(d: &Device) -> EcKey<Private> {
+    match &d.ec {
+        Some(k) => k.clone(),
+        None => PKey::private_key_from_pem(d.key_pem.as_bytes())
+            .and_then(|k| k.ec_key())
+            .expect("device key"),
+    }
+}
+
+fn pkey_of(d: &Device) -> PKey<Private> {
+    PKey::from_ec_key(key_of(d)).expect("device key")
 }
 
 async fn register_all(
@@ -339,7 +351,7 @@ async fn register_all(
         let body = serde_json::json!({
             "token": token,
             "udi": { "pid": d.pid, "sn": d.sn },
-            "csr_pem": csr(&key_of(&d), &format!("{}:{}", d.pid, d.sn)),
+            "csr_pem": csr(&pkey_of(&d), &format!("{}:{}", d.pid, d.sn)),
         });
         let url = url.clone();
         async move { post(client, &url, body.to_string().into_bytes(), None).await }
@@ -465,7 +477,7 @@ async fn renew_all(
     let url = format!("{base}/api/v1/devices/renew");
     let mut bodies = Vec::new();
     for d in devices.iter_mut() {
-        let c = csr(&key_of(d), &format!("{}:{}", d.pid, d.sn));
+        let c = csr(&pkey_of(d), &format!("{}:{}", d.pid, d.sn));
         bodies.push(signed_body(d, serde_json::json!({ "csr_pem": c })));
     }
     let bodies = Rc::new(bodies);
@@ -622,6 +634,9 @@ fn saved(
 ) -> Result<(Summary, bool), String> {
     let ents = parse_entitlements(&a.common.entitlements)?;
     let mut all = load(&a.state)?;
+    for d in &mut all {
+        d.ec = Some(key_of(d));
+    }
     let client = client(&a.common)?;
     let base = a.common.satellite.trim_end_matches('/').to_string();
     let mut devices: Vec<Device> = all.iter().filter(|d| d.pi_id.is_some()).cloned().collect();

@@ -23,7 +23,7 @@ pub struct PiRow {
     pub name: String,
     pub token_id: Option<i64>,
     pub export_controlled: bool,
-    pub public_key_pem: String,
+    pub public_key: String,
     pub cert_serial: Option<String>,
     pub cert_not_after: Option<i64>,
     pub registered_at: i64,
@@ -63,7 +63,7 @@ pub struct Identity<'a> {
     pub name: &'a str,
     pub token_id: i64,
     pub export_controlled: bool,
-    pub public_key_pem: &'a str,
+    pub public_key: &'a str,
     pub cert_serial: &'a str,
     pub cert_not_after: i64,
 }
@@ -81,7 +81,7 @@ pub fn insert(conn: &mut SqliteConnection, d: &Identity<'_>, now: i64) -> Result
             pi::name.eq(d.name),
             pi::token_id.eq(d.token_id),
             pi::export_controlled.eq(d.export_controlled),
-            pi::public_key_pem.eq(d.public_key_pem),
+            pi::public_key.eq(d.public_key),
             pi::cert_serial.eq(d.cert_serial),
             pi::cert_not_after.eq(d.cert_not_after),
             pi::registered_at.eq(now),
@@ -102,7 +102,7 @@ pub fn reregister(conn: &mut SqliteConnection, id: i64, d: &Identity<'_>, now: i
             pi::name.eq(d.name),
             pi::token_id.eq(d.token_id),
             pi::export_controlled.eq(d.export_controlled),
-            pi::public_key_pem.eq(d.public_key_pem),
+            pi::public_key.eq(d.public_key),
             pi::cert_serial.eq(d.cert_serial),
             pi::cert_not_after.eq(d.cert_not_after),
             pi::last_contact_at.eq(now),
@@ -122,7 +122,7 @@ pub fn renew_identity(
 ) -> Result<()> {
     diesel::update(pi::table.find(id))
         .set((
-            pi::public_key_pem.eq(key_pem),
+            pi::public_key.eq(key_pem),
             pi::cert_serial.eq(serial),
             pi::cert_not_after.eq(not_after),
         ))

@@ -94,7 +94,7 @@ diesel::table! {
         name -> Text,
         token_id -> Nullable<BigInt>,
         export_controlled -> Bool,
-        public_key_pem -> Text,
+        public_key -> Text,
         cert_serial -> Nullable<Text>,
         cert_not_after -> Nullable<BigInt>,
         registered_at -> BigInt,

@@ -24,39 +24,55 @@ fn signature(req: &HttpRequest) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Authenticates a signed request off the async workers; returns its body parsed.
-async fn signed<T: DeserializeOwned + Send + 'static>(
+/// Authenticates a signed request: the identity from the cache (or, once, from the store
+/// off the async workers), the signature checked here. Returns the body parsed.
+async fn signed<T: DeserializeOwned>(
     state: &AppState,
     req: &HttpRequest,
-    body: web::Bytes,
+    body: &[u8],
     now: i64,
-) -> Result<(crate::db::devices::PiRow, T)> {
-    let sig = signature(req);
-    let store = state.store.clone();
-    blocking(move || {
-        let mut conn = store.conn()?;
-        let (pi, _) = devices::authenticate(&mut conn, &body, sig.as_deref(), now)?;
-        Ok((pi, parse::<T>(&body)?))
-    })
-    .await
+) -> Result<T> {
+    let env = devices::Envelope::parse(body)?;
+    let id = match state.identities.get(&env.pi_id) {
+        Some(id) => id,
+        None => {
+            let store = state.store.clone();
+            let pi = env.pi_id.clone();
+            let id = blocking(move || {
+                let mut conn = store.conn()?;
+                devices::identity_of(&mut conn, &pi)
+            })
+            .await?;
+            state.identities.put(&env.pi_id, id.clone());
+            id
+        }
+    };
+    devices::check_signature(&env.pi_id, &id, body, signature(req).as_deref(), now)?;
+    parse(body)
 }
 
 pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse> {
     let req: RegisterRequest = parse(&body)?;
     let now = state.clock.now();
-    let st = state.get_ref().clone();
-    let token = req.token.clone();
-    let prepared = blocking(move || {
-        let mut conn = st.store.conn()?;
-        devices::precheck_token(&mut conn, &st.token_key, &req.token, now)?;
-        devices::prepare(&req, &st.device_ca, now)
-    })
-    .await?;
+    // A forged or mistyped token is turned away before any work; whether it is still valid
+    // is decided in the writer.
+    if crate::tokens::authentic(&state.token_key, &req.token)?.is_none() {
+        return Err(Error::Unauthorized(
+            crate::tokens::Refusal::Unknown.message().into(),
+        ));
+    }
+    let prepared = devices::prepare(&req, &state.device_ca, now)?;
     let key = state.token_key.clone();
+    let identity = devices::DeviceIdentity {
+        key: prepared.device_key.clone(),
+        not_after: prepared.not_after,
+    };
+    let token = req.token;
     let mut reg = state
         .writer
         .write(move |c| devices::commit_registration(c, &key, &token, &prepared, now))
         .await?;
+    state.identities.put(&reg.pi_id, identity);
     reg.ca_certificate_pem = state.device_ca.cert_pem.clone();
     Ok(HttpResponse::Ok().json(reg))
 }
@@ -67,7 +83,7 @@ pub async fn authorize(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let now = state.clock.now();
-    let (_, areq): (_, AuthorizationRequest) = signed(&state, &req, body, now).await?;
+    let areq: AuthorizationRequest = signed(&state, &req, &body, now).await?;
     areq.validate()?;
     let auth = state
         .writer
@@ -82,17 +98,26 @@ pub async fn renew(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let now = state.clock.now();
-    let (pi, rreq): (_, RenewRequest) = signed(&state, &req, body, now).await?;
-    let ca = state.device_ca.clone();
+    let rreq: RenewRequest = signed(&state, &req, &body, now).await?;
+    let st = state.get_ref().clone();
     let (rreq, prepared) = blocking(move || {
-        let p = devices::prepare_renewal(&rreq, &pi, &ca, now)?;
+        let mut conn = st.store.conn()?;
+        let pi = crate::db::devices::by_uuid(&mut conn, &rreq.pi_id)?.ok_or_else(|| {
+            Error::Unauthorized(format!("unknown product instance {:?}", rreq.pi_id))
+        })?;
+        let p = devices::prepare_renewal(&rreq, &pi, &st.device_ca, now)?;
         Ok((rreq, p))
     })
     .await?;
+    let identity = devices::DeviceIdentity {
+        key: prepared.device_key.clone(),
+        not_after: prepared.not_after,
+    };
     let renewal = state
         .writer
         .write(move |c| devices::commit_renewal(c, &rreq, &prepared, now))
         .await?;
+    state.identities.put(&renewal.pi_id, identity);
     Ok(HttpResponse::Ok().json(renewal))
 }
 
@@ -102,12 +127,13 @@ pub async fn deregister(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let now = state.clock.now();
-    let (_, dreq): (_, DeregisterRequest) = signed(&state, &req, body, now).await?;
+    let dreq: DeregisterRequest = signed(&state, &req, &body, now).await?;
     let pi_id = dreq.pi_id.clone();
     state
         .writer
         .write(move |c| devices::deregister(c, &dreq, now))
         .await?;
+    state.identities.remove(&pi_id);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "pi_id": pi_id, "status": "deregistered" })))
 }
 

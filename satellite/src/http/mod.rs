@@ -30,6 +30,8 @@ pub struct AppState {
     pub writer: Writer,
     pub device_ca: Arc<DeviceCa>,
     pub token_key: Arc<TokenKey>,
+    /// Devices' keys, so signed requests need no store read.
+    pub identities: Arc<crate::devices::IdentityCache>,
     /// Set once migrations ran and the listeners are bound.
     pub ready: Arc<AtomicBool>,
 }

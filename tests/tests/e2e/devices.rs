@@ -347,6 +347,8 @@ fn signed_requests_only_by_the_device_and_never_replayed() {
     );
 }
 
+/// A token is only good on the satellite that made it: an unregistered satellite (which
+/// cannot make tokens) refuses another satellite's token as unknown, and stores nothing.
 #[test]
 fn an_unregistered_satellite_registers_no_device() {
     let t = tmp();
@@ -364,8 +366,8 @@ fn an_unregistered_satellite_registers_no_device() {
             &register_body(&token, "P", "S", &key),
         )
         .unwrap();
-    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
-    assert!(String::from_utf8_lossy(&r.body).contains("once it is registered"));
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("unknown registration token"));
     assert_eq!(dump_sqlite(&other_dir.join("data/satellite.db")), before);
 }
 

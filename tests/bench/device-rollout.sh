@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Device rollout benchmark: registrations and authorizations per second through HTTPS on
+# loopback with device-sim, and the satellite's peak memory.
+#
+#   cargo build --release --workspace --bins
+#   tests/bench/device-rollout.sh 10000 100000      # device counts (default: 10000)
+#
+# Each count gets a fresh mock cloud and satellite (release build, manual clock off).
+# Concurrency: DEVICE_SIM_CONCURRENCY (default 64).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin=target/release
+for b in satellite mock-cloud device-sim; do
+  [ -x "$bin/$b" ] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 2; }
+done
+counts=("$@"); [ ${#counts[@]} -gt 0 ] || counts=(10000)
+conc=${DEVICE_SIM_CONCURRENCY:-64}
+port=${BENCH_PORT:-18743}
+
+for n in "${counts[@]}"; do
+  work=$(mktemp -d)
+  sat_pid=""
+  trap '[ -n "$sat_pid" ] && kill "$sat_pid" 2>/dev/null; rm -rf "$work"' EXIT
+  mc() { "$bin/mock-cloud" --data-dir "$work/cloud" "$@" >/dev/null; }
+  sat() { "$bin/satellite" --data-dir "$work/sat" "$@"; }
+  mc account create Bench
+  mc va create Bench Site
+  mc license add --va Site --tag regid.bench.license --name "Bench License" --count $((n / 2))
+  sat register export --out "$work/req.zip" >/dev/null
+  mc satellite authorize "$work/req.zip" --name bench --va Site --out "$work/auth.zip"
+  sat register import "$work/auth.zip" >/dev/null
+  token=$(sat token create --va Site --days 30)
+  RUST_LOG=warn SATELLITE_SERVER_LISTEN=127.0.0.1:$port "$bin/satellite" --data-dir "$work/sat" serve >"$work/sat.log" 2>&1 &
+  sat_pid=$!
+  for _ in $(seq 100); do
+    curl -fsk "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "== $n devices (pool of $((n / 2)), concurrency $conc)"
+  "$bin/device-sim" run --satellite "https://localhost:$port" --ca "$work/sat/tls/server.crt.pem" \
+    --token "$token" --devices "$n" --concurrency "$conc" \
+    --entitlement regid.bench.license:1 --state "$work/devices.json"
+  echo "   second authorization round (renewal of all $n):"
+  "$bin/device-sim" authorize --satellite "https://localhost:$port" --ca "$work/sat/tls/server.crt.pem" \
+    --state "$work/devices.json" --concurrency "$conc" --entitlement regid.bench.license:1 | sed 's/^/   /'
+  echo "   satellite peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$sat_pid/status)"
+  echo "   database: $(du -h "$work/sat/satellite.db" | cut -f1)"
+  kill "$sat_pid"; wait "$sat_pid" 2>/dev/null || true
+  rm -rf "$work"; trap - EXIT
+done
