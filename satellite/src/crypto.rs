@@ -31,8 +31,13 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     outer.finish()
 }
 
-fn p256() -> Result<EcGroup> {
-    Ok(EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?)
+/// The P-256 group, made once: building it costs more than a signature check.
+fn p256() -> Result<&'static EcGroup> {
+    static GROUP: std::sync::OnceLock<Option<EcGroup>> = std::sync::OnceLock::new();
+    GROUP
+        .get_or_init(|| EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).ok())
+        .as_ref()
+        .ok_or_else(|| Error::Internal("P-256 is not available in this OpenSSL".into()))
 }
 
 /// A device's public key in its cheapest form to keep and to check with.
@@ -93,8 +98,8 @@ impl DeviceKey {
             DeviceKey::P256(point) => {
                 let group = p256()?;
                 let mut ctx = BigNumContext::new()?;
-                let point = EcPoint::from_bytes(&group, point, &mut ctx)?;
-                let key = EcKey::from_public_key(&group, &point)?;
+                let point = EcPoint::from_bytes(group, point, &mut ctx)?;
+                let key = EcKey::from_public_key(group, &point)?;
                 let Ok(sig) = EcdsaSig::from_der(signature) else {
                     return Ok(false);
                 };
