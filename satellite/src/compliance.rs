@@ -72,21 +72,27 @@ pub struct EntitlementStatus {
     pub status: String,
 }
 
+/// What a usage row counts in its pool's totals: (in use, authorized).
+fn contribution(status: &str, count: i64) -> (i64, i64) {
+    match status {
+        AUTHORIZED => (count, count),
+        OUT_OF_COMPLIANCE => (count, 0),
+        _ => (0, 0),
+    }
+}
+
 /// Takes back what a usage row counted in its pool's totals.
 fn uncount(conn: &mut SqliteConnection, va_id: i64, row: &UsageRow) -> Result<()> {
-    if row.status == NOT_FOUND {
-        return Ok(());
-    }
-    let authorized = if row.status == AUTHORIZED {
-        row.count
-    } else {
-        0
-    };
-    db::add_totals(conn, va_id, &row.tag, -row.count, -authorized)
+    let (in_use, authorized) = contribution(&row.status, row.count);
+    db::add_totals(conn, va_id, &row.tag, -in_use, -authorized)
 }
 
 /// Applies a device's report of everything it uses now and answers per entitlement.
 /// Entitlements it used before and no longer reports are released.
+///
+/// The common case, a device asking again for what it has, writes nothing but its contact
+/// time: totals change by the net difference only, and an unchanged usage row is left alone
+/// (SQLite compiles every UPDATE anew, so the writes that are skipped matter).
 pub fn report_usage(
     conn: &mut SqliteConnection,
     pi: &PiRow,
@@ -101,9 +107,9 @@ pub fn report_usage(
     let mut answers = Vec::with_capacity(requested.len());
     for e in requested {
         let previous = old.remove(&e.tag);
-        if let Some(p) = &previous {
-            uncount(conn, pi.va_id, p)?;
-        }
+        let (old_in_use, old_authorized) = previous
+            .as_ref()
+            .map_or((0, 0), |p| contribution(&p.status, p.count));
         let pool = pool(conn, pi.va_id, &e.tag, now)?;
         let requested_at = match &previous {
             Some(p) if p.count == e.count => p.requested_at,
@@ -115,30 +121,46 @@ pub fn report_usage(
             AUTHORIZED
         } else {
             let (_, authorized) = db::totals(conn, pi.va_id, &e.tag)?;
-            if pool.reporting_only || authorized + e.count <= pool.purchased {
+            if pool.reporting_only || authorized - old_authorized + e.count <= pool.purchased {
                 AUTHORIZED
             } else {
                 OUT_OF_COMPLIANCE
             }
         };
-        if e.count == 0 {
-            db::delete_usage(conn, pi.id, &e.tag)?;
+        let (new_in_use, new_authorized) = if e.count == 0 {
+            (0, 0)
         } else {
-            db::upsert_usage(
-                conn,
-                &UsageRow {
-                    pi_id: pi.id,
-                    tag: e.tag.clone(),
-                    count: e.count,
-                    requested_at,
-                    status: status.to_string(),
-                },
-            )?;
-            if status != NOT_FOUND {
-                let authorized = if status == AUTHORIZED { e.count } else { 0 };
-                db::add_totals(conn, pi.va_id, &e.tag, e.count, authorized)?;
+            contribution(status, e.count)
+        };
+        db::add_totals(
+            conn,
+            pi.va_id,
+            &e.tag,
+            new_in_use - old_in_use,
+            new_authorized - old_authorized,
+        )?;
+        let row = UsageRow {
+            pi_id: pi.id,
+            tag: e.tag.clone(),
+            count: e.count,
+            requested_at,
+            status: status.to_string(),
+        };
+        match &previous {
+            _ if e.count == 0 => {
+                if previous.is_some() {
+                    db::delete_usage(conn, pi.id, &e.tag)?;
+                }
             }
+            Some(p)
+                if p.count == row.count
+                    && p.requested_at == row.requested_at
+                    && p.status == row.status => {}
+            Some(_) => db::upsert_usage(conn, &row)?,
+            None => db::insert_usage(conn, &row)?,
         }
+        let changed =
+            previous.as_ref().map(|p| (p.count, p.status.as_str())) != Some((e.count, status));
         if previous.as_ref().map(|p| p.count) != Some(e.count) && e.count > 0 {
             events::append(
                 conn,
@@ -156,7 +178,7 @@ pub fn report_usage(
                 },
             )?;
         }
-        if pool.found {
+        if pool.found && changed {
             check_shortage(conn, pi.va_id, &va_name, &e.tag, &pool, now)?;
         }
         answers.push(EntitlementStatus {

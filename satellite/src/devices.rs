@@ -842,3 +842,154 @@ pub fn transfer(
         show(conn, &pi.uuid)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::config::Config;
+    use diesel::connection::InstrumentationEvent;
+    use std::sync::{Arc, Mutex};
+
+    /// A registered satellite with VA "Lab" holding 10 of "tag", a token, and its key.
+    fn site() -> (
+        crate::db::Store,
+        tempfile::TempDir,
+        String,
+        TokenKey,
+        DeviceCa,
+    ) {
+        let (store, dir) = crate::db::testing::store();
+        let mut cfg = Config::load_from(None, &[]).unwrap();
+        cfg.storage.data_dir = store.data_dir().to_path_buf();
+        crate::identity::ensure(&store, &cfg, &SystemClock).unwrap();
+        let mut c = store.conn().unwrap();
+        diesel::sql_query("UPDATE satellite SET state = 'registered', account_name = 'Acme'")
+            .execute(&mut c)
+            .unwrap();
+        let line = sync_format::payload::LicenseLine {
+            tag: "tag".into(),
+            name: "License".into(),
+            description: String::new(),
+            kind: sync_format::payload::LicenseKind::Perpetual,
+            quantity: 10,
+            start: None,
+            end: None,
+            restricted: false,
+        };
+        let va = sync_format::payload::VirtualAccount {
+            name: "Lab".into(),
+            description: String::new(),
+            licenses: vec![line],
+        };
+        pools::replace(&mut c, 0, &[va]).unwrap();
+        let key = crate::identity::token_key(store.data_dir()).unwrap();
+        let now = SystemClock.now();
+        let new = tokens::NewToken {
+            va: "Lab".into(),
+            days: 30,
+            max_uses: None,
+            export_controlled: false,
+            description: String::new(),
+            created_by: "t".into(),
+        };
+        let (token, _) = tokens::create(&mut c, &key, now, &new).unwrap();
+        let ca = crate::identity::device_ca(store.data_dir()).unwrap();
+        (store, dir, token, key, ca)
+    }
+
+    fn register(
+        c: &mut SqliteConnection,
+        key: &TokenKey,
+        ca: &DeviceCa,
+        token: &str,
+        sn: &str,
+    ) -> String {
+        let dkey = sync_format::pki::new_p256_key().unwrap();
+        let mut b = openssl::x509::X509Req::builder().unwrap();
+        b.set_pubkey(&dkey).unwrap();
+        b.sign(&dkey, MessageDigest::sha256()).unwrap();
+        let req = RegisterRequest {
+            token: token.into(),
+            udi: Udi {
+                pid: "P".into(),
+                sn: sn.into(),
+                uuid: None,
+                host_id: None,
+                mac: None,
+            },
+            csr_pem: String::from_utf8(b.build().to_pem().unwrap()).unwrap(),
+            name: None,
+        };
+        let now = SystemClock.now();
+        let p = prepare(&req, ca, now).unwrap();
+        c.transaction(|c| commit_registration(c, key, token, &p, now))
+            .unwrap()
+            .pi_id
+    }
+
+    /// The statements of the writer's hot paths are prepared once and then served from the
+    /// connection's statement cache: SQLite compiling SQL on every write was the largest
+    /// cost of the writer (see BENCHMARKS.md).
+    #[test]
+    fn hot_path_statements_come_from_the_statement_cache() {
+        let (store, _dir, token, key, ca) = site();
+        // A connection of its own, so everything it prepares is seen.
+        let mut c = SqliteConnection::establish(&store.db_path().to_string_lossy()).unwrap();
+        let events: Arc<Mutex<Vec<(bool, String)>>> = Arc::default();
+        let sink = events.clone();
+        c.set_instrumentation(move |e: InstrumentationEvent<'_>| {
+            let entry = match e {
+                InstrumentationEvent::StartQuery { query, .. } => (false, format!("{query}")),
+                InstrumentationEvent::CacheQuery { sql, .. } => (true, sql.to_string()),
+                _ => return,
+            };
+            let sql = entry
+                .1
+                .split(" -- binds")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            sink.lock().unwrap().push((entry.0, sql));
+        });
+        let pi = register(&mut c, &key, &ca, &token, "SN1");
+        let mut run = |counter: i64| {
+            let req = AuthorizationRequest {
+                pi_id: pi.clone(),
+                counter,
+                nonce: "n".into(),
+                entitlements: vec![Entitlement {
+                    tag: "tag".into(),
+                    count: 1,
+                }],
+            };
+            let a = c
+                .transaction(|c| authorize(c, &req, SystemClock.now()))
+                .unwrap();
+            assert_eq!(a.entitlements[0].status, compliance::AUTHORIZED);
+        };
+        run(1);
+        // Keep what round 1 put in the cache; forget its queries.
+        events.lock().unwrap().retain(|e| e.0);
+        run(2);
+        let ev = events.lock().unwrap();
+        let cached: std::collections::HashSet<&str> =
+            ev.iter().filter(|e| e.0).map(|e| e.1.as_str()).collect();
+        let uncached: std::collections::BTreeSet<&str> = ev
+            .iter()
+            .filter(|e| !e.0 && !cached.contains(e.1.as_str()) && !e.1.contains("SAVEPOINT"))
+            .map(|e| e.1.as_str())
+            .collect();
+        let writes: Vec<&&str> = uncached
+            .iter()
+            .filter(|s| !matches!(**s, "BEGIN" | "COMMIT"))
+            .collect();
+        // A device asking again for what it has: only its contact is written.
+        assert!(
+            writes
+                .iter()
+                .all(|s| s.starts_with("UPDATE `product_instances` SET `last_contact_at`")),
+            "statements compiled on every call: {writes:#?}"
+        );
+    }
+}

@@ -75,13 +75,24 @@ pub fn raise(conn: &mut SqliteConnection, now: i64, a: &NewAlert<'_>) -> Result<
     }
 }
 
-/// Clears the active alert of `kind` for one source.
+/// Clears the active alert of `kind` for one source. Looks first, so the common case (no
+/// such alert) writes nothing.
 pub fn clear_source(
     conn: &mut SqliteConnection,
     now: i64,
     kind: &str,
     source_id: &str,
 ) -> Result<usize> {
+    let active: Option<i64> = alerts::table
+        .select(alerts::id)
+        .filter(alerts::kind.eq(kind))
+        .filter(alerts::source_id.eq(source_id))
+        .filter(alerts::state.eq("active"))
+        .first(conn)
+        .optional()?;
+    if active.is_none() {
+        return Ok(0);
+    }
     Ok(diesel::update(
         alerts::table
             .filter(alerts::kind.eq(kind))

@@ -222,6 +222,20 @@ pub fn upsert_usage(conn: &mut SqliteConnection, row: &UsageRow) -> Result<()> {
     Ok(())
 }
 
+/// A new usage row (a plain INSERT, which SQLite keeps prepared).
+pub fn insert_usage(conn: &mut SqliteConnection, row: &UsageRow) -> Result<()> {
+    diesel::insert_into(u::table)
+        .values((
+            u::pi_id.eq(row.pi_id),
+            u::tag.eq(&row.tag),
+            u::count.eq(row.count),
+            u::requested_at.eq(row.requested_at),
+            u::status.eq(&row.status),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn delete_usage(conn: &mut SqliteConnection, pi_id: i64, tag: &str) -> Result<()> {
     diesel::delete(u::table.filter(u::pi_id.eq(pi_id)).filter(u::tag.eq(tag))).execute(conn)?;
     Ok(())
