@@ -467,6 +467,23 @@ async fn authorize_all(
     summary.phases.insert("authorize".into(), p);
 }
 
+/// Posts one pre-signed body per device to `url`, `concurrency` at a time.
+async fn post_signed(
+    client: &awc::Client,
+    url: &str,
+    devices: &mut [Device],
+    bodies: Vec<(Vec<u8>, String)>,
+    concurrency: usize,
+) -> Phase {
+    let bodies = Rc::new(bodies);
+    let (p, _) = phase(devices, concurrency, |k, _| {
+        let bodies = bodies.clone();
+        async move { post(client, url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
+    })
+    .await;
+    p
+}
+
 async fn renew_all(
     client: &awc::Client,
     base: &str,
@@ -474,18 +491,20 @@ async fn renew_all(
     concurrency: usize,
     summary: &mut Summary,
 ) {
-    let url = format!("{base}/api/v1/devices/renew");
-    let mut bodies = Vec::new();
-    for d in devices.iter_mut() {
-        let c = csr(&pkey_of(d), &format!("{}:{}", d.pid, d.sn));
-        bodies.push(signed_body(d, serde_json::json!({ "csr_pem": c })));
-    }
-    let bodies = Rc::new(bodies);
-    let (p, _) = phase(devices, concurrency, |k, _| {
-        let url = url.clone();
-        let bodies = bodies.clone();
-        async move { post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
-    })
+    let bodies = devices
+        .iter_mut()
+        .map(|d| {
+            let c = csr(&pkey_of(d), &format!("{}:{}", d.pid, d.sn));
+            signed_body(d, serde_json::json!({ "csr_pem": c }))
+        })
+        .collect();
+    let p = post_signed(
+        client,
+        &format!("{base}/api/v1/devices/renew"),
+        devices,
+        bodies,
+        concurrency,
+    )
     .await;
     summary.renewed = p.ok;
     summary.phases.insert("renew".into(), p);
@@ -498,17 +517,17 @@ async fn deregister_all(
     concurrency: usize,
     summary: &mut Summary,
 ) {
-    let url = format!("{base}/api/v1/devices/deregister");
-    let bodies: Vec<_> = devices
+    let bodies = devices
         .iter_mut()
         .map(|d| signed_body(d, serde_json::json!({})))
         .collect();
-    let bodies = Rc::new(bodies);
-    let (p, _) = phase(devices, concurrency, |k, _| {
-        let url = url.clone();
-        let bodies = bodies.clone();
-        async move { post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
-    })
+    let p = post_signed(
+        client,
+        &format!("{base}/api/v1/devices/deregister"),
+        devices,
+        bodies,
+        concurrency,
+    )
     .await;
     summary.deregistered = p.ok;
     summary.phases.insert("deregister".into(), p);
