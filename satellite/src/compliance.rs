@@ -302,8 +302,8 @@ pub fn recompute(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -
     Ok(())
 }
 
-/// [`recompute`] for every VA and entitlement in use or in a pool.
-pub fn recompute_all(conn: &mut SqliteConnection, now: i64) -> Result<()> {
+/// Every (VA, tag) that has a license line, a usage row or running totals.
+fn pool_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
     use crate::db::schema::{license_usage, licenses, product_instances};
     let mut keys: Vec<(i64, String)> = licenses::table
         .select((licenses::va_id, licenses::tag))
@@ -319,7 +319,12 @@ pub fn recompute_all(conn: &mut SqliteConnection, now: i64) -> Result<()> {
     keys.extend(db::all_totals(conn)?.into_iter().map(|(v, t, _, _)| (v, t)));
     keys.sort();
     keys.dedup();
-    for (va_id, tag) in keys {
+    Ok(keys)
+}
+
+/// [`recompute`] for every VA and entitlement in use or in a pool.
+pub fn recompute_all(conn: &mut SqliteConnection, now: i64) -> Result<()> {
+    for (va_id, tag) in pool_keys(conn)? {
         recompute(conn, va_id, &tag, now)?;
     }
     Ok(())
@@ -340,16 +345,8 @@ pub struct PoolStatus {
 }
 
 pub fn pool_report(conn: &mut SqliteConnection, now: i64) -> Result<Vec<PoolStatus>> {
-    use crate::db::schema::licenses;
-    let mut keys: Vec<(i64, String)> = licenses::table
-        .select((licenses::va_id, licenses::tag))
-        .distinct()
-        .load(conn)?;
-    keys.extend(db::all_totals(conn)?.into_iter().map(|(v, t, _, _)| (v, t)));
-    keys.sort();
-    keys.dedup();
     let mut out = Vec::new();
-    for (va_id, tag) in keys {
+    for (va_id, tag) in pool_keys(conn)? {
         let pool = pool(conn, va_id, &tag, now)?;
         if !pool.found {
             continue;

@@ -69,10 +69,6 @@ impl DeviceKey {
         ))
     }
 
-    pub fn from_pem(pem: &str) -> Result<DeviceKey> {
-        DeviceKey::from_pkey(&PKey::public_key_from_pem(pem.as_bytes())?)
-    }
-
     /// The form kept in the store: `p256:<hex of the point>`, or the PEM of another key.
     pub fn to_stored(&self) -> String {
         match self {
@@ -148,7 +144,8 @@ mod tests {
         let pkey = sync_format::pki::new_p256_key().unwrap();
         let ec = pkey.ec_key().unwrap();
         let pub_pem = String::from_utf8(pkey.public_key_to_pem().unwrap()).unwrap();
-        let dk = DeviceKey::from_pem(&pub_pem).unwrap();
+        let dk =
+            DeviceKey::from_pkey(&PKey::public_key_from_pem(pub_pem.as_bytes()).unwrap()).unwrap();
         assert!(matches!(dk, DeviceKey::P256(ref b) if b.len() == 65));
         // A signature made through the EVP API verifies on the fast path, and back.
         let mut s =

@@ -275,9 +275,7 @@ pub fn list(conn: &mut SqliteConnection, now: i64) -> Result<Vec<TokenView>> {
 }
 
 fn get(conn: &mut SqliteConnection, id: i64) -> Result<(TokenRow, String)> {
-    db::list(conn)?
-        .into_iter()
-        .find(|(r, _)| r.id == id)
+    db::with_va(conn, id)?
         .ok_or_else(|| Error::NotFound(format!("no token {id} (see `satellite token list`)")))
 }
 

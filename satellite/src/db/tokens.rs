@@ -80,6 +80,16 @@ pub fn list(conn: &mut SqliteConnection) -> Result<Vec<(TokenRow, String)>> {
         .load(conn)?)
 }
 
+/// One token with its VA's name.
+pub fn with_va(conn: &mut SqliteConnection, id: i64) -> Result<Option<(TokenRow, String)>> {
+    Ok(t::table
+        .inner_join(va::table)
+        .select((TokenRow::as_select(), va::name))
+        .filter(t::id.eq(id))
+        .first(conn)
+        .optional()?)
+}
+
 pub fn add_use(conn: &mut SqliteConnection, id: i64) -> Result<()> {
     diesel::update(t::table.find(id))
         .set(t::uses.eq(t::uses + 1))
