@@ -26,6 +26,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub satellite: SatelliteConfig,
     pub cloud: CloudConfig,
+    pub sync: SyncConfig,
     pub log: LogConfig,
     pub testing: TestingConfig,
 }
@@ -79,6 +80,16 @@ pub struct CloudConfig {
     pub url: String,
     pub ca_file: String,
     pub proxy: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    pub schedule: String,
+    pub retry_initial_seconds: u32,
+    pub retry_max_seconds: u32,
+    pub failure_alert_after: u32,
+    pub tick_seconds: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -335,6 +346,13 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
         ("storage", "pool_size") => int_in(1, 64),
         ("storage", "busy_timeout_ms") => int_in(0, 600_000),
         ("storage", "synchronous") => matches!(v, V::String(s) if s == "normal" || s == "full"),
+        ("sync", "schedule") => {
+            matches!(v, V::String(s) if s.is_empty() || s.parse::<cron::Schedule>().is_ok())
+        }
+        ("sync", "retry_initial_seconds") => int_in(1, 86_400),
+        ("sync", "retry_max_seconds") => int_in(1, 7 * 86_400),
+        ("sync", "failure_alert_after") => int_in(1, 100),
+        ("sync", "tick_seconds") => int_in(1, 3_600),
         ("log", "level") => {
             matches!(v, V::String(s) if tracing_subscriber::EnvFilter::try_new(s).is_ok())
         }
@@ -363,6 +381,13 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
         ("storage", "pool_size") => "an integer from 1 to 64",
         ("storage", "busy_timeout_ms") => "an integer from 0 to 600000",
         ("storage", "synchronous") => "\"normal\" or \"full\"",
+        ("sync", "schedule") => {
+            "a cron expression with seconds, e.g. \"0 0 3 * * *\" (03:00 UTC daily), or \"\""
+        }
+        ("sync", "retry_initial_seconds") => "an integer from 1 to 86400",
+        ("sync", "retry_max_seconds") => "an integer from 1 to 604800",
+        ("sync", "failure_alert_after") => "an integer from 1 to 100",
+        ("sync", "tick_seconds") => "an integer from 1 to 3600",
         ("log", "level") => "error, warn, info, debug, trace or a tracing filter",
         ("log", "format") => "\"text\" or \"json\"",
         _ => "a known key",

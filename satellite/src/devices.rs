@@ -249,17 +249,24 @@ pub fn prepare(req: &RegisterRequest, ca: &DeviceCa, now: i64) -> Result<Prepare
     })
 }
 
-/// The satellite must be registered to serve devices.
-fn require_registered(conn: &mut SqliteConnection) -> Result<identity::SatelliteRow> {
+/// The satellite must be registered, and not past its 90-day sync deadline, to serve
+/// devices. Past the deadline it refuses at once, even before the scheduler has marked it
+/// removed.
+fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<identity::SatelliteRow> {
     let me = identity::get(conn)?
         .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
-    match me.state.as_str() {
-        "registered" => Ok(me),
-        "removed" => Err(Error::State(
+    let removed = || {
+        Error::Removed(
             "this satellite has been removed (90 days without a sync with the cloud) and no \
-             longer serves devices; it must be registered again"
+             longer authorizes devices: keep the current authorization until it expires, then \
+             run in the grace period; the satellite must be registered again"
                 .into(),
-        )),
+        )
+    };
+    match me.state.as_str() {
+        "registered" if crate::sync::deadlines::past_removal(&me, now) => Err(removed()),
+        "registered" => Ok(me),
+        "removed" => Err(removed()),
         other => Err(Error::State(format!(
             "this satellite is {other}: it serves devices once it is registered with the cloud"
         ))),
@@ -273,7 +280,7 @@ pub fn precheck_token(
     token: &str,
     now: i64,
 ) -> Result<()> {
-    require_registered(conn)?;
+    require_registered(conn, now)?;
     tokens::check(conn, key, token, now)?.map_err(|r| Error::Unauthorized(r.message().into()))?;
     Ok(())
 }
@@ -287,7 +294,7 @@ pub fn commit_registration(
     p: &Prepared,
     now: i64,
 ) -> Result<Registration> {
-    let me = require_registered(conn)?;
+    let me = require_registered(conn, now)?;
     let tok = tokens::check(conn, key, token, now)?
         .map_err(|r| Error::Unauthorized(r.message().into()))?;
     let va_name = pools::va_name(conn, tok.va_id)?;
@@ -565,7 +572,7 @@ pub fn authorize(
     req: &AuthorizationRequest,
     now: i64,
 ) -> Result<Authorization> {
-    let me = require_registered(conn)?;
+    let me = require_registered(conn, now)?;
     let pi = fresh(conn, &req.pi_id, req.counter, now)?;
     let entitlements = compliance::report_usage(conn, &pi, &req.entitlements, now)?;
     Ok(Authorization {
@@ -651,7 +658,7 @@ pub fn commit_renewal(
     p: &Prepared,
     now: i64,
 ) -> Result<Renewal> {
-    require_registered(conn)?;
+    require_registered(conn, now)?;
     let pi = fresh(conn, &req.pi_id, req.counter, now)?;
     db::renew_identity(conn, pi.id, &p.public_key, &p.serial, p.not_after)?;
     let va = pools::va_name(conn, pi.va_id)?;

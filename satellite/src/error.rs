@@ -34,6 +34,10 @@ pub enum Error {
     #[error("{0}")]
     State(String),
 
+    /// The satellite was removed (90 days without a sync) and must be registered again.
+    #[error("{0}")]
+    Removed(String),
+
     /// The manual clock was used while `[testing] manual_clock` is off.
     #[error(
         "the manual clock is disabled: set `[testing] manual_clock = true` (or \
@@ -93,6 +97,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Conflict(_) => "conflict",
             Error::State(_) => "state",
+            Error::Removed(_) => "satellite_removed",
             Error::ManualClockDisabled => "manual_clock_disabled",
             Error::DataDir { .. } => "data_dir",
             Error::File { .. } => "file",
@@ -117,6 +122,7 @@ impl Error {
             | Error::Unauthorized(_)
             | Error::Conflict(_)
             | Error::State(_)
+            | Error::Removed(_)
             | Error::ManualClockDisabled => 2,
             Error::Bundle(e) if !e.is_local_failure() => 2,
             _ => 1,

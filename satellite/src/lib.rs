@@ -23,6 +23,7 @@ pub mod identity;
 pub mod registration;
 pub mod server;
 pub mod status;
+pub mod sync;
 pub mod tls;
 pub mod tokens;
 

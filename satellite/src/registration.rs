@@ -107,7 +107,7 @@ pub struct Registered {
 }
 
 /// The CA this satellite trusts for the cloud before reading an authorization, if any.
-fn trusted_ca(config: &Config, pinned: Option<&str>) -> Result<Option<X509>> {
+pub(crate) fn trusted_ca(config: &Config, pinned: Option<&str>) -> Result<Option<X509>> {
     let pem = if !config.cloud.ca_file.is_empty() {
         let path = std::path::Path::new(&config.cloud.ca_file);
         std::fs::read(path).map_err(|e| Error::file(path, e))?
@@ -242,7 +242,10 @@ pub fn import_authorization(
         pools::replace(conn, now, &auth.virtual_accounts)?;
         crate::compliance::recompute_all(conn, now)?;
         reg::mark_answered(conn, request_id, now)?;
+        // A cloud that registers us knows nothing of our devices: the next sync sends all.
+        crate::db::sync::reset_for_registration(conn, now)?;
         alerts::clear(conn, now, AUTHORIZATION_PENDING)?;
+        alerts::clear(conn, now, crate::sync::deadlines::REMOVED)?;
         events::append(
             conn,
             now,

@@ -7,13 +7,12 @@
 //! /proc/self/clear_refs.
 
 use std::fs::{File, OpenOptions};
-use std::io::BufWriter;
 use std::time::Instant;
 
 use sync_format::manifest::{BundleKind, Header};
 use sync_format::payload::{PiOp, PiRecord, SyncCounts, SyncRequest, UsageRecord};
 use sync_format::pki::{self, CertRole, CertSpec, Signer};
-use sync_format::{open, BundleWriter, ReadOptions, Trust};
+use sync_format::{open, BufferedFile, BundleWriter, ReadOptions, Trust};
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -81,6 +80,8 @@ fn main() {
         full: true,
         from_change: 0,
         to_change: n,
+        from_event: 0,
+        to_event: 0,
         counts: SyncCounts {
             product_instances: n,
             usage: n,
@@ -164,41 +165,4 @@ fn main() {
         "  open + verify + read   {read_secs:.2} s, peak RSS {:.1} MiB",
         read_peak as f64 / 1024.0
     );
-}
-
-/// A file with a write buffer that still reads and seeks (the writer re-reads the archive
-/// to seal it).
-struct BufferedFile {
-    inner: BufWriter<File>,
-}
-
-impl BufferedFile {
-    fn new(f: File) -> Self {
-        BufferedFile {
-            inner: BufWriter::with_capacity(256 * 1024, f),
-        }
-    }
-}
-
-impl std::io::Write for BufferedFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl std::io::Seek for BufferedFile {
-    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
-        self.inner.seek(pos)
-    }
-}
-
-impl std::io::Read for BufferedFile {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::io::Write;
-        self.inner.flush()?;
-        self.inner.get_mut().read(buf)
-    }
 }

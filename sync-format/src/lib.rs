@@ -24,7 +24,7 @@ pub use limits::Limits;
 pub use manifest::{BundleKind, EntryDigest, Header, Manifest, ANY_RECEIVER};
 pub use pki::{Signer, Trust};
 pub use reader::{open, NdjsonReader, ReadOptions, VerifiedBundle};
-pub use writer::{BundleWriter, NdjsonWriter};
+pub use writer::{BufferedFile, BundleWriter, NdjsonWriter};
 
 #[cfg(test)]
 mod tests;

@@ -171,6 +171,12 @@ pub struct SyncRequest {
     pub from_change: u64,
     /// ...up to and including this one.
     pub to_change: u64,
+    /// Events with an id after this one are included...
+    #[serde(default)]
+    pub from_event: u64,
+    /// ...up to and including this one.
+    #[serde(default)]
+    pub to_event: u64,
     pub counts: SyncCounts,
 }
 
@@ -236,12 +242,41 @@ pub struct SyncResponse {
     pub satellite_id: String,
     /// The sync request (bundle id) this answers.
     pub acknowledged_request: String,
-    /// The satellite's changes up to this sequence number are now known to the cloud.
+    /// The satellite's changes up to this sequence number are now known to the cloud...
     pub acknowledged_change: u64,
+    /// ...and its events up to this id.
+    #[serde(default)]
+    pub acknowledged_event: u64,
+    /// How many records of the request the cloud refused; each is a line of
+    /// `item_results.ndjson`, and stays pending on the satellite.
+    #[serde(default)]
+    pub rejected: u64,
     pub account: Account,
     pub virtual_accounts: Vec<VirtualAccount>,
     /// Unix seconds: the next sync is due by then.
     pub next_sync_due: i64,
+}
+
+/// A record of a sync response's `licenses.ndjson`: one line of one VA's pool. The VAs
+/// themselves are listed in the payload (with empty `licenses`), so a pool of any size
+/// streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseRecord {
+    pub va: String,
+    #[serde(flatten)]
+    pub line: LicenseLine,
+}
+
+/// A record of `item_results.ndjson`: a record of the request the cloud refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// The product instance the record is about.
+    pub pi: String,
+    /// Which record: "product_instance" or "usage".
+    pub record: String,
+    /// Only "rejected" for now; accepted records are not listed.
+    pub status: String,
+    pub reason: String,
 }
 
 impl Versioned for SyncResponse {

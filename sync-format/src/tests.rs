@@ -100,6 +100,8 @@ fn sync_request_payload(n: u64) -> SyncRequest {
         full: true,
         from_change: 0,
         to_change: n,
+        from_event: 0,
+        to_event: 0,
         counts: SyncCounts {
             product_instances: n,
             ..SyncCounts::default()
@@ -365,6 +367,8 @@ fn every_kind_round_trips() {
         satellite_id: SAT.into(),
         acknowledged_request: "req-9".into(),
         acknowledged_change: 20,
+        acknowledged_event: 0,
+        rejected: 0,
         account,
         virtual_accounts: vas,
         next_sync_due: NOW + 30 * 86_400,

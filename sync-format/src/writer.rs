@@ -181,3 +181,45 @@ fn seal_archive<W: Read + Write + Seek>(out: &mut W, signer: &Signer) -> Result<
     out.flush()?;
     Ok(())
 }
+
+/// A file with a write buffer that still reads and seeks (the writer re-reads the archive
+/// to seal it).
+pub struct BufferedFile {
+    inner: std::io::BufWriter<std::fs::File>,
+}
+
+impl BufferedFile {
+    /// Flushes the buffer and gives the file back.
+    pub fn into_file(self) -> std::io::Result<std::fs::File> {
+        self.inner.into_inner().map_err(|e| e.into_error())
+    }
+
+    pub fn new(f: std::fs::File) -> Self {
+        BufferedFile {
+            inner: std::io::BufWriter::with_capacity(256 * 1024, f),
+        }
+    }
+}
+
+impl std::io::Write for BufferedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl std::io::Seek for BufferedFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+impl std::io::Read for BufferedFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        self.inner.flush()?;
+        self.inner.get_mut().read(buf)
+    }
+}

@@ -79,6 +79,8 @@ fn bundle(key: PKey<Private>, chain: Vec<X509>) -> Vec<u8> {
         full: true,
         from_change: 0,
         to_change: 3,
+        from_event: 0,
+        to_event: 0,
         counts: SyncCounts::default(),
     })
     .unwrap();

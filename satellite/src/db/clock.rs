@@ -26,3 +26,22 @@ pub fn add_offset(conn: &mut SqliteConnection, delta: i64) -> Result<i64> {
         .execute(conn)?;
     offset(conn)
 }
+
+/// The high-water mark (the latest time the satellite has counted) and the clock reading
+/// at the last count.
+pub fn marks(conn: &mut SqliteConnection) -> Result<(i64, i64)> {
+    Ok(clock_state::table
+        .select((clock_state::high_water, clock_state::last_clock))
+        .first(conn)?)
+}
+
+/// Records a count; the caller never passes a mark below the current one.
+pub fn set_marks(conn: &mut SqliteConnection, counted: i64, clock: i64) -> Result<()> {
+    diesel::update(clock_state::table)
+        .set((
+            clock_state::high_water.eq(counted),
+            clock_state::last_clock.eq(clock),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

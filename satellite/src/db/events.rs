@@ -95,3 +95,19 @@ pub fn recent(conn: &mut SqliteConnection, limit: i64) -> Result<Vec<EventRow>> 
         .limit(limit)
         .load(conn)?)
 }
+
+/// Events with id in (`after`, `upto`], at most `limit`, oldest first.
+pub fn range(
+    conn: &mut SqliteConnection,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    Ok(events::table
+        .select(EventRow::as_select())
+        .filter(events::id.gt(after))
+        .filter(events::id.le(upto))
+        .order(events::id)
+        .limit(limit)
+        .load(conn)?)
+}

@@ -10,6 +10,7 @@ pub mod pools;
 pub mod registration;
 pub mod schema;
 pub mod stats;
+pub mod sync;
 pub mod tokens;
 pub mod writer;
 

@@ -34,22 +34,9 @@ pub struct LicenseRow {
 /// Makes the store's VAs and pools those of `vas`: VAs are added or updated by name (never
 /// deleted: their devices and history stay), every license line is replaced.
 pub fn replace(conn: &mut SqliteConnection, now: i64, vas: &[VirtualAccount]) -> Result<()> {
-    diesel::delete(licenses::table).execute(conn)?;
+    delete_lines(conn)?;
     for va in vas {
-        diesel::insert_into(virtual_accounts::table)
-            .values((
-                virtual_accounts::name.eq(&va.name),
-                virtual_accounts::description.eq(&va.description),
-                virtual_accounts::created_at.eq(now),
-            ))
-            .on_conflict(virtual_accounts::name)
-            .do_update()
-            .set(virtual_accounts::description.eq(&va.description))
-            .execute(conn)?;
-        let va_id: i64 = virtual_accounts::table
-            .select(virtual_accounts::id)
-            .filter(virtual_accounts::name.eq(&va.name))
-            .first(conn)?;
+        let va_id = upsert_va(conn, now, va)?;
         for l in &va.licenses {
             insert_line(conn, now, va_id, l)?;
         }
@@ -57,7 +44,12 @@ pub fn replace(conn: &mut SqliteConnection, now: i64, vas: &[VirtualAccount]) ->
     Ok(())
 }
 
-fn insert_line(conn: &mut SqliteConnection, now: i64, va_id: i64, l: &LicenseLine) -> Result<()> {
+pub fn insert_line(
+    conn: &mut SqliteConnection,
+    now: i64,
+    va_id: i64,
+    l: &LicenseLine,
+) -> Result<()> {
     diesel::insert_into(licenses::table)
         .values((
             licenses::va_id.eq(va_id),
@@ -72,6 +64,30 @@ fn insert_line(conn: &mut SqliteConnection, now: i64, va_id: i64, l: &LicenseLin
             licenses::updated_at.eq(now),
         ))
         .execute(conn)?;
+    Ok(())
+}
+
+/// Adds a VA or brings its description up to date; returns its id.
+pub fn upsert_va(conn: &mut SqliteConnection, now: i64, va: &VirtualAccount) -> Result<i64> {
+    diesel::insert_into(virtual_accounts::table)
+        .values((
+            virtual_accounts::name.eq(&va.name),
+            virtual_accounts::description.eq(&va.description),
+            virtual_accounts::created_at.eq(now),
+        ))
+        .on_conflict(virtual_accounts::name)
+        .do_update()
+        .set(virtual_accounts::description.eq(&va.description))
+        .execute(conn)?;
+    Ok(virtual_accounts::table
+        .select(virtual_accounts::id)
+        .filter(virtual_accounts::name.eq(&va.name))
+        .first(conn)?)
+}
+
+/// Deletes every license line (a sync response brings them all again).
+pub fn delete_lines(conn: &mut SqliteConnection) -> Result<()> {
+    diesel::delete(licenses::table).execute(conn)?;
     Ok(())
 }
 

@@ -71,6 +71,8 @@ pub fn set_registered(conn: &mut SqliteConnection, now: i64, r: &Registered<'_>)
             satellite::name.eq(r.name),
             satellite::registered_at.eq(now),
             satellite::removed_at.eq(None::<i64>),
+            // The 90-day count starts again from the registration.
+            satellite::last_sync_at.eq(None::<i64>),
             satellite::cloud_id.eq(r.cloud_id),
             satellite::account_name.eq(r.account_name),
             satellite::cloud_ca_pem.eq(r.cloud_ca_pem),

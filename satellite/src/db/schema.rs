@@ -36,6 +36,7 @@ diesel::table! {
         id -> BigInt,
         offset_seconds -> BigInt,
         high_water -> BigInt,
+        last_clock -> BigInt,
     }
 }
 
@@ -102,6 +103,7 @@ diesel::table! {
         last_counter -> BigInt,
         state -> Text,
         removed_at -> Nullable<BigInt>,
+        change_seq -> BigInt,
     }
 }
 
@@ -135,6 +137,39 @@ diesel::table! {
         completed_at -> Nullable<BigInt>,
         status -> Text,
         message -> Text,
+        full -> Bool,
+        to_change -> BigInt,
+        to_event -> BigInt,
+        records -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_state (id) {
+        id -> BigInt,
+        change_seq -> BigInt,
+        acked_change -> BigInt,
+        acked_event_id -> BigInt,
+        requests_made -> BigInt,
+        last_response_id -> Nullable<Text>,
+        last_response_seq -> BigInt,
+        last_response_created_at -> Nullable<BigInt>,
+        last_mode -> Nullable<Text>,
+        failures -> BigInt,
+        last_failure -> Nullable<Text>,
+        last_attempt_at -> Nullable<BigInt>,
+        next_attempt_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    sync_rejections (id) {
+        id -> BigInt,
+        pi_uuid -> Text,
+        record -> Text,
+        reason -> Text,
+        response_id -> Text,
+        at -> BigInt,
     }
 }
 
@@ -203,6 +238,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     license_usage,
     pool_usage,
     sync_history,
+    sync_state,
+    sync_rejections,
     export_requests,
     alerts,
     events,

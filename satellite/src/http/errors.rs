@@ -26,6 +26,9 @@ impl ResponseError for Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Conflict(_) | Error::State(_) => StatusCode::CONFLICT,
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
+            // A device treats this as a lost license authority: it keeps its current
+            // authorization until it expires, then runs in its grace period.
+            Error::Removed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Bundle(e) if !e.is_local_failure() => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Cloud(_) => StatusCode::BAD_GATEWAY,
             Error::DataDir { .. }

@@ -64,6 +64,20 @@ pub enum Command {
     /// Satellites: authorize ("New satellite"), approve, list.
     #[command(subcommand)]
     Satellite(SatelliteCommand),
+    /// Satellite synchronization by file: process a sync request, write the response.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+    /// Product instances the cloud knows (reported by satellites, or registered directly).
+    #[command(subcommand)]
+    Pi(PiCommand),
+    /// License usage per virtual account and entitlement: purchased, in use, balance,
+    /// shortage (as of the satellites' last syncs).
+    Usage {
+        #[arg(long)]
+        va: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the path of the cloud's CA certificate (satellites trust it).
     Ca,
     /// Show or move the manual test clock (needs MOCK_CLOUD_TESTING_MANUAL_CLOCK=true).
@@ -130,6 +144,10 @@ pub enum LicenseCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Add many license lines from a CSV file with the header
+    /// `va,tag,name,kind,count,start,end,restricted` (start/end may be empty; restricted is
+    /// true or false; fields hold no commas or quotes). All lines or none are added.
+    Import { file: PathBuf },
     /// List license pool lines.
     List {
         #[arg(long)]
@@ -175,6 +193,50 @@ pub enum SatelliteCommand {
         satellite: String,
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Process a satellite's sync request ("Upload the Synchronization File") and write the
+    /// response ("Download Response File"). The same request again gives the same response.
+    Process {
+        /// The satellite's sync request.
+        file: PathBuf,
+        /// Where to write the response.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PiCommand {
+    /// List product instances.
+    List {
+        #[arg(long)]
+        va: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a device directly with the cloud (not through a satellite).
+    Add {
+        #[arg(long)]
+        va: String,
+        #[arg(long)]
+        pid: String,
+        #[arg(long)]
+        sn: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Remove a device registered directly.
+    Remove {
+        #[arg(long)]
+        pid: String,
+        #[arg(long)]
+        sn: String,
     },
 }
 
@@ -340,6 +402,13 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("added {} x {:?} ({}) to {:?}", l.count, l.name, l.tag, l.va);
             Ok(())
         }
+        Command::License(LicenseCommand::Import { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CloudError::Invalid(format!("{}: {e}", file.display())))?;
+            let n = service::license_import(&open()?, &text)?;
+            println!("added {n} license lines from {}", file.display());
+            Ok(())
+        }
         Command::License(LicenseCommand::List { va, json: as_json }) => {
             let rows = service::license_list(&open()?, va.as_deref())?;
             if as_json {
@@ -359,7 +428,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Satellite(SatelliteCommand::List { json: as_json }) => {
-            let rows = service::satellite_list(&open()?)?;
+            let cloud = open()?;
+            super::sync::sweep(&cloud, cloud.now()?)?;
+            let rows = service::satellite_list(&cloud)?;
             if as_json {
                 return json(&rows);
             }
@@ -407,6 +478,89 @@ pub fn run(cli: Cli) -> Result<()> {
             let bytes = service::authorization(&open()?, &satellite)?;
             write_file(&out, &bytes)?;
             println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Sync(SyncCommand::Process {
+            file,
+            out,
+            json: as_json,
+        }) => {
+            let input = std::fs::File::open(&file)
+                .map_err(|e| CloudError::Invalid(format!("{}: {e}", file.display())))?;
+            let (bytes, p) = super::sync::process(&open()?, input, None)?;
+            write_file(&out, &bytes)?;
+            if as_json {
+                return json(&p);
+            }
+            println!(
+                "processed sync request {} of satellite {:?}{}: {} product instances, {} usage \
+                 records, {} events, {} refused; wrote {}",
+                p.request_id,
+                p.satellite,
+                if p.repeated {
+                    " (processed before: same response)"
+                } else {
+                    ""
+                },
+                p.product_instances,
+                p.usage,
+                p.events,
+                p.rejected,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Pi(PiCommand::List { va, json: as_json }) => {
+            let rows = super::sync::pi_list(&open()?, va.as_deref())?;
+            if as_json {
+                return json(&rows);
+            }
+            println!("PI\tVA\tPID\tSN\tSTATE\tSATELLITE\tUSAGE");
+            for r in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.pi,
+                    r.va,
+                    r.pid,
+                    r.sn,
+                    r.state,
+                    r.satellite.unwrap_or_else(|| "direct".into()),
+                    r.usage
+                        .iter()
+                        .map(|(t, n)| format!("{t}={n}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+            Ok(())
+        }
+        Command::Pi(PiCommand::Add { va, pid, sn, name }) => {
+            let id = super::sync::pi_add_direct(&open()?, &va, &pid, &sn, &name)?;
+            println!("registered PID:{pid} SN:{sn} directly in {va:?} ({id})");
+            Ok(())
+        }
+        Command::Pi(PiCommand::Remove { pid, sn }) => {
+            super::sync::pi_remove_direct(&open()?, &pid, &sn)?;
+            println!("removed PID:{pid} SN:{sn}");
+            Ok(())
+        }
+        Command::Usage { va, json: as_json } => {
+            let rows = super::sync::usage(&open()?, va.as_deref())?;
+            if as_json {
+                return json(&rows);
+            }
+            println!("VA\tTAG\tPURCHASED\tIN USE\tBALANCE");
+            for r in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}{}",
+                    r.va,
+                    r.tag,
+                    r.purchased,
+                    r.in_use,
+                    r.balance,
+                    if r.shortage { "\tSHORTAGE" } else { "" }
+                );
+            }
             Ok(())
         }
         Command::Ca => {

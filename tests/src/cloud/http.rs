@@ -5,6 +5,8 @@
 //!   not approved it.
 //! - `GET /api/v1/satellites/{satellite}/registrations/{request}` answers the same for a
 //!   request posted earlier.
+//! - `POST /api/v1/satellites/{satellite}/sync` (application/zip: a sync request) answers
+//!   200 with the sync response bundle.
 //! - `GET /healthz`.
 
 use std::sync::Arc;
@@ -15,8 +17,8 @@ use actix_web::{web, HttpResponse, ResponseError};
 use super::service::{self, NetworkAnswer};
 use super::{Cloud, CloudError};
 
-/// Largest request body (a registration request is a few KiB).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest request body: a sync request of a million devices is tens of MiB.
+const MAX_BODY: usize = 512 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct State {
@@ -61,7 +63,8 @@ pub fn configure(state: State) -> impl FnOnce(&mut web::ServiceConfig) {
             .route(
                 "/api/v1/satellites/{satellite}/registrations/{request}",
                 web::get().to(poll),
-            );
+            )
+            .route("/api/v1/satellites/{satellite}/sync", web::post().to(sync));
     }
 }
 
@@ -104,4 +107,20 @@ async fn poll(
     let cloud = state.cloud.clone();
     let a = blocking(move || service::poll(&cloud, &sid, &rid)).await?;
     Ok(answer(a))
+}
+
+async fn sync(
+    state: web::Data<State>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, CloudError> {
+    let satellite = path.into_inner();
+    let cloud = state.cloud.clone();
+    let (bytes, _) = blocking(move || {
+        super::sync::process(&cloud, std::io::Cursor::new(body), Some(&satellite))
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .body(bytes))
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod http;
 pub mod schema;
 pub mod service;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -60,6 +60,66 @@ diesel::table! {
         created_at -> BigInt,
         authorized_at -> Nullable<BigInt>,
         last_sync_at -> Nullable<BigInt>,
+        next_sync_due -> Nullable<BigInt>,
+        removed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    product_instances (id) {
+        id -> BigInt,
+        uuid -> Text,
+        satellite_row -> Nullable<BigInt>,
+        va_id -> BigInt,
+        pid -> Text,
+        sn -> Text,
+        name -> Text,
+        registered_at -> BigInt,
+        last_contact_at -> BigInt,
+        state -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    pi_usage (pi_id, tag) {
+        pi_id -> BigInt,
+        tag -> Text,
+        count -> BigInt,
+    }
+}
+
+diesel::table! {
+    syncs (id) {
+        id -> BigInt,
+        satellite_row -> BigInt,
+        request_id -> Text,
+        response_id -> Text,
+        response -> Binary,
+        received_at -> BigInt,
+        full -> Bool,
+        records -> BigInt,
+        rejected -> BigInt,
+    }
+}
+
+diesel::table! {
+    satellite_events (satellite_row, event_id) {
+        satellite_row -> BigInt,
+        event_id -> BigInt,
+        at -> BigInt,
+        kind -> Text,
+        message -> Text,
+    }
+}
+
+diesel::table! {
+    shortages (va_id, tag) {
+        va_id -> BigInt,
+        tag -> Text,
+        purchased -> BigInt,
+        in_use -> BigInt,
+        flagged_at -> BigInt,
     }
 }
 
@@ -74,6 +134,10 @@ diesel::joinable!(virtual_accounts -> accounts (account_id));
 diesel::joinable!(licenses -> virtual_accounts (va_id));
 diesel::joinable!(satellite_vas -> virtual_accounts (va_id));
 diesel::joinable!(satellite_vas -> satellites (satellite_row));
+diesel::joinable!(product_instances -> virtual_accounts (va_id));
+diesel::joinable!(product_instances -> satellites (satellite_row));
+diesel::joinable!(pi_usage -> product_instances (pi_id));
+diesel::joinable!(shortages -> virtual_accounts (va_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     cloud,
@@ -82,4 +146,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     licenses,
     satellites,
     satellite_vas,
+    product_instances,
+    pi_usage,
+    syncs,
+    satellite_events,
+    shortages,
 );

@@ -74,7 +74,71 @@ pub struct NewLicense {
     pub restricted: bool,
 }
 
+/// Adds the license lines of a CSV text (see `mock-cloud license import`) in one
+/// transaction; a bad line names its number and adds nothing.
+pub fn license_import(cloud: &Cloud, csv: &str) -> Result<usize> {
+    const HEADER: &str = "va,tag,name,kind,count,start,end,restricted";
+    let mut lines = csv.lines();
+    if lines.next().map(str::trim) != Some(HEADER) {
+        return Err(CloudError::Invalid(format!(
+            "the first line must be the header {HEADER}"
+        )));
+    }
+    let mut parsed = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let n = i + 2;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| CloudError::Invalid(format!("line {n}: {why}"));
+        if line.contains('"') {
+            return Err(bad("quotes are not supported".into()));
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != 8 {
+            return Err(bad(format!("expected 8 fields, found {}", f.len())));
+        }
+        let time = |s: &str| -> Result<Option<i64>> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            satellite::clock::parse_time(s)
+                .map(Some)
+                .map_err(|e| bad(e.to_string()))
+        };
+        parsed.push(NewLicense {
+            va: f[0].to_string(),
+            tag: f[1].to_string(),
+            name: f[2].to_string(),
+            description: String::new(),
+            kind: LicenseKind::parse(f[3])
+                .ok_or_else(|| bad(format!("unknown kind {:?}", f[3])))?,
+            count: f[4]
+                .parse()
+                .map_err(|_| bad(format!("count {:?} is not a number", f[4])))?,
+            start: time(f[5])?,
+            end: time(f[6])?,
+            restricted: match f[7] {
+                "true" => true,
+                "false" | "" => false,
+                other => return Err(bad(format!("restricted {other:?}: true or false"))),
+            },
+        });
+    }
+    let mut c = cloud.conn()?;
+    c.immediate_transaction(|c| {
+        for l in &parsed {
+            insert_license(cloud, c, l)?;
+        }
+        Ok(parsed.len())
+    })
+}
+
 pub fn license_add(cloud: &Cloud, l: &NewLicense) -> Result<()> {
+    insert_license(cloud, &mut *cloud.conn()?, l)
+}
+
+fn insert_license(cloud: &Cloud, c: &mut SqliteConnection, l: &NewLicense) -> Result<()> {
     non_empty("tag", &l.tag)?;
     non_empty("name", &l.name)?;
     if l.count < 0 {
@@ -101,8 +165,7 @@ pub fn license_add(cloud: &Cloud, l: &NewLicense) -> Result<()> {
             return Err(CloudError::Invalid("--end must be after --start".into()));
         }
     }
-    let mut c = cloud.conn()?;
-    let va_id = va_id(&mut c, &l.va)?;
+    let va_id = va_id(c, &l.va)?;
     diesel::insert_into(licenses::table)
         .values((
             licenses::va_id.eq(va_id),
@@ -116,11 +179,11 @@ pub fn license_add(cloud: &Cloud, l: &NewLicense) -> Result<()> {
             licenses::restricted.eq(l.restricted),
             licenses::created_at.eq(now),
         ))
-        .execute(&mut c)?;
+        .execute(c)?;
     Ok(())
 }
 
-fn non_empty<'a>(what: &str, v: &'a str) -> Result<&'a str> {
+pub(crate) fn non_empty<'a>(what: &str, v: &'a str) -> Result<&'a str> {
     let v = v.trim();
     if v.is_empty() || v.len() > 200 {
         return Err(CloudError::Invalid(format!(
@@ -140,7 +203,7 @@ fn unique(e: diesel::result::Error, msg: String) -> CloudError {
     }
 }
 
-fn va_id(c: &mut SqliteConnection, va: &str) -> Result<i64> {
+pub(crate) fn va_id(c: &mut SqliteConnection, va: &str) -> Result<i64> {
     virtual_accounts::table
         .select(virtual_accounts::id)
         .filter(virtual_accounts::name.eq(va))
@@ -149,8 +212,9 @@ fn va_id(c: &mut SqliteConnection, va: &str) -> Result<i64> {
         .ok_or_else(|| CloudError::NotFound(format!("no virtual account {va:?}")))
 }
 
-/// The pools of the given VAs, as bundles carry them.
-pub fn pools(c: &mut SqliteConnection, va_ids: &[i64]) -> Result<Vec<VirtualAccount>> {
+/// The pools of the given VAs as bundles carry them: every line not ended by `now`
+/// (expired licenses are removed from the VA).
+pub fn pools(c: &mut SqliteConnection, va_ids: &[i64], now: i64) -> Result<Vec<VirtualAccount>> {
     let vas: Vec<(i64, String, String)> = virtual_accounts::table
         .select((
             virtual_accounts::id,
@@ -184,6 +248,7 @@ pub fn pools(c: &mut SqliteConnection, va_ids: &[i64]) -> Result<Vec<VirtualAcco
                 licenses::restricted,
             ))
             .filter(licenses::va_id.eq(id))
+            .filter(licenses::end_at.is_null().or(licenses::end_at.gt(now)))
             .order(licenses::id)
             .load(c)?;
         out.push(VirtualAccount {
@@ -523,7 +588,7 @@ fn authorize_row(
             name: account_name,
             export_controlled_allowed: export_controlled,
         },
-        virtual_accounts: pools(c, &va_ids)?,
+        virtual_accounts: pools(c, &va_ids, now)?,
         next_sync_due: now + SYNC_INTERVAL_DAYS * DAY,
     };
     let header = Header {

@@ -12,6 +12,9 @@ pub fn satellite(dir: &Path) -> Command {
     c.current_dir(dir)
         .env_remove("RUST_LOG")
         .env("SATELLITE_TESTING_MANUAL_CLOCK", "true")
+        // Timers run at start and when a test asks (`sync status`), not while it compares
+        // store dumps.
+        .env("SATELLITE_SYNC_TICK_SECONDS", "3600")
         .arg("--data-dir")
         .arg(dir.join("data"));
     c
@@ -181,6 +184,7 @@ pub fn sat_db(dir: &Path) -> PathBuf {
 pub struct Site {
     pub dir: PathBuf,
     pub sat: RunningSatellite,
+    pub cloud: MockCloud,
 }
 
 impl Site {
@@ -212,6 +216,7 @@ impl Site {
         Site {
             dir: s,
             sat: running,
+            cloud,
         }
     }
 

@@ -5,3 +5,4 @@ mod common;
 mod devices;
 mod foundation;
 mod registration;
+mod sync;

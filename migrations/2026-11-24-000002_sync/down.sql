@@ -1,0 +1,15 @@
+DROP TABLE sync_rejections;
+DROP INDEX sync_history_bundle_direction;
+ALTER TABLE sync_history DROP COLUMN records;
+ALTER TABLE sync_history DROP COLUMN to_event;
+ALTER TABLE sync_history DROP COLUMN to_change;
+ALTER TABLE sync_history DROP COLUMN full;
+DROP TRIGGER usage_change_delete;
+DROP TRIGGER usage_change_update;
+DROP TRIGGER usage_change_insert;
+DROP TRIGGER pi_change_update;
+DROP TRIGGER pi_change_insert;
+DROP INDEX product_instances_change;
+ALTER TABLE product_instances DROP COLUMN change_seq;
+DROP TABLE sync_state;
+ALTER TABLE clock_state DROP COLUMN last_clock;

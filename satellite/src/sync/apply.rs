@@ -1,0 +1,467 @@
+//! Applying a sync response: verified, checked against what was applied before, then
+//! applied in one transaction (all of it or none).
+//!
+//! Refused, with the store unchanged and the reason in one line: a response that does not
+//! verify (tampered, expired, signed by another CA, for another satellite), one from
+//! another cloud, one answering a request this satellite never made (or made before it
+//! registered again), and one older than the last applied (anti-rollback, by the cloud's
+//! sequence number). The same response again is a no-op that says so.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek};
+
+use diesel::SqliteConnection;
+use openssl::x509::X509;
+use sync_format::manifest::{BundleKind, Manifest};
+use sync_format::payload::{ItemResult, LicenseRecord, SyncResponse};
+use sync_format::{ReadOptions, Trust, VerifiedBundle};
+
+use super::{deadlines, registered_with_cloud, Progress};
+use crate::clock;
+use crate::db::{self, alerts, events, identity, pools, Store};
+use crate::error::{Error, Result};
+
+/// One entitlement of one VA whose purchased quantity the response changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LicenseChange {
+    pub virtual_account: String,
+    pub tag: String,
+    pub name: String,
+    pub before: i64,
+    pub after: i64,
+    /// "added", "removed" or "expired".
+    pub change: String,
+}
+
+/// A record the cloud refused; it stays pending and is sent again.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rejected {
+    pub pi: String,
+    pub record: String,
+    pub reason: String,
+}
+
+/// What importing a response did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportOutcome {
+    /// "applied", "already-applied" or "dry-run".
+    pub status: String,
+    pub response_id: String,
+    pub request_id: String,
+    pub sequence: u64,
+    pub acknowledged_change: u64,
+    pub acknowledged_event: u64,
+    pub virtual_accounts_added: Vec<String>,
+    pub license_changes: Vec<LicenseChange>,
+    pub license_lines: u64,
+    pub rejected: Vec<Rejected>,
+    pub next_sync_due: String,
+    pub message: String,
+}
+
+/// Imports a sync response. `mode` is "manual" (a file) or "network".
+pub fn import<R: Read + Seek>(
+    store: &Store,
+    now: i64,
+    input: R,
+    mode: &str,
+    dry_run: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ImportOutcome> {
+    let mut conn = store.conn()?;
+    let me = identity::get(&mut conn)?
+        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let cloud_id = registered_with_cloud(&me)?.to_string();
+    // Expiry is judged at the deadlines' time: a clock set back does not revive a response,
+    // nor a satellite past its 90 days (which the scheduler marks removed at its next tick).
+    let at = deadlines::effective_now(&mut conn, now)?;
+    if deadlines::past_removal(&me, at) {
+        return Err(Error::Removed(
+            "this satellite is past its 90 days without a successful sync and is removed; \
+             register it again"
+                .into(),
+        ));
+    }
+    let ca_pem = me
+        .cloud_ca_pem
+        .as_deref()
+        .ok_or_else(|| Error::State("the satellite has no pinned cloud CA".into()))?;
+    let anchors = vec![X509::from_pem(ca_pem.as_bytes())?];
+    let opts = ReadOptions::new(
+        BundleKind::SyncResponse,
+        Trust::Anchors(&anchors),
+        Some(&me.satellite_id),
+        at,
+    );
+    let mut bundle = sync_format::open(input, &opts)?;
+    let m = bundle.manifest().clone();
+    if m.sender != cloud_id {
+        return Err(Error::Conflict(format!(
+            "this response comes from the cloud {}, but this satellite is registered with {}; \
+             nothing changed",
+            m.sender, cloud_id
+        )));
+    }
+    let resp: SyncResponse = bundle.payload()?;
+    if resp.satellite_id != me.satellite_id {
+        return Err(Error::Conflict(format!(
+            "this response is for satellite {}, not for this one ({}); nothing changed",
+            resp.satellite_id, me.satellite_id
+        )));
+    }
+    let request_id = m.in_reply_to.clone().ok_or_else(|| {
+        Error::Conflict("this response does not answer any sync request; nothing changed".into())
+    })?;
+    if resp.acknowledged_request != request_id {
+        return Err(Error::invalid(format!(
+            "this response's manifest answers {request_id} but its payload acknowledges {}",
+            resp.acknowledged_request
+        )));
+    }
+    let mut outcome = ImportOutcome {
+        status: String::new(),
+        response_id: m.bundle_id.clone(),
+        request_id: request_id.clone(),
+        sequence: m.sequence,
+        acknowledged_change: resp.acknowledged_change,
+        acknowledged_event: resp.acknowledged_event,
+        virtual_accounts_added: Vec::new(),
+        license_changes: Vec::new(),
+        license_lines: 0,
+        rejected: Vec::new(),
+        next_sync_due: clock::format(resp.next_sync_due),
+        message: String::new(),
+    };
+    if let Some(applied_at) = check_order(&mut conn, &m, &request_id)? {
+        outcome.status = "already-applied".into();
+        outcome.message = format!(
+            "this response ({}) was already applied at {}; nothing changed",
+            m.bundle_id,
+            clock::format(applied_at)
+        );
+        return Ok(outcome);
+    }
+
+    if dry_run {
+        // The same reading as the real thing, inside a transaction that is rolled back.
+        let r = conn.immediate_transaction::<(), Error, _>(|conn| {
+            apply_in(
+                conn,
+                at,
+                &m,
+                &resp,
+                &mut bundle,
+                mode,
+                &mut outcome,
+                progress,
+            )?;
+            Err(Error::Internal("dry run".into()))
+        });
+        match r {
+            Err(Error::Internal(s)) if s == "dry run" => {}
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+        outcome.status = "dry-run".into();
+        outcome.message = "dry run: nothing was changed".into();
+        return Ok(outcome);
+    }
+
+    conn.immediate_transaction::<_, Error, _>(|conn| {
+        // Again inside the transaction: another import may have won the race.
+        if let Some(applied_at) = check_order(conn, &m, &request_id)? {
+            return Err(Error::Conflict(format!(
+                "this response was applied at {} by another import; nothing changed",
+                clock::format(applied_at)
+            )));
+        }
+        apply_in(
+            conn,
+            at,
+            &m,
+            &resp,
+            &mut bundle,
+            mode,
+            &mut outcome,
+            progress,
+        )
+    })?;
+    outcome.status = "applied".into();
+    outcome.message = format!(
+        "applied sync response {}: {} license lines, {} license changes, {} records refused \
+         by the cloud; next sync due by {}",
+        m.bundle_id,
+        outcome.license_lines,
+        outcome.license_changes.len(),
+        outcome.rejected.len(),
+        outcome.next_sync_due
+    );
+    tracing::info!(
+        response = %m.bundle_id,
+        request = %request_id,
+        mode,
+        lines = outcome.license_lines,
+        rejected = outcome.rejected.len(),
+        "applied a sync response"
+    );
+    Ok(outcome)
+}
+
+/// `Some(applied_at)` when this response was applied before; an error when it must be
+/// refused; `None` when it may be applied.
+fn check_order(conn: &mut SqliteConnection, m: &Manifest, request_id: &str) -> Result<Option<i64>> {
+    if let Some(done) = db::sync::response(conn, &m.bundle_id)? {
+        return Ok(Some(done.completed_at.unwrap_or(done.created_at)));
+    }
+    let Some(req) = db::sync::request(conn, request_id)? else {
+        return Err(Error::Conflict(format!(
+            "this response answers sync request {request_id}, which this satellite never made \
+             (made by another satellite or another data directory?); nothing changed"
+        )));
+    };
+    if req.status == "superseded" {
+        return Err(Error::Conflict(format!(
+            "this response answers sync request {request_id}, made before this satellite \
+             registered again; make a new sync request; nothing changed"
+        )));
+    }
+    let st = db::sync::state(conn)?;
+    if (m.sequence as i64) <= st.last_response_seq {
+        return Err(Error::Conflict(format!(
+            "this response (sequence {}, made {}) is older than the last one applied (sequence \
+             {}, made {}): refusing to roll back; make a new sync request; nothing changed",
+            m.sequence,
+            clock::format(m.created_at),
+            st.last_response_seq,
+            st.last_response_created_at
+                .map(clock::format)
+                .unwrap_or_else(|| "?".into())
+        )));
+    }
+    Ok(None)
+}
+
+/// Quantity per (VA, tag), with the name and whether a line of it has ended by `at`.
+type Totals = BTreeMap<(String, String), (String, i64, bool)>;
+
+#[allow(clippy::too_many_arguments)]
+fn apply_in<R: Read + Seek>(
+    conn: &mut SqliteConnection,
+    at: i64,
+    m: &Manifest,
+    resp: &SyncResponse,
+    bundle: &mut VerifiedBundle<R>,
+    mode: &str,
+    outcome: &mut ImportOutcome,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    // Before.
+    let mut before: Totals = BTreeMap::new();
+    let known: Vec<String> = pools::all(conn)?
+        .into_iter()
+        .map(|(va, lines)| {
+            for l in lines {
+                let e = before.entry((va.name.clone(), l.tag.clone())).or_insert((
+                    l.name.clone(),
+                    0,
+                    false,
+                ));
+                e.1 += l.quantity;
+                e.2 |= l.end_at.is_some_and(|end| end <= at);
+            }
+            va.name
+        })
+        .collect();
+
+    // VAs, then every license line, streamed.
+    let mut va_ids = std::collections::HashMap::new();
+    for va in &resp.virtual_accounts {
+        if va.name.trim().is_empty() {
+            return Err(Error::invalid(
+                "the response lists a virtual account without a name",
+            ));
+        }
+        va_ids.insert(va.name.clone(), pools::upsert_va(conn, at, va)?);
+        if !known.contains(&va.name) {
+            outcome.virtual_accounts_added.push(va.name.clone());
+        }
+    }
+    pools::delete_lines(conn)?;
+    let mut after: Totals = BTreeMap::new();
+    let mut add = |conn: &mut SqliteConnection, rec: &LicenseRecord| -> Result<()> {
+        let va_id = *va_ids.get(&rec.va).ok_or_else(|| {
+            Error::invalid(format!(
+                "the response has a license line for the virtual account {:?}, which it does \
+                 not list",
+                rec.va
+            ))
+        })?;
+        if rec.line.quantity < 0 || rec.line.tag.trim().is_empty() {
+            return Err(Error::invalid(format!(
+                "the response has an invalid license line for {:?} in {:?}",
+                rec.line.tag, rec.va
+            )));
+        }
+        pools::insert_line(conn, at, va_id, &rec.line)?;
+        let e = after
+            .entry((rec.va.clone(), rec.line.tag.clone()))
+            .or_insert((rec.line.name.clone(), 0, false));
+        e.1 += rec.line.quantity;
+        Ok(())
+    };
+    for va in &resp.virtual_accounts {
+        for line in &va.licenses {
+            add(
+                conn,
+                &LicenseRecord {
+                    va: va.name.clone(),
+                    line: line.clone(),
+                },
+            )?;
+            outcome.license_lines += 1;
+        }
+    }
+    if bundle.has("licenses.ndjson") {
+        let mut lines = bundle.ndjson::<LicenseRecord>("licenses.ndjson")?;
+        for rec in &mut lines {
+            add(conn, &rec?)?;
+            outcome.license_lines += 1;
+            if outcome.license_lines % 10_000 == 0 {
+                progress(Progress {
+                    what: "license lines",
+                    done: outcome.license_lines,
+                    total: None,
+                });
+            }
+        }
+    }
+    crate::compliance::recompute_all(conn, at)?;
+
+    // What changed, with the seeds' event texts.
+    let keys: std::collections::BTreeSet<_> = before.keys().chain(after.keys()).cloned().collect();
+    for key in keys {
+        let (name_b, qty_b, ended) = before.get(&key).cloned().unwrap_or_default();
+        let (name_a, qty_a, _) = after.get(&key).cloned().unwrap_or_default();
+        if qty_a == qty_b {
+            continue;
+        }
+        let name = if name_a.is_empty() { name_b } else { name_a };
+        let (va, tag) = key;
+        let (change, message) = if qty_a > qty_b {
+            (
+                "added",
+                format!(
+                    "{} new {name} licenses were added to the Virtual Account \"{va}\".",
+                    qty_a - qty_b
+                ),
+            )
+        } else if ended {
+            (
+                "expired",
+                format!(
+                    "{} \"{name}\" licenses expired and were removed from the Virtual Account \
+                     \"{va}\".",
+                    qty_b - qty_a
+                ),
+            )
+        } else {
+            (
+                "removed",
+                format!(
+                    "{} \"{name}\" licenses were removed from the Virtual Account \"{va}\".",
+                    qty_b - qty_a
+                ),
+            )
+        };
+        events::append(
+            conn,
+            at,
+            &events::NewEvent {
+                kind: match change {
+                    "added" => "licenses_added",
+                    "expired" => "licenses_expired",
+                    _ => "licenses_removed",
+                },
+                va_name: Some(&va),
+                license_tag: Some(&tag),
+                message,
+                actor: "system",
+                ..Default::default()
+            },
+        )?;
+        outcome.license_changes.push(LicenseChange {
+            virtual_account: va,
+            tag,
+            name,
+            before: qty_b,
+            after: qty_a,
+            change: change.into(),
+        });
+    }
+
+    // Records the cloud refused stay pending.
+    let mut rejected = Vec::new();
+    if bundle.has("item_results.ndjson") {
+        for r in &mut bundle.ndjson::<ItemResult>("item_results.ndjson")? {
+            let r = r?;
+            if r.status == "rejected" {
+                rejected.push((r.pi, r.record, r.reason));
+            }
+        }
+    }
+    db::sync::replace_rejections(conn, at, &m.bundle_id, &rejected)?;
+    outcome.rejected = rejected
+        .into_iter()
+        .map(|(pi, record, reason)| Rejected { pi, record, reason })
+        .collect();
+
+    let st = db::sync::state(conn)?;
+    db::sync::record_applied(
+        conn,
+        at,
+        &db::sync::Applied {
+            response_id: &m.bundle_id,
+            request_id: &outcome.request_id,
+            response_seq: m.sequence as i64,
+            response_created_at: m.created_at,
+            mode,
+            acked_change: st.acked_change.max(resp.acknowledged_change as i64),
+            acked_event_id: st.acked_event_id.max(resp.acknowledged_event as i64),
+            next_sync_due: resp.next_sync_due,
+            message: &format!(
+                "{} license lines, {} refused records",
+                outcome.license_lines,
+                outcome.rejected.len()
+            ),
+        },
+    )?;
+    for kind in [deadlines::UPCOMING, deadlines::OVERDUE, deadlines::FAILED] {
+        alerts::clear(conn, at, kind)?;
+    }
+    let me = identity::get(conn)?.map(|m| m.name).unwrap_or_default();
+    events::append(
+        conn,
+        at,
+        &events::NewEvent {
+            kind: if mode == "network" {
+                "satellite_synchronized_network"
+            } else {
+                "satellite_synchronized_file"
+            },
+            message: format!(
+                "The satellite \"{me}\" synchronized with the cloud {}: {} license lines, {} \
+                 records refused by the cloud.",
+                if mode == "network" {
+                    "via network"
+                } else {
+                    "by file"
+                },
+                outcome.license_lines,
+                outcome.rejected.len()
+            ),
+            actor: "system",
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The sync timers, on the injectable clock: a sync is due every 30 days ("Upcoming Sync
+//! Deadline"), overdue after 66 ("Synchronization Overdue"), and after 90 days without a
+//! successful sync the satellite removes itself ("Satellite Unregistered and Removed").
+//!
+//! The clock's high-water mark is kept in the store: a clock that goes back raises an alert
+//! and the deadlines keep counting from the highest time seen, so setting the date back does
+//! not extend the 90-day window.
+
+use diesel::SqliteConnection;
+
+use crate::clock::{self, DAY, MINUTE};
+use crate::db::identity::SatelliteRow;
+use crate::db::{self, alerts, events, identity};
+use crate::error::{Error, Result};
+
+/// The cloud expects a sync at least this often.
+pub const SYNC_INTERVAL: i64 = 30 * DAY;
+/// After this long without a sync the satellite is overdue (seed 001: 66 days).
+pub const OVERDUE_AFTER: i64 = 66 * DAY;
+/// After this long without a successful sync the satellite removes itself.
+pub const REMOVAL_AFTER: i64 = 90 * DAY;
+/// A clock this far behind the high-water mark has been set back (smaller steps are NTP).
+pub const CLOCK_TOLERANCE: i64 = 5 * MINUTE;
+
+pub const UPCOMING: &str = "Upcoming Sync Deadline (30 Day)";
+pub const OVERDUE: &str = "Synchronization Overdue";
+pub const FAILED: &str = "Synchronization Failed";
+pub const REMOVED: &str = "Satellite Unregistered and Removed";
+pub const CLOCK_BACKWARDS: &str = "System Clock Moved Backwards";
+
+/// When the satellite last synchronized (or registered, before its first sync).
+pub fn last_sync(me: &SatelliteRow) -> Option<i64> {
+    me.last_sync_at.or(me.registered_at)
+}
+
+/// When a registered satellite will remove itself.
+pub fn removal_at(me: &SatelliteRow) -> Option<i64> {
+    last_sync(me).map(|t| t + REMOVAL_AFTER)
+}
+
+/// Whether a registered satellite is past its removal deadline at `now`.
+pub fn past_removal(me: &SatelliteRow, now: i64) -> bool {
+    me.state == "registered" && removal_at(me).is_some_and(|at| now >= at)
+}
+
+/// What a run of the timers found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Checked {
+    /// The time the deadlines were judged at: the clock, or the high-water mark when the
+    /// clock is behind it.
+    pub effective_now: i64,
+    pub clock_behind: bool,
+    /// Alerts raised (new) and whether the satellite removed itself in this run.
+    pub raised: Vec<String>,
+    pub removed: bool,
+}
+
+/// The time to judge deadlines at, without writing (see [`run`]).
+pub fn effective_now(conn: &mut SqliteConnection, now: i64) -> Result<i64> {
+    let (hw, last_clock) = db::clock::marks(conn)?;
+    Ok(if hw == 0 || now >= hw {
+        now
+    } else {
+        hw + (now - last_clock).max(0)
+    })
+}
+
+/// Runs the timers at `now` in one transaction. Idempotent: running it again at the same
+/// time changes nothing.
+pub fn run(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
+    conn.immediate_transaction::<_, Error, _>(|conn| run_in(conn, now))
+}
+
+fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
+    let mut out = Checked::default();
+    let (hw, last_clock) = db::clock::marks(conn)?;
+    // While the clock is behind the high-water mark, the deadlines' time advances by what
+    // the clock advances, from the mark; once the clock is past the mark, it is the clock.
+    let effective = if hw == 0 || now >= hw {
+        now
+    } else {
+        hw + (now - last_clock).max(0)
+    };
+    db::clock::set_marks(conn, effective, now)?;
+    out.effective_now = effective;
+    if now + CLOCK_TOLERANCE < effective {
+        out.clock_behind = true;
+        let new = alerts::raise(
+            conn,
+            now,
+            &alerts::NewAlert {
+                kind: CLOCK_BACKWARDS,
+                severity: "major",
+                source_type: "satellite",
+                source_id: None,
+                va_id: None,
+                message: format!(
+                    "The system clock reads {}, behind {}, the time this satellite has counted \
+                     since the latest time it saw. Sync deadlines keep counting from that time: \
+                     setting the clock back does not delay the removal of the satellite. \
+                     Correct the clock (NTP).",
+                    clock::format(now),
+                    clock::format(effective)
+                ),
+                action_due_at: None,
+            },
+        )?;
+        if new {
+            tracing::warn!(now = %clock::format(now), counted = %clock::format(effective), "the system clock went backwards");
+            out.raised.push(CLOCK_BACKWARDS.to_string());
+        }
+    } else {
+        alerts::clear(conn, now, CLOCK_BACKWARDS)?;
+    }
+    let at = out.effective_now;
+
+    let Some(me) = identity::get(conn)? else {
+        return Ok(out);
+    };
+    if me.state != "registered" {
+        return Ok(out);
+    }
+    let Some(last) = last_sync(&me) else {
+        return Ok(out);
+    };
+    let elapsed = at - last;
+    let days = elapsed / DAY;
+    if elapsed >= REMOVAL_AFTER {
+        remove(conn, at, &me)?;
+        out.removed = true;
+        out.raised.push(REMOVED.to_string());
+    } else if elapsed >= OVERDUE_AFTER {
+        let new = alerts::raise(
+            conn,
+            at,
+            &alerts::NewAlert {
+                kind: OVERDUE,
+                severity: "major",
+                source_type: "satellite",
+                source_id: None,
+                va_id: None,
+                // Seed 001, "Synchronization Overdue", with our 90-day removal.
+                message: format!(
+                    "The Smart Software Manager satellite \"{}\" has not synchronized for {days} \
+                     days. If it is not synchronized within {} days, this satellite will be \
+                     removed from Smart Software Manager and all of the product instances \
+                     registered through the satellite may run in a degraded state.",
+                    me.name,
+                    (REMOVAL_AFTER / DAY - days).max(0)
+                ),
+                action_due_at: Some(last + REMOVAL_AFTER),
+            },
+        )?;
+        if new {
+            alerts::clear(conn, at, UPCOMING)?;
+            events::append(
+                conn,
+                at,
+                &events::NewEvent {
+                    kind: "satellite_sync_overdue",
+                    message: "Satellite has not synchronized within the expected time period."
+                        .into(),
+                    actor: "system",
+                    ..Default::default()
+                },
+            )?;
+            out.raised.push(OVERDUE.to_string());
+        }
+    } else if elapsed >= SYNC_INTERVAL || me.next_sync_due_at.is_some_and(|d| at >= d) {
+        let new = alerts::raise(
+            conn,
+            at,
+            &alerts::NewAlert {
+                kind: UPCOMING,
+                severity: "minor",
+                source_type: "satellite",
+                source_id: None,
+                va_id: None,
+                message: format!(
+                    "The satellite \"{}\" is due to synchronize: it last synchronized on {} ({days} \
+                     days ago). Synchronize it by {} or it will be removed and its product \
+                     instances may run in a degraded state.",
+                    me.name,
+                    clock::format(last),
+                    clock::format(last + REMOVAL_AFTER)
+                ),
+                action_due_at: Some(last + REMOVAL_AFTER),
+            },
+        )?;
+        if new {
+            out.raised.push(UPCOMING.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// 90 days without a sync: the satellite stops authorizing devices and marks itself
+/// removed. Its data stays for audit; it can be registered again.
+fn remove(conn: &mut SqliteConnection, at: i64, me: &SatelliteRow) -> Result<()> {
+    db::sync::mark_removed(conn, at)?;
+    alerts::clear(conn, at, UPCOMING)?;
+    alerts::clear(conn, at, OVERDUE)?;
+    alerts::raise(
+        conn,
+        at,
+        &alerts::NewAlert {
+            kind: REMOVED,
+            severity: "major",
+            source_type: "satellite",
+            source_id: None,
+            va_id: None,
+            // Seed 001, "Alert Events".
+            message: "Satellite failed to synchronize in 90 days and has been removed.".into(),
+            action_due_at: None,
+        },
+    )?;
+    events::append(
+        conn,
+        at,
+        &events::NewEvent {
+            kind: "satellite_removed",
+            message: format!(
+                "The satellite \"{}\" failed to synchronize in 90 days and has been removed. \
+                 Its data is kept; register it again to restore service.",
+                me.name
+            ),
+            actor: "system",
+            ..Default::default()
+        },
+    )?;
+    tracing::error!(
+        satellite = %me.name,
+        "90 days without a successful sync: the satellite removed itself and no longer \
+         authorizes devices; register it again"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+
+    fn registered(conn: &mut SqliteConnection, at: i64) {
+        use crate::db::schema::satellite as s;
+        use diesel::prelude::*;
+        diesel::insert_into(s::table)
+            .values((
+                s::id.eq(1),
+                s::satellite_id.eq("sat"),
+                s::name.eq("site-a"),
+                s::hostname.eq("h"),
+                s::created_at.eq(at),
+                s::state.eq("registered"),
+                s::registered_at.eq(at),
+                s::next_sync_due_at.eq(at + SYNC_INTERVAL),
+            ))
+            .execute(conn)
+            .unwrap();
+    }
+
+    fn active(conn: &mut SqliteConnection) -> Vec<String> {
+        let mut k: Vec<String> = alerts::active(conn)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.kind)
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn alerts_at_30_66_then_removal_at_90() {
+        let (store, _dir) = testing::store();
+        let mut c = store.conn().unwrap();
+        let t0 = 1_800_000_000;
+        registered(&mut c, t0);
+        assert!(run(&mut c, t0 + 29 * DAY).unwrap().raised.is_empty());
+        assert_eq!(run(&mut c, t0 + 30 * DAY).unwrap().raised, vec![UPCOMING]);
+        assert!(
+            run(&mut c, t0 + 31 * DAY).unwrap().raised.is_empty(),
+            "raised once"
+        );
+        assert_eq!(run(&mut c, t0 + 66 * DAY).unwrap().raised, vec![OVERDUE]);
+        assert_eq!(active(&mut c), vec![OVERDUE]);
+        let msg = alerts::active(&mut c).unwrap()[0].message.clone();
+        assert!(msg.contains("has not synchronized for 66 days"), "{msg}");
+        assert!(msg.contains("within 24 days"), "{msg}");
+        let me = identity::get(&mut c).unwrap().unwrap();
+        assert!(!past_removal(&me, t0 + 90 * DAY - 1));
+        assert!(past_removal(&me, t0 + 90 * DAY));
+        let r = run(&mut c, t0 + 90 * DAY).unwrap();
+        assert!(r.removed);
+        assert_eq!(active(&mut c), vec![REMOVED]);
+        let me = identity::get(&mut c).unwrap().unwrap();
+        assert_eq!(me.state, "removed");
+        assert!(run(&mut c, t0 + 91 * DAY).unwrap().raised.is_empty());
+    }
+
+    #[test]
+    fn a_clock_set_back_raises_an_alert_and_does_not_extend_the_window() {
+        let (store, _dir) = testing::store();
+        let mut c = store.conn().unwrap();
+        let t0 = 1_800_000_000;
+        registered(&mut c, t0);
+        run(&mut c, t0 + 80 * DAY).unwrap();
+        // Back 30 days: judged at the high-water mark, alert raised.
+        let r = run(&mut c, t0 + 50 * DAY).unwrap();
+        assert!(r.clock_behind);
+        assert_eq!(r.effective_now, t0 + 80 * DAY);
+        assert!(r.raised.contains(&CLOCK_BACKWARDS.to_string()));
+        assert_eq!(effective_now(&mut c, t0 + 55 * DAY).unwrap(), t0 + 85 * DAY);
+        // Time goes on from the set-back clock: 9 days later it is day 89 for the
+        // deadlines, 10 days later the satellite removes itself, as it would have.
+        assert!(!run(&mut c, t0 + 59 * DAY).unwrap().removed);
+        assert!(run(&mut c, t0 + 60 * DAY).unwrap().removed);
+        // The clock is corrected: the deadlines' time is the clock again, the alert clears.
+        let r = run(&mut c, t0 + 90 * DAY + 3600).unwrap();
+        assert!(!r.clock_behind);
+        assert_eq!(r.effective_now, t0 + 90 * DAY + 3600);
+        assert!(!active(&mut c).contains(&CLOCK_BACKWARDS.to_string()));
+    }
+}
