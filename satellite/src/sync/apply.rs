@@ -326,7 +326,7 @@ fn apply_in<R: Read + Seek>(
         for rec in &mut lines {
             add(conn, &rec?)?;
             outcome.license_lines += 1;
-            if outcome.license_lines % 10_000 == 0 {
+            if outcome.license_lines.is_multiple_of(10_000) {
                 progress(Progress {
                     what: "license lines",
                     done: outcome.license_lines,

@@ -157,7 +157,7 @@ pub fn tick(store: &Store, config: &Config, clock: &dyn Clock) -> Result<()> {
         return Ok(());
     }
     let me = identity::get(&mut conn)?;
-    if !me.is_some_and(|m| m.state == "registered") {
+    if me.is_none_or(|m| m.state != "registered") {
         return Ok(());
     }
     let st = db::sync::state(&mut conn)?;

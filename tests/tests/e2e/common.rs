@@ -234,6 +234,35 @@ impl Site {
             .to_string()
     }
 
+    /// Moves the satellite's and the cloud's clocks `days` forward in steps of at most 80
+    /// days, syncing by files after each, so the satellite is never 90 days without a sync.
+    pub fn advance_synced(&self, days: i64) {
+        let mut left = days;
+        let mut n = 0;
+        while left > 0 {
+            let step = left.min(80);
+            left -= step;
+            n += 1;
+            let by = format!("{step}d");
+            self.sat(&["clock", "advance", &by]).ok();
+            self.cloud.run(&["clock", "advance", &by]).ok();
+            let req = self.dir.join(format!("advance-{n}-request.zip"));
+            let resp = self.dir.join(format!("advance-{n}-response.zip"));
+            self.sat(&["sync", "export", "--out", req.to_str().unwrap()])
+                .ok();
+            self.cloud
+                .run(&[
+                    "sync",
+                    "process",
+                    req.to_str().unwrap(),
+                    "--out",
+                    resp.to_str().unwrap(),
+                ])
+                .ok();
+            self.sat(&["sync", "import", resp.to_str().unwrap()]).ok();
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("https://localhost:{}", self.sat.https.port)
     }

@@ -388,8 +388,9 @@ fn identity_and_authorization_timers_follow_the_clock() {
         30 * 86_400
     );
 
-    // Six months on, the device renews its identity for another year.
-    site.sat(&["clock", "advance", "200d"]).ok();
+    // Six months on (the satellite syncing as it must), the device renews its identity for
+    // another year.
+    site.advance_synced(200);
     let key = d.key.clone();
     let r = d.signed(
         &site,
@@ -405,7 +406,7 @@ fn identity_and_authorization_timers_follow_the_clock() {
 
     // Another device that never renews: after a year its identity is refused.
     let mut stale = Dev::register(&site, &site.token("Lab", &[]), "SN-STALE");
-    site.sat(&["clock", "advance", "366d"]).ok();
+    site.advance_synced(366);
     let r = stale.signed(
         &site,
         "/api/v1/devices/authorize",
