@@ -738,18 +738,12 @@ fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
 /// Reads a bundle file given on the command line, refusing what is too large to be one
 /// before reading it.
 fn read_bundle_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    let limit = sync_format::Limits::default().max_compressed;
-    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::invalid(format!("{} is not a file", path.display())));
-    }
-    if meta.len() > limit {
-        return Err(Error::Bundle(sync_format::Error::TooLarge {
-            size: meta.len(),
-            limit,
-        }));
-    }
-    std::fs::read(path).map_err(|e| Error::file(path, e))
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_bundle_file(path)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::file(path, e))?;
+    Ok(bytes)
 }
 
 /// Progress of long work, on stderr (stdout stays the command's answer).
