@@ -255,6 +255,31 @@ pub struct ChangedPi {
     pub change_seq: i64,
 }
 
+/// The columns of a [`ChangedPi`].
+const CHANGED_PI: (
+    pi::id,
+    pi::uuid,
+    va::name,
+    pi::pid,
+    pi::sn,
+    pi::name,
+    pi::registered_at,
+    pi::last_contact_at,
+    pi::state,
+    pi::change_seq,
+) = (
+    pi::id,
+    pi::uuid,
+    va::name,
+    pi::pid,
+    pi::sn,
+    pi::name,
+    pi::registered_at,
+    pi::last_contact_at,
+    pi::state,
+    pi::change_seq,
+);
+
 /// Product instances whose last change is in (`after`, `upto`] (all of them up to `upto`
 /// when `after` is negative: a full resync), with id above `from_id`, at most `limit`, by id.
 pub fn changed_pis(
@@ -266,18 +291,7 @@ pub fn changed_pis(
 ) -> Result<Vec<ChangedPi>> {
     Ok(pi::table
         .inner_join(va::table)
-        .select((
-            pi::id,
-            pi::uuid,
-            va::name,
-            pi::pid,
-            pi::sn,
-            pi::name,
-            pi::registered_at,
-            pi::last_contact_at,
-            pi::state,
-            pi::change_seq,
-        ))
+        .select(CHANGED_PI)
         .filter(pi::change_seq.gt(after))
         .filter(pi::change_seq.le(upto))
         .filter(pi::id.gt(from_id))
@@ -290,18 +304,7 @@ pub fn changed_pis(
 pub fn pis_by_id(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<ChangedPi>> {
     Ok(pi::table
         .inner_join(va::table)
-        .select((
-            pi::id,
-            pi::uuid,
-            va::name,
-            pi::pid,
-            pi::sn,
-            pi::name,
-            pi::registered_at,
-            pi::last_contact_at,
-            pi::state,
-            pi::change_seq,
-        ))
+        .select(CHANGED_PI)
         .filter(pi::id.eq_any(ids))
         .order(pi::id)
         .load(conn)?)

@@ -125,20 +125,21 @@ pub fn license_import(cloud: &Cloud, csv: &str) -> Result<usize> {
             },
         });
     }
+    let now = cloud.now()?;
     let mut c = cloud.conn()?;
     c.immediate_transaction(|c| {
         for l in &parsed {
-            insert_license(cloud, c, l)?;
+            insert_license(c, now, l)?;
         }
         Ok(parsed.len())
     })
 }
 
 pub fn license_add(cloud: &Cloud, l: &NewLicense) -> Result<()> {
-    insert_license(cloud, &mut *cloud.conn()?, l)
+    insert_license(&mut *cloud.conn()?, cloud.now()?, l)
 }
 
-fn insert_license(cloud: &Cloud, c: &mut SqliteConnection, l: &NewLicense) -> Result<()> {
+fn insert_license(c: &mut SqliteConnection, now: i64, l: &NewLicense) -> Result<()> {
     non_empty("tag", &l.tag)?;
     non_empty("name", &l.name)?;
     if l.count < 0 {
@@ -147,7 +148,6 @@ fn insert_license(cloud: &Cloud, c: &mut SqliteConnection, l: &NewLicense) -> Re
             l.count
         )));
     }
-    let now = cloud.now()?;
     let (start, end) = match l.kind {
         LicenseKind::Demo => {
             let start = l.start.unwrap_or(now);
