@@ -84,6 +84,39 @@ pub enum Command {
     /// `import`), or over HTTPS (`now`, and the `[sync] schedule` of a running server).
     #[command(subcommand)]
     Sync(SyncCommand),
+
+    /// Export-controlled (restricted) license requests and returns: queued for the next
+    /// sync, then granted or denied by the cloud, delivered to the device, returned.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// List restricted-license requests and returns with their state: queued, sent (in
+    /// which sync), granted, denied (with the cloud's reason), delivered, returned.
+    List {
+        /// Only this state.
+        #[arg(long, value_parser = crate::export::STATES)]
+        state: Option<String>,
+        /// Only this virtual account.
+        #[arg(long)]
+        va: Option<String>,
+        /// Only this product instance (PI id).
+        #[arg(long)]
+        device: Option<String>,
+        /// Only this entitlement tag.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request or return by its id.
+    Show {
+        request_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +374,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Token(cmd) => token_command(config, cmd),
         Command::Device(cmd) => device_command(config, cmd),
         Command::License(cmd) => license_command(config, cmd),
+        Command::Export(cmd) => export_command(config, cmd),
         Command::Sync(cmd) => sync_command(config, cmd),
     }
 }
@@ -636,6 +670,90 @@ fn license_command(config: Config, cmd: LicenseCommand) -> Result<()> {
     Ok(())
 }
 
+fn export_command(config: Config, cmd: ExportCommand) -> Result<()> {
+    use crate::export::{self, ExportView};
+    let ctx = Context::open(config)?;
+    let mut conn = ctx.store.conn()?;
+    let line = |v: &ExportView| {
+        format!(
+            "{:<37} {:<8} {:<10} {:<30} {:>6} {:<37} {}",
+            v.request_id,
+            v.direction,
+            v.state,
+            v.tag,
+            v.count,
+            v.pi_id,
+            v.reason.as_deref().unwrap_or("")
+        )
+    };
+    match cmd {
+        ExportCommand::List {
+            state,
+            va,
+            device,
+            tag,
+            json,
+        } => {
+            let all = export::list(
+                &mut conn,
+                &crate::db::export::Filter {
+                    state,
+                    va,
+                    pi: device,
+                    tag,
+                },
+            )?;
+            if json {
+                println!("{}", to_json(&all)?);
+            } else {
+                println!(
+                    "{:<37} {:<8} {:<10} {:<30} {:>6} {:<37} REASON",
+                    "REQUEST ID", "KIND", "STATE", "LICENSE", "COUNT", "PI ID"
+                );
+                for v in &all {
+                    println!("{}", line(v));
+                }
+                println!("{} request(s) and return(s)", all.len());
+            }
+        }
+        ExportCommand::Show { request_id, json } => {
+            let v = export::show(&mut conn, &request_id)?;
+            if json {
+                println!("{}", to_json(&v)?);
+            } else {
+                println!(
+                    "{} {} of {} x {} for {} ({}) in {:?}: {}",
+                    v.direction,
+                    v.request_id,
+                    v.count,
+                    v.tag,
+                    v.product_instance,
+                    v.pi_id,
+                    v.virtual_account,
+                    v.state
+                );
+                println!("  queued at {}", v.created_at);
+                if let Some(b) = &v.sent_in {
+                    println!("  sent in sync request {b}");
+                }
+                if let Some(a) = &v.answered_at {
+                    println!("  answered at {a}");
+                }
+                if let Some(r) = &v.reason {
+                    println!("  reason: {r}");
+                }
+                if let Some(d) = &v.delivered_at {
+                    println!("  delivered to the device at {d}");
+                }
+                if let Some(r) = &v.returns {
+                    println!("  returns the grant of {r}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
     use crate::registration::{self, NetworkOutcome, Registered};
     let print_registered =
@@ -759,7 +877,7 @@ fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
     let request_text = |r: &RequestSummary| {
         format!(
             "sync request {} (sequence {}, {}): {} product instances, {} usage records, {} \
-             events{}",
+             export requests and returns, {} events{}",
             r.bundle_id,
             r.sequence,
             if r.full {
@@ -771,6 +889,7 @@ fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
             },
             r.product_instances,
             r.usage,
+            r.export_requests,
             r.events,
             if r.resent_rejected > 0 {
                 format!(
@@ -797,6 +916,20 @@ fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
             s.push_str(&format!(
                 "\n  refused by the cloud, sent again at the next sync: {} {}: {}",
                 r.pi, r.record, r.reason
+            ));
+        }
+        for a in o.export_answers.iter().filter(|a| a.result != "ignored") {
+            s.push_str(&format!(
+                "\n  export {} {}: {} x {} for {}{}",
+                a.result,
+                a.request_id,
+                a.count,
+                a.tag,
+                a.pi,
+                a.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             ));
         }
         if o.status != "already-applied" {

@@ -23,6 +23,9 @@ use crate::error::Result;
 pub const AUTHORIZED: &str = "AUTHORIZED";
 pub const OUT_OF_COMPLIANCE: &str = "OUT_OF_COMPLIANCE";
 pub const NOT_FOUND: &str = "NOT_FOUND";
+/// A restricted (export-controlled) entitlement the device does not hold: it must ask for
+/// it through the export flow (`POST /api/v1/devices/export/request`).
+pub const EXPORT_RESTRICTED: &str = "EXPORT_RESTRICTED";
 pub const INSUFFICIENT_LICENSES: &str = "Insufficient Licenses";
 
 /// A VA's pool of one entitlement at a time.
@@ -31,25 +34,35 @@ pub struct Pool {
     pub found: bool,
     pub purchased: i64,
     pub reporting_only: bool,
+    /// Export-controlled: handed out only through the export flow (`crate::export`), with
+    /// the cloud's consent. A tag with any restricted line is restricted, and only its
+    /// restricted lines count.
+    pub restricted: bool,
     /// The license's display name (the tag if there is no line).
     pub name: String,
 }
 
 pub fn pool(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -> Result<Pool> {
-    let lines = db::lines(conn, va_id, tag)?;
-    let reporting_only = !lines.is_empty() && lines.iter().all(|l| l.1 == "reporting-only");
+    let mut lines = db::lines(conn, va_id, tag)?;
+    let found = !lines.is_empty();
+    let restricted = lines.iter().any(|l| l.5);
+    if restricted {
+        lines.retain(|l| l.5);
+    }
+    let reporting_only = found && lines.iter().all(|l| l.1 == "reporting-only");
     let purchased = lines
         .iter()
-        .filter(|(_, kind, _, start, end)| match kind.as_str() {
-            "term" | "demo" => start.is_none_or(|s| s <= now) && end.is_none_or(|e| now < e),
+        .filter(|l| match l.1.as_str() {
+            "term" | "demo" => l.3.is_none_or(|s| s <= now) && l.4.is_none_or(|e| now < e),
             _ => true,
         })
         .map(|l| l.2)
         .sum();
     Ok(Pool {
-        found: !lines.is_empty(),
+        found,
         purchased,
         reporting_only,
+        restricted,
         name: lines
             .first()
             .map_or_else(|| tag.to_string(), |l| l.0.clone()),
@@ -111,6 +124,24 @@ pub fn report_usage(
             .as_ref()
             .map_or((0, 0), |p| contribution(&p.status, p.count));
         let pool = pool(conn, pi.va_id, &e.tag, now)?;
+        if pool.restricted {
+            // Not consumed from the pool here: the device holds what the cloud granted.
+            if let Some(p) = &previous {
+                release_row(conn, pi.va_id, &va_name, p, now)?;
+            }
+            let held = crate::db::export::held_by(conn, pi.id, &e.tag)?;
+            answers.push(EntitlementStatus {
+                tag: e.tag.clone(),
+                count: e.count,
+                status: if e.count <= held {
+                    AUTHORIZED
+                } else {
+                    EXPORT_RESTRICTED
+                }
+                .to_string(),
+            });
+            continue;
+        }
         let requested_at = match &previous {
             Some(p) if p.count == e.count => p.requested_at,
             _ => now,
@@ -278,21 +309,26 @@ pub fn recompute(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -
     let mut in_use = 0;
     let mut authorized = 0;
     for row in db::queue(conn, va_id, tag)? {
-        in_use += row.count;
         let status = if !pool.found {
             NOT_FOUND
+        } else if pool.restricted {
+            EXPORT_RESTRICTED
         } else if pool.reporting_only || authorized + row.count <= pool.purchased {
             authorized += row.count;
             AUTHORIZED
         } else {
             OUT_OF_COMPLIANCE
         };
+        in_use += contribution(status, row.count).0;
         if status != row.status {
             db::set_usage_status(conn, row.pi_id, tag, status)?;
         }
     }
-    if !pool.found {
-        in_use = 0;
+    if pool.found && pool.restricted {
+        // Restricted licenses in use are those locked to the VA's devices.
+        let held = crate::db::export::held_in_va(conn, va_id, tag)?;
+        in_use += held;
+        authorized += held;
     }
     db::set_totals(conn, va_id, tag, in_use, authorized)?;
     if pool.found {
@@ -317,6 +353,7 @@ fn pool_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
             .load::<(i64, String)>(conn)?,
     );
     keys.extend(db::all_totals(conn)?.into_iter().map(|(v, t, _, _)| (v, t)));
+    keys.extend(crate::db::export::held_keys(conn)?);
     keys.sort();
     keys.dedup();
     Ok(keys)
@@ -342,6 +379,8 @@ pub struct PoolStatus {
     pub balance: i64,
     pub authorized: i64,
     pub reporting_only: bool,
+    /// Export-controlled: in use is what is locked to devices with the cloud's consent.
+    pub restricted: bool,
 }
 
 pub fn pool_report(conn: &mut SqliteConnection, now: i64) -> Result<Vec<PoolStatus>> {
@@ -366,6 +405,7 @@ pub fn pool_report(conn: &mut SqliteConnection, now: i64) -> Result<Vec<PoolStat
             balance: purchased - in_use,
             authorized,
             reporting_only: pool.reporting_only,
+            restricted: pool.restricted,
         });
     }
     out.sort_by(|a, b| (&a.virtual_account, &a.tag).cmp(&(&b.virtual_account, &b.tag)));

@@ -50,7 +50,7 @@ pub struct Udi {
     pub mac: Option<String>,
 }
 
-fn field_ok(v: &str, max: usize, extra: &[u8]) -> bool {
+pub(crate) fn field_ok(v: &str, max: usize, extra: &[u8]) -> bool {
     !v.is_empty()
         && v.len() <= max
         && v.bytes()
@@ -252,7 +252,7 @@ pub fn prepare(req: &RegisterRequest, ca: &DeviceCa, now: i64) -> Result<Prepare
 /// The satellite must be registered, and not past its 90-day sync deadline, to serve
 /// devices. Past the deadline it refuses at once, even before the scheduler has marked it
 /// removed.
-fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<identity::SatelliteRow> {
+pub(crate) fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<identity::SatelliteRow> {
     let me = identity::get(conn)?
         .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
     let removed = || {
@@ -346,6 +346,9 @@ pub fn commit_registration(
                 new_pi_event(conn, &p.name, &uuid, &va_name, now)?;
             }
             db::reregister(conn, old.id, &ident, now)?;
+            if old.va_id != tok.va_id {
+                crate::export::moved(conn, old.id, old.va_id, tok.va_id, now)?;
+            }
         }
     }
     dbtokens::add_use(conn, tok.id)?;
@@ -490,7 +493,7 @@ impl IdentityCache {
 
 /// In the writer: the instance as it is now, still active, and the counter higher than
 /// any before (a replayed or reordered request is refused). Records the contact.
-fn fresh(conn: &mut SqliteConnection, pi_uuid: &str, counter: i64, now: i64) -> Result<PiRow> {
+pub(crate) fn fresh(conn: &mut SqliteConnection, pi_uuid: &str, counter: i64, now: i64) -> Result<PiRow> {
     let pi = db::by_uuid(conn, pi_uuid)?
         .filter(|p| p.state == "active")
         .ok_or_else(|| {
@@ -564,6 +567,10 @@ pub struct Authorization {
     pub not_after: String,
     pub renew_after: String,
     pub entitlements: Vec<EntitlementStatus>,
+    /// Restricted (export-controlled) licenses: pending, granted, denied (once), or being
+    /// returned. Absent when the device has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restricted: Vec<crate::export::RestrictedStatus>,
 }
 
 /// In the writer: records what the device uses and answers per entitlement.
@@ -575,6 +582,11 @@ pub fn authorize(
     let me = require_registered(conn, now)?;
     let pi = fresh(conn, &req.pi_id, req.counter, now)?;
     let entitlements = compliance::report_usage(conn, &pi, &req.entitlements, now)?;
+    let restricted = if pi.export_controlled {
+        crate::export::deliver(conn, &pi, now)?
+    } else {
+        Vec::new()
+    };
     Ok(Authorization {
         pi_id: pi.uuid,
         satellite_id: me.satellite_id,
@@ -583,6 +595,7 @@ pub fn authorize(
         not_after: clock::format(now + AUTHORIZATION_DAYS * DAY),
         renew_after: clock::format(now + AUTHORIZATION_RENEW_DAYS * DAY),
         entitlements,
+        restricted,
     })
 }
 
@@ -699,8 +712,11 @@ pub fn deregister(conn: &mut SqliteConnection, req: &DeregisterRequest, now: i64
     remove_pi(conn, &pi, now, "system")
 }
 
+/// Removes a device: its ordinary licenses are released at once; the returns of its
+/// restricted ones are queued (they stay consumed until the cloud acknowledges).
 fn remove_pi(conn: &mut SqliteConnection, pi: &PiRow, now: i64, actor: &str) -> Result<()> {
     compliance::release_all(conn, pi, now)?;
+    crate::export::return_all(conn, pi, now)?;
     db::mark_removed(conn, pi.id, now)?;
     let va = pools::va_name(conn, pi.va_id)?;
     events::append(
@@ -739,6 +755,9 @@ pub struct DeviceView {
     pub last_contact_at: String,
     pub identity_not_after: Option<String>,
     pub licenses: Vec<EntitlementStatus>,
+    /// Restricted (export-controlled) licenses: pending, held, being returned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restricted: Vec<crate::export::RestrictedStatus>,
 }
 
 fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView> {
@@ -750,6 +769,7 @@ fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView
             status: u.status,
         })
         .collect();
+    let restricted = crate::export::of_device(conn, pi.id)?;
     Ok(DeviceView {
         pi_id: pi.uuid,
         name: pi.name,
@@ -765,6 +785,7 @@ fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView
         last_contact_at: clock::format(pi.last_contact_at),
         identity_not_after: pi.cert_not_after.map(clock::format),
         licenses,
+        restricted,
     })
 }
 
@@ -831,6 +852,8 @@ pub fn transfer(
         let from = pools::va_name(conn, pi.va_id)?;
         compliance::release_all(conn, &pi, now)?;
         db::set_va(conn, pi.id, to)?;
+        // Restricted licenses go with the device (seed 001); the others stay behind.
+        crate::export::moved(conn, pi.id, pi.va_id, to, now)?;
         events::append(
             conn,
             now,
@@ -851,7 +874,7 @@ pub fn transfer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::{Clock, SystemClock};
     use crate::config::Config;
@@ -866,14 +889,6 @@ mod tests {
         TokenKey,
         DeviceCa,
     ) {
-        let (store, dir) = crate::db::testing::store();
-        let mut cfg = Config::load_from(None, &[]).unwrap();
-        cfg.storage.data_dir = store.data_dir().to_path_buf();
-        crate::identity::ensure(&store, &cfg, &SystemClock).unwrap();
-        let mut c = store.conn().unwrap();
-        diesel::sql_query("UPDATE satellite SET state = 'registered', account_name = 'Acme'")
-            .execute(&mut c)
-            .unwrap();
         let line = sync_format::payload::LicenseLine {
             tag: "tag".into(),
             name: "License".into(),
@@ -884,19 +899,52 @@ mod tests {
             end: None,
             restricted: false,
         };
-        let va = sync_format::payload::VirtualAccount {
-            name: "Lab".into(),
-            description: String::new(),
-            licenses: vec![line],
-        };
-        pools::replace(&mut c, 0, &[va]).unwrap();
+        site_with(&[("Lab", line)], false)
+    }
+
+    /// A registered satellite with these (VA, license line)s and a token for the first VA.
+    pub(crate) fn site_with(
+        lines: &[(&str, sync_format::payload::LicenseLine)],
+        export_controlled: bool,
+    ) -> (
+        crate::db::Store,
+        tempfile::TempDir,
+        String,
+        TokenKey,
+        DeviceCa,
+    ) {
+        let (store, dir) = crate::db::testing::store();
+        let mut cfg = Config::load_from(None, &[]).unwrap();
+        cfg.storage.data_dir = store.data_dir().to_path_buf();
+        crate::identity::ensure(&store, &cfg, &SystemClock).unwrap();
+        let mut c = store.conn().unwrap();
+        diesel::sql_query("UPDATE satellite SET state = 'registered', account_name = 'Acme'")
+            .execute(&mut c)
+            .unwrap();
+        let mut vas: Vec<sync_format::payload::VirtualAccount> = Vec::new();
+        for (va, line) in lines {
+            match vas.iter_mut().find(|v| v.name == *va) {
+                Some(v) => v.licenses.push(line.clone()),
+                None => vas.push(sync_format::payload::VirtualAccount {
+                    name: va.to_string(),
+                    description: String::new(),
+                    licenses: vec![line.clone()],
+                }),
+            }
+        }
+        pools::replace(&mut c, 0, &vas).unwrap();
         let key = crate::identity::token_key(store.data_dir()).unwrap();
         let now = SystemClock.now();
+        if export_controlled {
+            diesel::sql_query("UPDATE satellite SET export_controlled_allowed = 1")
+                .execute(&mut c)
+                .unwrap();
+        }
         let new = tokens::NewToken {
-            va: "Lab".into(),
+            va: lines[0].0.into(),
             days: 30,
             max_uses: None,
-            export_controlled: false,
+            export_controlled,
             description: String::new(),
             created_by: "t".into(),
         };
@@ -905,7 +953,7 @@ mod tests {
         (store, dir, token, key, ca)
     }
 
-    fn register(
+    pub(crate) fn register(
         c: &mut SqliteConnection,
         key: &TokenKey,
         ca: &DeviceCa,

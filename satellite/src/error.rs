@@ -26,6 +26,11 @@ pub enum Error {
     #[error("{0}")]
     Unauthorized(String),
 
+    /// The caller is known but may not do this (e.g. a device without export-controlled
+    /// functionality asking for a restricted license).
+    #[error("{0}")]
+    Forbidden(String),
+
     /// The request is well-formed but conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -95,6 +100,7 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::NotFound(_) => "not_found",
             Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::Conflict(_) => "conflict",
             Error::State(_) => "state",
             Error::Removed(_) => "satellite_removed",
@@ -120,6 +126,7 @@ impl Error {
             | Error::Invalid(_)
             | Error::NotFound(_)
             | Error::Unauthorized(_)
+            | Error::Forbidden(_)
             | Error::Conflict(_)
             | Error::State(_)
             | Error::Removed(_)

@@ -18,6 +18,7 @@ pub mod db;
 pub mod der;
 pub mod devices;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod identity;
 pub mod registration;

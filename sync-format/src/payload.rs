@@ -217,6 +217,64 @@ pub struct UsageRecord {
     pub count: i64,
 }
 
+/// Whether an export record asks for a restricted license or gives one back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportOp {
+    Request,
+    Return,
+}
+
+/// A record of `export_requests.ndjson`: a device asks for a restricted (export-controlled)
+/// license, or gives it back. `id` is the satellite's request id; the cloud answers each
+/// id once and gives the same answer if the record comes again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub id: String,
+    pub op: ExportOp,
+    pub pi: String,
+    pub va: String,
+    pub tag: String,
+    pub count: i64,
+    /// For a return: the id of the request whose grant it gives back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns: Option<String>,
+    /// Unix seconds: when the device asked.
+    pub requested_at: i64,
+}
+
+/// What the cloud decided about an export record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportStatus {
+    /// The restricted license is locked to the device.
+    Granted,
+    /// Refused; `reason_code` and `reason` say why.
+    Denied,
+    /// The return is acknowledged: the license is released at the cloud.
+    Returned,
+}
+
+/// A record of a sync response's `export_answers.ndjson`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportAnswer {
+    /// The id of the export record answered.
+    pub id: String,
+    pub status: ExportStatus,
+    pub pi: String,
+    pub tag: String,
+    pub count: i64,
+    /// For a denial: `not_available`, `not_restricted`, `unknown_tag` or `unknown_device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The license's name at the cloud (the tag when it has none).
+    pub license_name: String,
+    /// "perpetual" or "term" (what the seeds' event texts say).
+    pub license_kind: String,
+}
+
 /// A record of `events.ndjson`: one event of the satellite's hash-chained log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {

@@ -37,8 +37,35 @@ pub enum Command {
     Authorize(SavedArgs),
     /// Renew the identity certificates of the saved devices.
     Renew(SavedArgs),
-    /// Deregister the saved devices (their licenses are released).
+    /// Deregister the saved devices (their licenses are released; the returns of
+    /// restricted ones are queued for the next sync).
     Deregister(SavedArgs),
+    /// Export-controlled licenses of the saved devices (registered with an
+    /// export-controlled token): `request` a restricted license, or `return` it. The
+    /// satellite queues it for its next sync and answers "pending"; the cloud's answer comes
+    /// with a later `authorize`.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportAction {
+    Request,
+    Return,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// request or return.
+    #[arg(value_enum)]
+    pub action: ExportAction,
+    #[command(flatten)]
+    pub saved: SavedArgs,
+    /// The restricted entitlement tag.
+    #[arg(long)]
+    pub tag: String,
+    /// How many (for a request).
+    #[arg(long, default_value_t = 1)]
+    pub count: i64,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +166,13 @@ pub struct Summary {
     pub not_found: usize,
     pub renewed: usize,
     pub deregistered: usize,
+    /// Export requests or returns the satellite queued (answered "pending").
+    pub export_queued: usize,
+    /// Restricted licenses in the verified authorization answers, by status (PENDING,
+    /// GRANTED, DENIED, RETURN_PENDING).
+    pub restricted: BTreeMap<String, usize>,
+    /// The satellite's answers to export requests or returns, per device.
+    pub export_answers: Vec<serde_json::Value>,
     pub phases: BTreeMap<String, Phase>,
 }
 
@@ -257,7 +291,7 @@ async fn post(
         .map_err(|e| format!("transport: {e}"))?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    if status == 200 {
+    if status == 200 || status == 202 {
         Ok(value)
     } else {
         let code = value
@@ -367,12 +401,13 @@ async fn register_all(
     summary.phases.insert("register".into(), p);
 }
 
-/// Checks a signed authorization against the device CA and the nonce sent.
+/// Checks a signed authorization against the device CA and the nonce sent; returns the
+/// statuses of its entitlements and of its restricted licenses.
 fn verify_answer(
     v: &serde_json::Value,
     ca_pem: Option<&str>,
     nonce: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, Vec<String>), String> {
     let payload = openssl::base64::decode_block(v["payload"].as_str().unwrap_or_default())
         .map_err(|_| "bad_payload".to_string())?;
     let sig = openssl::base64::decode_block(v["signature"].as_str().unwrap_or_default())
@@ -391,14 +426,17 @@ fn verify_answer(
     if a["nonce"] != nonce {
         return Err("wrong_nonce".into());
     }
-    Ok(a["entitlements"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|e| e["status"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    let statuses = |key: &str| -> Vec<String> {
+        a[key]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|e| e["status"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok((statuses("entitlements"), statuses("restricted")))
 }
 
 /// A signed request of a saved device: bumps its counter.
@@ -446,16 +484,27 @@ async fn authorize_all(
         async move {
             let (b, s, nonce) = &bodies[k];
             let v = post(client, &url, b.clone(), Some(s.clone())).await?;
-            let statuses = verify_answer(&v, d.ca_pem.as_deref(), nonce)?;
-            Ok(serde_json::json!(statuses))
+            let (statuses, restricted) = verify_answer(&v, d.ca_pem.as_deref(), nonce)?;
+            Ok(serde_json::json!({"entitlements": statuses, "restricted": restricted}))
         }
     })
     .await;
     for o in outcomes.iter().flatten() {
-        let statuses: Vec<&str> = o
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
-            .unwrap_or_default();
+        let list = |key: &str| -> Vec<String> {
+            o[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for r in list("restricted") {
+            *summary.restricted.entry(r).or_default() += 1;
+        }
+        let statuses = list("entitlements");
+        let statuses: Vec<&str> = statuses.iter().map(String::as_str).collect();
         if statuses.contains(&"NOT_FOUND") {
             summary.not_found += 1;
         } else if statuses.contains(&"OUT_OF_COMPLIANCE") {
@@ -533,6 +582,58 @@ async fn deregister_all(
     summary.phases.insert("deregister".into(), p);
 }
 
+/// What an `export` run asks: the action, the tag and the count.
+#[derive(Debug, Clone)]
+struct ExportAsk {
+    action: ExportAction,
+    tag: String,
+    count: i64,
+}
+
+async fn export_all(
+    client: &awc::Client,
+    base: &str,
+    devices: &mut [Device],
+    ask: &ExportAsk,
+    concurrency: usize,
+    summary: &mut Summary,
+) {
+    let (path, body) = match ask.action {
+        ExportAction::Request => (
+            "request",
+            serde_json::json!({ "tag": ask.tag, "count": ask.count }),
+        ),
+        ExportAction::Return => ("return", serde_json::json!({ "tag": ask.tag })),
+    };
+    let url = format!("{base}/api/v1/devices/export/{path}");
+    let bodies = Rc::new(
+        devices
+            .iter_mut()
+            .map(|d| signed_body(d, body.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let (p, outcomes) = phase(devices, concurrency, |k, _| {
+        let bodies = bodies.clone();
+        let url = url.clone();
+        async move {
+            post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await
+        }
+    })
+    .await;
+    for (d, o) in devices.iter().zip(outcomes) {
+        match o {
+            Ok(v) => {
+                summary.export_queued += 1;
+                summary.export_answers.push(v);
+            }
+            Err(kind) => summary
+                .export_answers
+                .push(serde_json::json!({ "pi_id": d.pi_id, "error": kind })),
+        }
+    }
+    summary.phases.insert(format!("export-{path}"), p);
+}
+
 fn save(path: &Path, devices: &[Device]) -> Result<(), String> {
     let text = serde_json::to_vec(devices).map_err(|e| e.to_string())?;
     satellite::datadir::write_private(path, &text).map_err(|e| e.to_string())
@@ -555,6 +656,27 @@ fn print(summary: &Summary, json: bool) {
         "devices {}: registered {}, authorized {}, out of compliance {}, not found {}, renewed {}, deregistered {}",
         summary.devices, summary.registered, summary.authorized, summary.out_of_compliance, summary.not_found, summary.renewed, summary.deregistered
     );
+    if !summary.restricted.is_empty() {
+        let parts: Vec<String> = summary
+            .restricted
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("restricted licenses: {}", parts.join(", "));
+    }
+    for a in &summary.export_answers {
+        match a.get("error") {
+            Some(e) => println!("  export {}: error {}", a["pi_id"], e),
+            None => println!(
+                "  export {} {} of {} x {}: {}",
+                a["direction"].as_str().unwrap_or(""),
+                a["request_id"].as_str().unwrap_or(""),
+                a["count"],
+                a["tag"].as_str().unwrap_or(""),
+                a["status"].as_str().unwrap_or("")
+            ),
+        }
+    }
     for (name, p) in &summary.phases {
         println!(
             "  {name:<10} {:>7} ok of {:>7} in {:>7.2} s = {:>8.0}/s   latency ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
@@ -633,16 +755,28 @@ fn run_inner(cli: Cli) -> Result<bool, String> {
         Command::Authorize(a) => saved(&system, a, Op::Authorize)?,
         Command::Renew(a) => saved(&system, a, Op::Renew)?,
         Command::Deregister(a) => saved(&system, a, Op::Deregister)?,
+        Command::Export(a) => {
+            if a.action == ExportAction::Request && !(1..=1_000_000).contains(&a.count) {
+                return Err(format!("--count must be 1 to 1000000, not {}", a.count));
+            }
+            let ask = ExportAsk {
+                action: a.action,
+                tag: a.tag,
+                count: a.count,
+            };
+            saved(&system, a.saved, Op::Export(ask))?
+        }
     };
     print(&summary, json);
     Ok(summary.phases.values().any(|p| !p.errors.is_empty()))
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Op {
     Authorize,
     Renew,
     Deregister,
+    Export(ExportAsk),
 }
 
 /// Runs one phase for the devices of a state file, and saves their counters back.
@@ -692,6 +826,17 @@ fn saved(
                     &client,
                     &base,
                     &mut devices,
+                    a.common.concurrency,
+                    &mut summary,
+                )
+                .await
+            }
+            Op::Export(ask) => {
+                export_all(
+                    &client,
+                    &base,
+                    &mut devices,
+                    &ask,
                     a.common.concurrency,
                     &mut summary,
                 )

@@ -41,6 +41,10 @@ pub fn by_uuid(conn: &mut SqliteConnection, uuid: &str) -> Result<Option<PiRow>>
         .optional()?)
 }
 
+pub fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<PiRow> {
+    Ok(pi::table.select(PiRow::as_select()).find(id).first(conn)?)
+}
+
 pub fn by_udi(conn: &mut SqliteConnection, pid: &str, sn: &str) -> Result<Option<PiRow>> {
     Ok(pi::table
         .select(PiRow::as_select())
@@ -338,11 +342,19 @@ pub fn all_totals(conn: &mut SqliteConnection) -> Result<Vec<(i64, String, i64, 
 }
 
 /// License lines of a VA's entitlement: (name, kind, quantity, start, end).
-pub type Line = (String, String, i64, Option<i64>, Option<i64>);
+/// (name, kind, quantity, start, end, restricted)
+pub type Line = (String, String, i64, Option<i64>, Option<i64>, bool);
 
 pub fn lines(conn: &mut SqliteConnection, va_id: i64, tag: &str) -> Result<Vec<Line>> {
     Ok(l::table
-        .select((l::name, l::kind, l::quantity, l::start_at, l::end_at))
+        .select((
+            l::name,
+            l::kind,
+            l::quantity,
+            l::start_at,
+            l::end_at,
+            l::restricted,
+        ))
         .filter(l::va_id.eq(va_id))
         .filter(l::tag.eq(tag))
         .load(conn)?)

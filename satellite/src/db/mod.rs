@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod clock;
 pub mod devices;
 pub mod events;
+pub mod export;
 pub mod identity;
 pub mod pools;
 pub mod registration;

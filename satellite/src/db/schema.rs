@@ -186,6 +186,11 @@ diesel::table! {
         reason -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        return_of -> Nullable<BigInt>,
+        license_name -> Nullable<Text>,
+        license_kind -> Nullable<Text>,
+        answered_at -> Nullable<BigInt>,
+        delivered_at -> Nullable<BigInt>,
     }
 }
 

@@ -63,8 +63,8 @@ pub struct NewRequest<'a> {
     pub records: i64,
 }
 
-/// Records a request (status "sent") and counts it.
-pub fn insert_request(conn: &mut SqliteConnection, now: i64, q: &NewRequest<'_>) -> Result<()> {
+/// Records a request (status "sent") and counts it; returns its history id.
+pub fn insert_request(conn: &mut SqliteConnection, now: i64, q: &NewRequest<'_>) -> Result<i64> {
     diesel::insert_into(h::table)
         .values((
             h::bundle_id.eq(q.bundle_id),
@@ -82,7 +82,11 @@ pub fn insert_request(conn: &mut SqliteConnection, now: i64, q: &NewRequest<'_>)
     diesel::update(s::table)
         .set(s::requests_made.eq(q.sequence))
         .execute(conn)?;
-    Ok(())
+    Ok(h::table
+        .select(h::id)
+        .filter(h::bundle_id.eq(q.bundle_id))
+        .filter(h::direction.eq("request"))
+        .first(conn)?)
 }
 
 pub fn request(conn: &mut SqliteConnection, bundle_id: &str) -> Result<Option<HistoryRow>> {
@@ -90,6 +94,15 @@ pub fn request(conn: &mut SqliteConnection, bundle_id: &str) -> Result<Option<Hi
         .select(HistoryRow::as_select())
         .filter(h::bundle_id.eq(bundle_id))
         .filter(h::direction.eq("request"))
+        .first(conn)
+        .optional()?)
+}
+
+/// The bundle id of a sync history row.
+pub fn bundle_of(conn: &mut SqliteConnection, id: i64) -> Result<Option<String>> {
+    Ok(h::table
+        .select(h::bundle_id)
+        .find(id)
         .first(conn)
         .optional()?)
 }

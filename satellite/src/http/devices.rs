@@ -137,6 +137,37 @@ pub async fn deregister(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "pi_id": pi_id, "status": "deregistered" })))
 }
 
+/// `POST /api/v1/devices/export/request`: queued; 202 with the request id.
+pub async fn export_request(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    let now = state.clock.now();
+    let ereq: crate::export::ExportRequest = signed(&state, &req, &body, now).await?;
+    ereq.validate()?;
+    let queued = state
+        .writer
+        .write(move |c| crate::export::request(c, &ereq, now))
+        .await?;
+    Ok(HttpResponse::Accepted().json(queued))
+}
+
+/// `POST /api/v1/devices/export/return`: queued; 202 with the return's id.
+pub async fn export_return(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    let now = state.clock.now();
+    let rreq: crate::export::ExportReturn = signed(&state, &req, &body, now).await?;
+    let queued = state
+        .writer
+        .write(move |c| crate::export::give_back(c, &rreq, now))
+        .await?;
+    Ok(HttpResponse::Accepted().json(queued))
+}
+
 pub async fn ca(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/x-pem-file")

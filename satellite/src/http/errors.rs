@@ -24,6 +24,7 @@ impl ResponseError for Error {
             Error::Config(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Conflict(_) | Error::State(_) => StatusCode::CONFLICT,
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
             // A device treats this as a lost license authority: it keeps its current

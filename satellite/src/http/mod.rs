@@ -55,6 +55,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route("/authorize", web::post().to(devices::authorize))
                     .route("/renew", web::post().to(devices::renew))
                     .route("/deregister", web::post().to(devices::deregister))
+                    .route("/export/request", web::post().to(devices::export_request))
+                    .route("/export/return", web::post().to(devices::export_return))
                     .route("/ca", web::get().to(devices::ca)),
             );
     }

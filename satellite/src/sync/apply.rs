@@ -13,7 +13,7 @@ use std::io::{Read, Seek};
 use diesel::SqliteConnection;
 use openssl::x509::X509;
 use sync_format::manifest::{BundleKind, Manifest};
-use sync_format::payload::{ItemResult, LicenseRecord, SyncResponse};
+use sync_format::payload::{ExportAnswer, ItemResult, LicenseRecord, SyncResponse};
 use sync_format::{ReadOptions, Trust, VerifiedBundle};
 
 use super::{deadlines, registered_with_cloud, Progress};
@@ -55,6 +55,8 @@ pub struct ImportOutcome {
     pub license_changes: Vec<LicenseChange>,
     pub license_lines: u64,
     pub rejected: Vec<Rejected>,
+    /// The cloud's answers to export-controlled requests and returns.
+    pub export_answers: Vec<crate::export::AnswerOutcome>,
     pub next_sync_due: String,
     pub message: String,
 }
@@ -129,6 +131,7 @@ pub fn import<R: Read + Seek>(
         license_changes: Vec::new(),
         license_lines: 0,
         rejected: Vec::new(),
+        export_answers: Vec::new(),
         next_sync_due: clock::format(resp.next_sync_due),
         message: String::new(),
     };
@@ -189,11 +192,16 @@ pub fn import<R: Read + Seek>(
     outcome.status = "applied".into();
     outcome.message = format!(
         "applied sync response {}: {} license lines, {} license changes, {} records refused \
-         by the cloud; next sync due by {}",
+         by the cloud, {} export answers; next sync due by {}",
         m.bundle_id,
         outcome.license_lines,
         outcome.license_changes.len(),
         outcome.rejected.len(),
+        outcome
+            .export_answers
+            .iter()
+            .filter(|a| a.result != "ignored")
+            .count(),
         outcome.next_sync_due
     );
     tracing::info!(
@@ -414,6 +422,17 @@ fn apply_in<R: Read + Seek>(
         .into_iter()
         .map(|(pi, record, reason)| Rejected { pi, record, reason })
         .collect();
+
+    // Answers to export-controlled requests and returns (after the pools: a grant counts in
+    // the pool as it now is).
+    if bundle.has("export_answers.ndjson") {
+        for a in &mut bundle.ndjson::<ExportAnswer>("export_answers.ndjson")? {
+            let a = a?;
+            outcome
+                .export_answers
+                .push(crate::export::apply_answer(conn, &a, at)?);
+        }
+    }
 
     let st = db::sync::state(conn)?;
     db::sync::record_applied(

@@ -61,6 +61,8 @@ pub struct SyncStatus {
     pub days_left_before_removal: Option<i64>,
     pub pending_product_instances: i64,
     pub pending_events: i64,
+    /// Export-controlled requests and returns waiting for the cloud.
+    pub pending_export_requests: i64,
     pub change_sequence: i64,
     pub acknowledged_change: i64,
     pub failures: i64,
@@ -101,6 +103,7 @@ pub fn status(store: &Store, config: &crate::config::Config, now: i64) -> Result
         days_left_before_removal: removal.map(|r| ((r - at).max(0) + clock::DAY - 1) / clock::DAY),
         pending_product_instances: db::sync::pending_changes(&mut conn, st.acked_change)?,
         pending_events: db::sync::pending_events(&mut conn, st.acked_event_id)?,
+        pending_export_requests: db::export::count_waiting(&mut conn)?,
         change_sequence: st.change_seq,
         acknowledged_change: st.acked_change,
         failures: st.failures,
@@ -120,7 +123,7 @@ impl SyncStatus {
              Next sync due:         {}\n\
              Next scheduled sync:   {}\n\
              Removal if not synced: {}{}\n\
-             Pending changes:       {} product instances, {} events\n",
+             Pending changes:       {} product instances, {} events, {} export requests\n",
             self.state,
             self.mode,
             or(&self.last_sync, "never"),
@@ -136,6 +139,7 @@ impl SyncStatus {
                 .unwrap_or_default(),
             self.pending_product_instances,
             self.pending_events,
+            self.pending_export_requests,
         );
         if self.failures > 0 {
             s.push_str(&format!(

@@ -12,7 +12,9 @@ use std::io::{Read, Seek, Write};
 use diesel::{Connection, SqliteConnection};
 use openssl::x509::X509;
 use sync_format::manifest::{BundleKind, Header};
-use sync_format::payload::{EventRecord, PiOp, PiRecord, SyncCounts, SyncRequest, UsageRecord};
+use sync_format::payload::{
+    EventRecord, ExportOp, ExportRecord, PiOp, PiRecord, SyncCounts, SyncRequest, UsageRecord,
+};
 use sync_format::pki::Signer;
 use sync_format::BundleWriter;
 
@@ -39,6 +41,8 @@ pub struct RequestSummary {
     pub product_instances: u64,
     pub usage: u64,
     pub events: u64,
+    /// Export-controlled requests and returns waiting for the cloud (sent until answered).
+    pub export_requests: u64,
     /// Product instances sent again because the cloud refused them last time.
     pub resent_rejected: u64,
 }
@@ -65,7 +69,7 @@ pub fn make<W: Read + Write + Seek>(
     let signer = Signer::new(key, vec![cert])?;
 
     // One read snapshot for everything the request carries.
-    let (w, summary) = conn.transaction::<_, Error, _>(|conn| {
+    let (w, summary, exports) = conn.transaction::<_, Error, _>(|conn| {
         let st = db::sync::state(conn)?;
         let to_change = st.change_seq;
         let to_event = db::sync::last_event_id(conn)?;
@@ -93,10 +97,12 @@ pub fn make<W: Read + Write + Seek>(
             product_instances: 0,
             usage: 0,
             events: 0,
+            export_requests: 0,
             resent_rejected: 0,
         };
         let mut w = BundleWriter::new(out, header)?;
         write_pis(conn, &mut w, after, to_change, &mut summary, progress)?;
+        let exports = write_exports(conn, &mut w, &mut summary)?;
         write_events(conn, &mut w, from_event, to_event, &mut summary)?;
         w.payload(&SyncRequest {
             payload_version: 1,
@@ -109,32 +115,37 @@ pub fn make<W: Read + Write + Seek>(
             counts: SyncCounts {
                 product_instances: summary.product_instances,
                 usage: summary.usage,
-                export_requests: 0,
+                export_requests: summary.export_requests,
                 events: summary.events,
             },
         })?;
         let (w, _) = w.finish(&signer)?;
-        Ok((w, summary))
+        Ok((w, summary, exports))
     })?;
-    db::sync::insert_request(
-        &mut conn,
-        now,
-        &db::sync::NewRequest {
-            bundle_id: &summary.bundle_id,
-            mode,
-            sequence: summary.sequence,
-            full,
-            to_change: summary.to_change,
-            to_event: summary.to_event,
-            records: summary.product_instances as i64,
-        },
-    )?;
+    conn.immediate_transaction::<_, Error, _>(|conn| {
+        let id = db::sync::insert_request(
+            conn,
+            now,
+            &db::sync::NewRequest {
+                bundle_id: &summary.bundle_id,
+                mode,
+                sequence: summary.sequence,
+                full,
+                to_change: summary.to_change,
+                to_event: summary.to_event,
+                records: summary.product_instances as i64,
+            },
+        )?;
+        // Still waiting until answered: a request lost on the way goes again next time.
+        db::export::mark_sent(conn, &exports, id, now)
+    })?;
     tracing::info!(
         bundle_id = %summary.bundle_id,
         mode,
         full,
         product_instances = summary.product_instances,
         events = summary.events,
+        export_requests = summary.export_requests,
         "made a sync request"
     );
     Ok((w, summary))
@@ -235,6 +246,42 @@ fn write_pis<W: Read + Write + Seek>(
     })?;
     usage.finish();
     Ok(())
+}
+
+/// Writes the export-controlled requests and returns waiting for the cloud; returns their
+/// row ids.
+fn write_exports<W: Read + Write + Seek>(
+    conn: &mut SqliteConnection,
+    w: &mut BundleWriter<W>,
+    summary: &mut RequestSummary,
+) -> Result<Vec<i64>> {
+    let rows = db::export::waiting(conn)?;
+    let mut e = w.ndjson("export_requests.ndjson")?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for l in rows {
+        let returns = match l.row.return_of {
+            Some(id) => Some(db::export::by_id(conn, id)?.request_uuid),
+            None => None,
+        };
+        e.write(&ExportRecord {
+            id: l.row.request_uuid,
+            op: if l.row.direction == "return" {
+                ExportOp::Return
+            } else {
+                ExportOp::Request
+            },
+            pi: l.pi_uuid,
+            va: l.va_name,
+            tag: l.row.tag,
+            count: l.row.count,
+            returns,
+            requested_at: l.row.created_at,
+        })?;
+        ids.push(l.row.id);
+        summary.export_requests += 1;
+    }
+    e.finish();
+    Ok(ids)
 }
 
 fn write_events<W: Read + Write + Seek>(

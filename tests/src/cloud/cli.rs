@@ -70,6 +70,10 @@ pub enum Command {
     /// Product instances the cloud knows (reported by satellites, or registered directly).
     #[command(subcommand)]
     Pi(PiCommand),
+    /// Export-controlled (restricted) license requests and returns the cloud answered, with
+    /// the licenses locked to devices.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// License usage per virtual account and entitlement: purchased, in use, balance,
     /// shortage (as of the satellites' last syncs).
     Usage {
@@ -237,6 +241,15 @@ pub enum PiCommand {
         pid: String,
         #[arg(long)]
         sn: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// List every answered request and return, and whether its lock is held or released.
+    List {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -494,7 +507,8 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             println!(
                 "processed sync request {} of satellite {:?}{}: {} product instances, {} usage \
-                 records, {} events, {} refused; wrote {}",
+                 records, {} events, {} refused; export requests: {} granted, {} denied, {} \
+                 returned; wrote {}",
                 p.request_id,
                 p.satellite,
                 if p.repeated {
@@ -506,6 +520,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 p.usage,
                 p.events,
                 p.rejected,
+                p.export_granted,
+                p.export_denied,
+                p.export_returned,
                 out.display()
             );
             Ok(())
@@ -530,6 +547,28 @@ pub fn run(cli: Cli) -> Result<()> {
                         .map(|(t, n)| format!("{t}={n}"))
                         .collect::<Vec<_>>()
                         .join(",")
+                );
+            }
+            Ok(())
+        }
+        Command::Export(ExportCommand::List { json: as_json }) => {
+            let rows = super::export::list(&open()?)?;
+            if as_json {
+                return json(&rows);
+            }
+            println!("REQUEST\tSATELLITE\tOP\tPI\tTAG\tCOUNT\tSTATUS\tLOCK\tREASON");
+            for r in rows {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.request_id,
+                    r.satellite,
+                    r.op,
+                    r.pi,
+                    r.tag,
+                    r.count,
+                    r.status,
+                    r.lock.unwrap_or_else(|| "-".into()),
+                    r.reason.unwrap_or_default()
                 );
             }
             Ok(())

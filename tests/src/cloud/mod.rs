@@ -4,6 +4,7 @@
 //! their syncs.
 
 pub mod cli;
+pub mod export;
 pub mod http;
 pub mod schema;
 pub mod service;

@@ -130,7 +130,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    export_answers (request_id) {
+        request_id -> Text,
+        satellite_row -> BigInt,
+        op -> Text,
+        pi_uuid -> Text,
+        tag -> Text,
+        count -> BigInt,
+        status -> Text,
+        reason_code -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        license_name -> Text,
+        license_kind -> Text,
+        answered_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    export_locks (id) {
+        id -> BigInt,
+        request_id -> Text,
+        pi_id -> BigInt,
+        tag -> Text,
+        count -> BigInt,
+        granted_at -> BigInt,
+        released_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(virtual_accounts -> accounts (account_id));
+diesel::joinable!(export_locks -> product_instances (pi_id));
+diesel::joinable!(export_answers -> satellites (satellite_row));
 diesel::joinable!(licenses -> virtual_accounts (va_id));
 diesel::joinable!(satellite_vas -> virtual_accounts (va_id));
 diesel::joinable!(satellite_vas -> satellites (satellite_row));
@@ -151,4 +182,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     syncs,
     satellite_events,
     shortages,
+    export_answers,
+    export_locks,
 );

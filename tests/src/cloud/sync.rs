@@ -12,8 +12,8 @@ use openssl::pkey::PKey;
 use serde::Serialize;
 use sync_format::manifest::{BundleKind, Header};
 use sync_format::payload::{
-    Account, EventRecord, ItemResult, LicenseRecord, PiOp, PiRecord, SyncRequest, SyncResponse,
-    UsageRecord, VirtualAccount,
+    Account, EventRecord, ExportAnswer, ExportRecord, ExportStatus, ItemResult, LicenseRecord,
+    PiOp, PiRecord, SyncRequest, SyncResponse, UsageRecord, VirtualAccount,
 };
 use sync_format::{BundleWriter, ReadOptions, Trust};
 
@@ -40,6 +40,10 @@ pub struct Processed {
     pub usage: u64,
     pub events: u64,
     pub rejected: u64,
+    /// Export-controlled requests and returns answered: granted, denied, returned.
+    pub export_granted: u64,
+    pub export_denied: u64,
+    pub export_returned: u64,
     /// The same request was processed before: this is the response made then.
     pub repeated: bool,
 }
@@ -116,6 +120,9 @@ pub fn process<R: Read + Seek>(
                 usage: 0,
                 events: 0,
                 rejected: rejected as u64,
+                export_granted: 0,
+                export_denied: 0,
+                export_returned: 0,
                 repeated: true,
             },
         ));
@@ -142,6 +149,9 @@ pub fn process<R: Read + Seek>(
             usage: 0,
             events: 0,
             rejected: 0,
+            export_granted: 0,
+            export_denied: 0,
+            export_returned: 0,
             repeated: false,
         };
         let mut rejected: Vec<ItemResult> = Vec::new();
@@ -204,6 +214,19 @@ pub fn process<R: Read + Seek>(
                 .set(pi_usage::count.eq(u.count))
                 .execute(c)?;
         }
+        // Export-controlled requests and returns, after the devices they name.
+        let mut answers: Vec<ExportAnswer> = Vec::new();
+        if b.has("export_requests.ndjson") {
+            for r in b.ndjson::<ExportRecord>("export_requests.ndjson")? {
+                let a = super::export::answer(c, row, &r?, now)?;
+                match a.status {
+                    ExportStatus::Granted => out.export_granted += 1,
+                    ExportStatus::Denied => out.export_denied += 1,
+                    ExportStatus::Returned => out.export_returned += 1,
+                }
+                answers.push(a);
+            }
+        }
         for e in b.ndjson::<EventRecord>("events.ndjson")? {
             let e = e?;
             out.events += 1;
@@ -263,6 +286,7 @@ pub fn process<R: Read + Seek>(
             account,
             vas,
             &rejected,
+            &answers,
             now,
             next_due,
         )?;
@@ -280,6 +304,9 @@ pub fn process<R: Read + Seek>(
             request = %m.bundle_id,
             pis = out.product_instances,
             rejected = out.rejected,
+            export_granted = out.export_granted,
+            export_denied = out.export_denied,
+            export_returned = out.export_returned,
             "processed a sync request"
         );
         Ok((bytes, out))
@@ -296,6 +323,7 @@ fn response(
     account: Account,
     vas: Vec<VirtualAccount>,
     rejected: &[ItemResult],
+    answers: &[ExportAnswer],
     now: i64,
     next_due: i64,
 ) -> Result<Vec<u8>> {
@@ -321,6 +349,13 @@ fn response(
             }
         }
         l.finish();
+    }
+    {
+        let mut x = w.ndjson("export_answers.ndjson")?;
+        for a in answers {
+            x.write(a)?;
+        }
+        x.finish();
     }
     {
         let mut r = w.ndjson("item_results.ndjson")?;
@@ -513,6 +548,7 @@ pub fn sweep(cloud: &Cloud, now: i64) -> Result<Vec<String>> {
                 continue;
             }
             let released = release_satellite(c, row, now)?;
+            super::export::release_satellite(c, row, now)?;
             diesel::update(satellites::table.find(row))
                 .set((
                     satellites::state.eq("removed"),
@@ -585,6 +621,10 @@ fn usage_report(c: &mut SqliteConnection, now: i64) -> Result<Vec<Usage>> {
         let e = map.entry((va, tag)).or_default();
         e.0 += qty;
         e.2 |= kind == "reporting-only";
+    }
+    // Restricted licenses locked to devices are in use too.
+    for (key, n) in super::export::locked(c)? {
+        map.entry(key).or_default().1 += n;
     }
     let names: HashMap<i64, String> = virtual_accounts::table
         .select((virtual_accounts::id, virtual_accounts::name))

@@ -1,0 +1,2 @@
+DROP TABLE export_locks;
+DROP TABLE export_answers;
