@@ -252,7 +252,10 @@ pub fn prepare(req: &RegisterRequest, ca: &DeviceCa, now: i64) -> Result<Prepare
 /// The satellite must be registered, and not past its 90-day sync deadline, to serve
 /// devices. Past the deadline it refuses at once, even before the scheduler has marked it
 /// removed.
-pub(crate) fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<identity::SatelliteRow> {
+pub(crate) fn require_registered(
+    conn: &mut SqliteConnection,
+    now: i64,
+) -> Result<identity::SatelliteRow> {
     let me = identity::get(conn)?
         .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
     let removed = || {
@@ -493,7 +496,12 @@ impl IdentityCache {
 
 /// In the writer: the instance as it is now, still active, and the counter higher than
 /// any before (a replayed or reordered request is refused). Records the contact.
-pub(crate) fn fresh(conn: &mut SqliteConnection, pi_uuid: &str, counter: i64, now: i64) -> Result<PiRow> {
+pub(crate) fn fresh(
+    conn: &mut SqliteConnection,
+    pi_uuid: &str,
+    counter: i64,
+    now: i64,
+) -> Result<PiRow> {
     let pi = db::by_uuid(conn, pi_uuid)?
         .filter(|p| p.state == "active")
         .ok_or_else(|| {

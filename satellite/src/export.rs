@@ -374,7 +374,11 @@ fn licenses_text(count: i64, name: &str, kind: &str) -> String {
 }
 
 /// Applies one answer of a sync response (inside the import's transaction).
-pub fn apply_answer(conn: &mut SqliteConnection, a: &ExportAnswer, at: i64) -> Result<AnswerOutcome> {
+pub fn apply_answer(
+    conn: &mut SqliteConnection,
+    a: &ExportAnswer,
+    at: i64,
+) -> Result<AnswerOutcome> {
     let mut out = AnswerOutcome {
         request_id: a.id.clone(),
         pi: a.pi.clone(),
@@ -405,7 +409,12 @@ pub fn apply_answer(conn: &mut SqliteConnection, a: &ExportAnswer, at: i64) -> R
         ("request", ExportStatus::Granted) => {
             db::answer(conn, row.id, "granted", None, (name, kind), at)?;
             compliance::recompute(conn, pi.va_id, &row.tag, at)?;
-            alerts::clear_source(conn, at, RESTRICTED_NOT_AVAILABLE, &alert_source(&pi, &row.tag))?;
+            alerts::clear_source(
+                conn,
+                at,
+                RESTRICTED_NOT_AVAILABLE,
+                &alert_source(&pi, &row.tag),
+            )?;
             events::append(
                 conn,
                 at,
@@ -555,7 +564,14 @@ pub struct ExportView {
     pub returns: Option<String>,
 }
 
-pub const STATES: [&str; 6] = ["queued", "sent", "granted", "denied", "delivered", "returned"];
+pub const STATES: [&str; 6] = [
+    "queued",
+    "sent",
+    "granted",
+    "denied",
+    "delivered",
+    "returned",
+];
 
 pub fn list(conn: &mut SqliteConnection, f: &db::Filter) -> Result<Vec<ExportView>> {
     if let Some(s) = &f.state {
@@ -757,7 +773,10 @@ mod tests {
         let told = deliver(&mut t.conn(), &pi, SystemClock.now()).unwrap();
         assert_eq!(told[0].status, "RETURN_PENDING");
         assert!(t.give_back(&a, HSEC).is_err(), "a second return is refused");
-        assert_eq!(t.answer(&r, ExportStatus::Returned, None).result, "returned");
+        assert_eq!(
+            t.answer(&r, ExportStatus::Returned, None).result,
+            "returned"
+        );
         assert_eq!(t.in_use("Ops", HSEC), 0);
         assert_eq!(t.state(&q.request_id), "returned");
         assert_eq!(t.state(&r.request_id), "returned");

@@ -332,6 +332,26 @@ pub fn wait_file(path: &Path, limit: Duration, server: &mut Server) {
     }
 }
 
+/// The text values of a one-column query on a SQLite database (for what no command shows).
+pub fn query_strings(path: &Path, sql: &str) -> Vec<String> {
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+
+    #[derive(QueryableByName)]
+    struct One {
+        #[diesel(sql_type = Text)]
+        v: String,
+    }
+    let mut c = SqliteConnection::establish(&path.to_string_lossy())
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    diesel::sql_query(sql)
+        .load::<One>(&mut c)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .map(|o| o.v)
+        .collect()
+}
+
 /// Every row of every table of a SQLite database, as text, to compare a store before and
 /// after something that must change nothing.
 pub fn dump_sqlite(path: &Path) -> String {

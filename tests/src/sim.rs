@@ -164,6 +164,8 @@ pub struct Summary {
     pub authorized: usize,
     pub out_of_compliance: usize,
     pub not_found: usize,
+    /// Devices told to ask for a restricted entitlement through `export request`.
+    pub export_restricted: usize,
     pub renewed: usize,
     pub deregistered: usize,
     /// Export requests or returns the satellite queued (answered "pending").
@@ -507,6 +509,8 @@ async fn authorize_all(
         let statuses: Vec<&str> = statuses.iter().map(String::as_str).collect();
         if statuses.contains(&"NOT_FOUND") {
             summary.not_found += 1;
+        } else if statuses.contains(&"EXPORT_RESTRICTED") {
+            summary.export_restricted += 1;
         } else if statuses.contains(&"OUT_OF_COMPLIANCE") {
             summary.out_of_compliance += 1;
         } else {
@@ -615,9 +619,7 @@ async fn export_all(
     let (p, outcomes) = phase(devices, concurrency, |k, _| {
         let bodies = bodies.clone();
         let url = url.clone();
-        async move {
-            post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await
-        }
+        async move { post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
     })
     .await;
     for (d, o) in devices.iter().zip(outcomes) {

@@ -78,7 +78,10 @@ pub fn by_uuid(conn: &mut SqliteConnection, uuid: &str) -> Result<Option<ExportR
 }
 
 pub fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<ExportRow> {
-    Ok(x::table.select(ExportRow::as_select()).find(id).first(conn)?)
+    Ok(x::table
+        .select(ExportRow::as_select())
+        .find(id)
+        .first(conn)?)
 }
 
 /// Every row of one device, oldest first.
@@ -117,8 +120,7 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<Listed>> {
     if let Some(t) = &f.tag {
         q = q.filter(x::tag.eq(t.clone()));
     }
-    Ok(q
-        .load::<(ExportRow, String, String, String)>(conn)?
+    Ok(q.load::<(ExportRow, String, String, String)>(conn)?
         .into_iter()
         .map(|(row, pi_uuid, pi_name, va_name)| Listed {
             row,

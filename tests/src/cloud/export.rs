@@ -15,8 +15,8 @@ use serde::Serialize;
 use sync_format::payload::{ExportAnswer, ExportOp, ExportRecord, ExportStatus};
 
 use super::schema::{
-    export_answers as ans, export_locks as locks, licenses, product_instances as pis,
-    satellites, virtual_accounts,
+    export_answers as ans, export_locks as locks, licenses, product_instances as pis, satellites,
+    virtual_accounts,
 };
 use super::{Cloud, Result};
 use satellite::clock::format as fmt_time;
@@ -47,34 +47,35 @@ fn stored(c: &mut SqliteConnection, id: &str) -> Result<Option<ExportAnswer>> {
         .first(c)
         .optional()?;
     Ok(row.map(
-        |(pi, tag, count, status, reason_code, reason, license_name, license_kind)| {
-            ExportAnswer {
-                id: id.to_string(),
-                status: match status.as_str() {
-                    "granted" => ExportStatus::Granted,
-                    "returned" => ExportStatus::Returned,
-                    _ => ExportStatus::Denied,
-                },
-                pi,
-                tag,
-                count,
-                reason_code,
-                reason,
-                license_name,
-                license_kind,
-            }
+        |(pi, tag, count, status, reason_code, reason, license_name, license_kind)| ExportAnswer {
+            id: id.to_string(),
+            status: match status.as_str() {
+                "granted" => ExportStatus::Granted,
+                "returned" => ExportStatus::Returned,
+                _ => ExportStatus::Denied,
+            },
+            pi,
+            tag,
+            count,
+            reason_code,
+            reason,
+            license_name,
+            license_kind,
         },
     ))
 }
 
-/// The restricted lines of a VA's entitlement: (name, kind, quantity in force now), and
-/// whether the VA has any line of that tag at all.
+/// A restricted line: (name, kind, quantity in force now).
+type RestrictedLine = (String, String, i64);
+
+/// The restricted lines of a VA's entitlement, and whether the VA has any line of that tag
+/// at all.
 fn restricted_lines(
     c: &mut SqliteConnection,
     va_id: i64,
     tag: &str,
     now: i64,
-) -> Result<(bool, Vec<(String, String, i64)>)> {
+) -> Result<(bool, Vec<RestrictedLine>)> {
     type Row = (String, String, i64, Option<i64>, Option<i64>, bool);
     let all: Vec<Row> = licenses::table
         .select((
@@ -102,7 +103,7 @@ fn restricted_lines(
 }
 
 /// The seeds' `<term/perpetual>`.
-fn kind_word(lines: &[(String, String, i64)]) -> String {
+fn kind_word(lines: &[RestrictedLine]) -> String {
     if lines.iter().any(|l| l.1 == "term" || l.1 == "demo") {
         "term".into()
     } else {

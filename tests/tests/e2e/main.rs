@@ -3,6 +3,7 @@
 
 mod common;
 mod devices;
+mod export;
 mod foundation;
 mod registration;
 mod sync;
