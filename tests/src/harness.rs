@@ -332,8 +332,8 @@ pub fn wait_file(path: &Path, limit: Duration, server: &mut Server) {
     }
 }
 
-/// The text values of a one-column query on a SQLite database (for what no command shows).
-pub fn query_strings(path: &Path, sql: &str) -> Vec<String> {
+/// The text values (column `v`) of a query on an open SQLite connection.
+fn strings(c: &mut diesel::SqliteConnection, sql: &str) -> Vec<String> {
     use diesel::prelude::*;
     use diesel::sql_types::Text;
 
@@ -342,57 +342,53 @@ pub fn query_strings(path: &Path, sql: &str) -> Vec<String> {
         #[diesel(sql_type = Text)]
         v: String,
     }
-    let mut c = SqliteConnection::establish(&path.to_string_lossy())
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     diesel::sql_query(sql)
-        .load::<One>(&mut c)
+        .load::<One>(c)
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_iter()
         .map(|o| o.v)
         .collect()
 }
 
+fn open_sqlite(path: &Path) -> diesel::SqliteConnection {
+    use diesel::Connection;
+    diesel::SqliteConnection::establish(&path.to_string_lossy())
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// The text values of a one-column query (`... AS v`) on a SQLite database, for what no
+/// command shows.
+pub fn query_strings(path: &Path, sql: &str) -> Vec<String> {
+    strings(&mut open_sqlite(path), sql)
+}
+
 /// Every row of every table of a SQLite database, as text, to compare a store before and
 /// after something that must change nothing.
 pub fn dump_sqlite(path: &Path) -> String {
-    use diesel::prelude::*;
-    use diesel::sql_types::Text;
-
-    #[derive(QueryableByName)]
-    struct One {
-        #[diesel(sql_type = Text)]
-        v: String,
-    }
-    let mut c = SqliteConnection::establish(&path.to_string_lossy())
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let tables: Vec<One> = diesel::sql_query(
+    let mut c = open_sqlite(path);
+    let tables = strings(
+        &mut c,
         "SELECT name AS v FROM sqlite_master WHERE type = 'table' \
          AND name NOT LIKE 'sqlite_%' ORDER BY name",
-    )
-    .load(&mut c)
-    .expect("tables");
+    );
     let mut out = String::new();
     for t in tables {
-        let cols: Vec<One> = diesel::sql_query(format!(
-            "SELECT name AS v FROM pragma_table_info('{}') ORDER BY cid",
-            t.v
-        ))
-        .load(&mut c)
-        .expect("columns");
+        let cols = strings(
+            &mut c,
+            &format!("SELECT name AS v FROM pragma_table_info('{t}') ORDER BY cid"),
+        );
         let expr = cols
             .iter()
-            .map(|c| format!("quote(\"{}\")", c.v))
+            .map(|c| format!("quote(\"{c}\")"))
             .collect::<Vec<_>>()
             .join(" || '|' || ");
-        let rows: Vec<One> = diesel::sql_query(format!(
-            "SELECT {expr} AS v FROM \"{}\" ORDER BY rowid",
-            t.v
-        ))
-        .load(&mut c)
-        .expect("rows");
-        out.push_str(&format!("== {}\n", t.v));
+        let rows = strings(
+            &mut c,
+            &format!("SELECT {expr} AS v FROM \"{t}\" ORDER BY rowid"),
+        );
+        out.push_str(&format!("== {t}\n"));
         for r in rows {
-            out.push_str(&r.v);
+            out.push_str(&r);
             out.push('\n');
         }
     }

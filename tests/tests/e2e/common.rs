@@ -246,21 +246,27 @@ impl Site {
             let by = format!("{step}d");
             self.sat(&["clock", "advance", &by]).ok();
             self.cloud.run(&["clock", "advance", &by]).ok();
-            let req = self.dir.join(format!("advance-{n}-request.zip"));
-            let resp = self.dir.join(format!("advance-{n}-response.zip"));
-            self.sat(&["sync", "export", "--out", req.to_str().unwrap()])
-                .ok();
-            self.cloud
-                .run(&[
-                    "sync",
-                    "process",
-                    req.to_str().unwrap(),
-                    "--out",
-                    resp.to_str().unwrap(),
-                ])
-                .ok();
-            self.sat(&["sync", "import", resp.to_str().unwrap()]).ok();
+            self.round_trip(&format!("advance-{n}"));
         }
+    }
+
+    /// Where a sync named `name` keeps its request and response files.
+    pub fn files(&self, name: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{name}-request.zip")),
+            self.dir.join(format!("{name}-response.zip")),
+        )
+    }
+
+    /// A sync by files: export, process at the cloud, import; the import's JSON answer.
+    pub fn round_trip(&self, name: &str) -> serde_json::Value {
+        let (req, resp) = self.files(name);
+        let (req, resp) = (req.to_str().unwrap(), resp.to_str().unwrap());
+        self.sat(&["sync", "export", "--out", req]).ok();
+        self.cloud
+            .run(&["sync", "process", req, "--out", resp])
+            .ok();
+        self.sat(&["sync", "import", resp, "--json"]).ok().json()
     }
 
     pub fn url(&self) -> String {

@@ -13,19 +13,6 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Export, process at the cloud, import: the import's JSON answer.
-fn round_trip(site: &Site, name: &str) -> serde_json::Value {
-    let req = site.dir.join(format!("{name}-request.zip"));
-    let resp = site.dir.join(format!("{name}-response.zip"));
-    site.sat(&["sync", "export", "--out", p(&req)]).ok();
-    site.cloud
-        .run(&["sync", "process", p(&req), "--out", p(&resp)])
-        .ok();
-    site.sat(&["sync", "import", p(&resp), "--json"])
-        .ok()
-        .json()
-}
-
 /// One device registered through `device-sim` with `token`, saved in `NAME.json`.
 fn device(site: &Site, token: &str, name: &str) -> PathBuf {
     let state = site.dir.join(format!("{name}.json"));
@@ -134,7 +121,7 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
             "5",
         ])
         .ok();
-    round_trip(&site, "plain");
+    site.round_trip("plain");
     let token = site.token("Ops", &["--export-controlled"]);
     let ordinary = site.token("Ops", &[]);
     let a = device(&site, &token, "A");
@@ -173,7 +160,7 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
     // Not consumed before the cloud agrees.
     assert_eq!(site.pool("Ops", HSEC), (2, 0, 2));
 
-    let r = round_trip(&site, "first");
+    let r = site.round_trip("first");
     let answers = r["export_answers"].as_array().unwrap();
     let result = |id: &str| {
         answers
@@ -243,7 +230,7 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
     assert_eq!(pending["restricted"]["RETURN_PENDING"], 1, "{pending}");
     assert_eq!(site.pool("Ops", HSEC), (2, 2, 0));
     assert_eq!(cloud_in_use(&site, "Ops"), 2);
-    let r = round_trip(&site, "return");
+    let r = site.round_trip("return");
     assert_eq!(r["export_answers"][0]["result"], "returned", "{r}");
     assert_eq!(site.pool("Ops", HSEC), (2, 0, 2));
     assert_eq!(cloud_in_use(&site, "Ops"), 0);
@@ -270,7 +257,7 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
     // sync completes.
     let qb2 = export(&site, &b, "request", 1);
     let qb2 = qb2["request_id"].as_str().unwrap().to_string();
-    let r = round_trip(&site, "second");
+    let r = site.round_trip("second");
     assert_eq!(r["export_answers"][0]["result"], "granted", "{r}");
     assert!(alert_messages(&site, "Restricted License Not Available").is_empty());
     assert_eq!(site.pool("Ops", HSEC), (2, 1, 1));
@@ -284,7 +271,7 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
         .json();
     assert_eq!(waiting[0]["direction"], "return", "{waiting}");
     assert_eq!(waiting[0]["returns"], qb2.as_str(), "{waiting}");
-    round_trip(&site, "third");
+    site.round_trip("third");
     assert_eq!(site.pool("Ops", HSEC), (2, 0, 2));
     assert_eq!(cloud_in_use(&site, "Ops"), 0);
 }

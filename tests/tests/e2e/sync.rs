@@ -1,7 +1,7 @@
 //! Synchronization end to end: the satellite, the mock cloud and devices as processes.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use crate::common::{sat, sat_db, satellite, Dev, MockCloud, Site};
@@ -11,25 +11,6 @@ const DNA: &str = "regid.example.dna-advantage";
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-/// Export, process at the cloud, import: returns the import's JSON answer.
-fn round_trip(site: &Site, name: &str) -> serde_json::Value {
-    let (req, resp) = files(site, name);
-    site.sat(&["sync", "export", "--out", p(&req)]).ok();
-    site.cloud
-        .run(&["sync", "process", p(&req), "--out", p(&resp)])
-        .ok();
-    site.sat(&["sync", "import", p(&resp), "--json"])
-        .ok()
-        .json()
-}
-
-fn files(site: &Site, name: &str) -> (PathBuf, PathBuf) {
-    (
-        site.dir.join(format!("{name}-request.zip")),
-        site.dir.join(format!("{name}-response.zip")),
-    )
 }
 
 fn cloud_usage(cloud: &MockCloud, va: &str, tag: &str) -> (i64, i64) {
@@ -85,14 +66,14 @@ fn manual_round_trip_carries_usage_up_and_licenses_down() {
     }
 
     // Usage at the satellite appears at the cloud.
-    let r = round_trip(&site, "first");
+    let r = site.round_trip("first");
     assert_eq!(r["status"], "applied", "{r}");
     assert_eq!(cloud_usage(&site.cloud, "Lab", DNA), (50, 6));
     let pis = site.cloud.run(&["pi", "list", "--json"]).ok().json();
     assert_eq!(pis.as_array().unwrap().len(), 3, "{pis}");
 
     // Incremental: nothing changed, nothing sent; one device changes, one is sent.
-    let (req, _) = files(&site, "quiet");
+    let (req, _) = site.files("quiet");
     let out = site
         .sat(&["sync", "export", "--out", p(&req), "--json"])
         .ok()
@@ -146,7 +127,7 @@ fn manual_round_trip_carries_usage_up_and_licenses_down() {
             &end,
         ])
         .ok();
-    let (req, resp) = files(&site, "second");
+    let (req, resp) = site.files("second");
     site.sat(&["sync", "export", "--out", p(&req)]).ok();
     site.cloud
         .run(&["sync", "process", p(&req), "--out", p(&resp)])
@@ -184,7 +165,7 @@ fn manual_round_trip_carries_usage_up_and_licenses_down() {
 
     // A license expiring at the cloud disappears after the next sync.
     advance_both(&site, "11d");
-    let r = round_trip(&site, "third");
+    let r = site.round_trip("third");
     assert!(!has_license(&site, "regid.example.short"), "{r}");
     let expired = r["license_changes"].as_array().unwrap();
     assert!(
@@ -202,8 +183,8 @@ fn refused_responses_leave_the_store_unchanged() {
     let db = sat_db(&site.dir);
 
     // Two requests answered out of order: the older answer is refused after the newer.
-    let (req1, resp1) = files(&site, "one");
-    let (req2, resp2) = files(&site, "two");
+    let (req1, resp1) = site.files("one");
+    let (req2, resp2) = site.files("two");
     site.sat(&["sync", "export", "--out", p(&req1)]).ok();
     site.sat(&["sync", "export", "--out", p(&req2)]).ok();
     site.cloud
@@ -241,7 +222,7 @@ fn refused_responses_leave_the_store_unchanged() {
         .ok();
 
     // A tampered copy of a good response, and a truncated one.
-    let (req3, resp3) = files(&site, "three");
+    let (req3, resp3) = site.files("three");
     site.sat(&["sync", "export", "--out", p(&req3)]).ok();
     site.cloud
         .run(&["sync", "process", p(&req3), "--out", p(&resp3)])
@@ -292,7 +273,7 @@ fn records_the_cloud_refuses_stay_pending_until_accepted() {
             "pi", "add", "--va", "Ops", "--pid", "TEST-PID", "--sn", "SN-B",
         ])
         .ok();
-    let r = round_trip(&site, "first");
+    let r = site.round_trip("first");
     let rejected = r["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), 1, "{r}");
     assert_eq!(rejected[0]["pi"], b.pi_id.as_str());
@@ -312,13 +293,13 @@ fn records_the_cloud_refuses_stay_pending_until_accepted() {
     site.cloud
         .run(&["pi", "remove", "--pid", "TEST-PID", "--sn", "SN-B"])
         .ok();
-    let (req, _) = files(&site, "peek");
+    let (req, _) = site.files("peek");
     let out = site
         .sat(&["sync", "export", "--out", p(&req), "--json"])
         .ok()
         .json();
     assert_eq!(out["resent_rejected"], 1, "{out}");
-    let r = round_trip(&site, "second");
+    let r = site.round_trip("second");
     assert_eq!(r["rejected"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(cloud_usage(&site.cloud, "Lab", DNA), (50, 2));
     let st = site.sat(&["sync", "status", "--json"]).ok().json();
@@ -380,7 +361,7 @@ fn thirty_sixty_six_ninety_days_then_removal_and_registration_again() {
     let token = site.token("Lab", &[]);
     let mut d = Dev::register(&site, &token, "SN-T");
     d.authorize(&site, DNA, 4);
-    round_trip(&site, "first");
+    site.round_trip("first");
     assert_eq!(cloud_usage(&site.cloud, "Lab", DNA), (50, 4));
 
     advance_both(&site, "30d");
@@ -418,7 +399,7 @@ fn thirty_sixty_six_ninety_days_then_removal_and_registration_again() {
     );
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["error"]["code"], "satellite_removed");
-    let (req, _) = files(&site, "late");
+    let (req, _) = site.files("late");
     let out = site.sat(&["sync", "export", "--out", p(&req)]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("removed"), "{}", out.stderr);
@@ -450,7 +431,7 @@ fn thirty_sixty_six_ninety_days_then_removal_and_registration_again() {
     site.sat(&["register", "import", p(&auth)]).ok();
     assert!(alerts(&site.dir).is_empty());
     d.authorize(&site, DNA, 4);
-    let r = round_trip(&site, "after");
+    let r = site.round_trip("after");
     assert_eq!(r["status"], "applied");
     assert_eq!(cloud_usage(&site.cloud, "Lab", DNA), (50, 4));
 }
@@ -468,7 +449,7 @@ fn sigkill_while_applying_a_large_response_leaves_old_or_new_never_a_mix() {
     let csv_path = t.path().join("bulk.csv");
     std::fs::write(&csv_path, csv).unwrap();
     site.cloud.run(&["license", "import", p(&csv_path)]).ok();
-    let (req, resp) = files(&site, "big");
+    let (req, resp) = site.files("big");
     site.sat(&["sync", "export", "--out", p(&req)]).ok();
     site.cloud
         .run(&["sync", "process", p(&req), "--out", p(&resp)])
