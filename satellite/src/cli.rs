@@ -89,6 +89,29 @@ pub enum Command {
     /// sync, then granted or denied by the cloud, delivered to the device, returned.
     #[command(subcommand)]
     Export(ExportCommand),
+
+    /// Back up the database and keys while the satellite runs (a consistent SQLite copy),
+    /// into one file holding private keys (written 0600).
+    Backup {
+        /// Where to write the backup.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Restore a backup into this data directory; the satellite must be stopped. Refuses a
+    /// backup of another satellite unless --force. The database it replaces is kept as
+    /// `satellite.db.before-restore-<time>`; an older backup is migrated.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace even another satellite's data.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +398,56 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Device(cmd) => device_command(config, cmd),
         Command::License(cmd) => license_command(config, cmd),
         Command::Export(cmd) => export_command(config, cmd),
+        Command::Backup { out, json } => {
+            let ctx = Context::open(config)?;
+            let b = crate::backup::backup(&ctx.store, ctx.clock.now(), &out)?;
+            if json {
+                println!("{}", to_json(&b)?);
+            } else {
+                let c = &b.manifest.counts;
+                println!(
+                    "wrote {} ({} bytes): satellite {} ({:?}), schema {}, {} product instances, \
+                     {} usage records, {} tokens, {} events; it holds private keys: keep it safe",
+                    out.display(),
+                    b.bytes,
+                    b.manifest.satellite_id,
+                    b.manifest.satellite_name,
+                    b.manifest.schema,
+                    c.product_instances,
+                    c.license_usage,
+                    c.tokens,
+                    c.events
+                );
+            }
+            Ok(())
+        }
+        Command::Restore { file, force, json } => {
+            let now = clock::system_now();
+            let r = crate::backup::restore(&config.storage, &file, force, now)?;
+            if json {
+                println!("{}", to_json(&r)?);
+            } else {
+                println!(
+                    "restored satellite {} ({:?}) from the backup of {}: {} product instances, \
+                     {} events{}{}",
+                    r.satellite_id,
+                    r.satellite_name,
+                    r.backup_created_at,
+                    r.counts.product_instances,
+                    r.counts.events,
+                    r.previous_database
+                        .as_ref()
+                        .map(|p| format!("; the previous database is kept as {}", p.display()))
+                        .unwrap_or_default(),
+                    if r.migrations_applied.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; migrated: {}", r.migrations_applied.join(", "))
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Sync(cmd) => sync_command(config, cmd),
     }
 }
@@ -403,6 +476,8 @@ impl Context {
 }
 
 fn serve(config: Config) -> Result<()> {
+    // One server per data directory; `restore` waits for it to stop.
+    let _lock = crate::backup::lock(&config.storage.data_dir, "one server per data directory")?;
     let ctx = Context::open(config)?;
     tracing::info!(
         data_dir = %ctx.store.data_dir().display(),

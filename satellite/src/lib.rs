@@ -7,6 +7,7 @@
 //!   ([`status`], [`identity`], ...);
 //! - persistence: [`db`], diesel on SQLite, one module per table family.
 
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod cloud_client;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod export;
 pub mod http;
 pub mod identity;
+pub mod notify;
 pub mod registration;
 pub mod server;
 pub mod status;

@@ -62,11 +62,23 @@ pub async fn serve(state: AppState) -> Result<()> {
     let server = server.run();
     state.ready.store(true, Ordering::Release);
     tracing::info!("ready");
+    crate::notify::notify("READY=1\nSTATUS=serving");
+    if let Some(every) = crate::notify::watchdog_interval() {
+        // Pinged from the server's own runtime: a wedged runtime stops the pings.
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(every / 2);
+            loop {
+                tick.tick().await;
+                crate::notify::notify("WATCHDOG=1");
+            }
+        });
+    }
 
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         let signal = wait_for_signal().await;
         tracing::info!(%signal, "shutting down: no new connections, finishing requests in flight");
+        crate::notify::notify("STOPPING=1\nSTATUS=stopping");
         handle.stop(true).await;
     });
     server.await?;

@@ -33,9 +33,15 @@ pub struct RunningSatellite {
 }
 
 pub fn start_satellite(dir: &Path) -> RunningSatellite {
+    start_satellite_env(dir, &[])
+}
+
+/// `satellite serve` with extra environment variables.
+pub fn start_satellite_env(dir: &Path, env: &[(&str, &str)]) -> RunningSatellite {
     let port = free_port();
     let mut cmd = satellite(dir);
     cmd.env("SATELLITE_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
         .arg("serve");
     let mut server = Server::start("satellite", &mut cmd, &dir.join("satellite.log"));
     let data_dir = dir.join("data");

@@ -6,4 +6,5 @@ mod devices;
 mod export;
 mod foundation;
 mod registration;
+mod service;
 mod sync;
