@@ -42,7 +42,9 @@ pub enum Command {
     ///
     /// Creates the data directory and database on first start, applies pending migrations,
     /// makes a self-signed TLS certificate if none is configured (its SHA-256 fingerprint is
-    /// logged) and serves until SIGINT or SIGTERM, finishing requests in flight.
+    /// logged) and serves until SIGINT or SIGTERM, finishing requests in flight. One server
+    /// per data directory. Under systemd (NOTIFY_SOCKET) it reports READY=1, STOPPING=1 and
+    /// watchdog pings.
     Serve,
 
     /// Show the satellite's state: registration, last sync, counts.

@@ -190,3 +190,82 @@ fn a_database_of_the_first_schema_upgrades_without_loss() {
     let sync = sat(t.path(), &["sync", "status", "--json"]).ok().json();
     assert_eq!(sync["state"], "registered", "{sync}");
 }
+
+fn count_devices(dir: &Path) -> i64 {
+    query_strings(
+        &sat_db(dir),
+        "SELECT CAST(COUNT(*) AS TEXT) AS v FROM product_instances",
+    )[0]
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn sigterm_during_a_rollout_keeps_every_acknowledged_registration() {
+    let t = tempfile::tempdir().unwrap();
+    let mut site = Site::new(t.path());
+    let token = site.token("Lab", &[]);
+    let (url, cert) = (site.url(), site.cert());
+    let dir = site.dir.clone();
+    let rollout = std::thread::spawn(move || {
+        let out = satellite_e2e::harness::run(
+            std::process::Command::new(satellite_e2e::harness::bin("device-sim")).args([
+                "run",
+                "--token",
+                &token,
+                "--devices",
+                "4000",
+                "--concurrency",
+                "16",
+                "--no-authorize",
+                "--satellite",
+                &url,
+                "--ca",
+                p(&cert),
+                "--json",
+            ]),
+        );
+        out.json()
+    });
+    // Stop the server part-way through (bounded wait for the first registrations).
+    let mut seen = 0;
+    for _ in 0..400 {
+        seen = count_devices(&dir);
+        if seen >= 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(seen >= 200, "the rollout did not start");
+    site.sat.server.signal(libc::SIGTERM);
+    let exit = site.sat.server.wait_exit(Duration::from_secs(60));
+    let out = rollout.join().unwrap();
+    let exit = exit.expect("exits after SIGTERM");
+    assert!(exit.success(), "{exit:?}\n{}", site.sat.server.log());
+    let acknowledged = out["registered"].as_i64().unwrap();
+    assert!(
+        acknowledged < 4000,
+        "SIGTERM came too late to test anything: {out}"
+    );
+    // Every registration a device was told about is stored; at most the requests in flight
+    // when the connection closed are stored without their answer reaching the device.
+    let stored = count_devices(&dir);
+    assert!(
+        stored >= acknowledged && stored <= acknowledged + 16,
+        "stored {stored}, acknowledged {acknowledged}: {out}"
+    );
+    // A restart picks up where it was.
+    site.sat = crate::common::start_satellite(&site.dir);
+    assert_eq!(count_devices(&dir), stored);
+    let token = site.token("Lab", &[]);
+    let more = site.sim(&[
+        "run",
+        "--token",
+        &token,
+        "--devices",
+        "10",
+        "--no-authorize",
+    ]);
+    assert_eq!(more["registered"], 10, "{more}");
+    assert_eq!(count_devices(&dir), stored + 10);
+}
