@@ -827,6 +827,38 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_that_does_not_fit_its_request_is_refused() {
+        let mut t = T::new();
+        let a = t.device("A");
+        let q = t.ask(&a, HSEC, 1).unwrap();
+        let mut wrong = ExportAnswer {
+            id: q.request_id.clone(),
+            status: ExportStatus::Granted,
+            pi: q.pi_id.clone(),
+            tag: "regid.other".into(),
+            count: 1,
+            reason_code: None,
+            reason: None,
+            license_name: "Other".into(),
+            license_kind: "perpetual".into(),
+        };
+        let now = SystemClock.now();
+        let e = t
+            .conn()
+            .transaction(|c| apply_answer(c, &wrong, now))
+            .unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e}");
+        wrong.tag = HSEC.into();
+        wrong.status = ExportStatus::Returned;
+        assert!(t
+            .conn()
+            .transaction(|c| apply_answer(c, &wrong, now))
+            .is_err());
+        assert_eq!(t.state(&q.request_id), "queued");
+        assert_eq!(t.in_use("Ops", HSEC), 0);
+    }
+
+    #[test]
     fn refusals_store_nothing() {
         let mut t = T::new();
         let a = t.device("A");

@@ -154,16 +154,21 @@ pub fn count_waiting(conn: &mut SqliteConnection) -> Result<i64> {
         .get_result(conn)?)
 }
 
-/// Marks rows as sent in the sync request `sync_id`.
+/// Marks rows as sent in the sync request `sync_id` (those still waiting: an answer
+/// applied meanwhile is not undone).
 pub fn mark_sent(conn: &mut SqliteConnection, ids: &[i64], sync_id: i64, now: i64) -> Result<()> {
     for chunk in ids.chunks(10_000) {
-        diesel::update(x::table.filter(x::id.eq_any(chunk)))
-            .set((
-                x::state.eq("sent"),
-                x::sync_id.eq(sync_id),
-                x::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+        diesel::update(
+            x::table
+                .filter(x::id.eq_any(chunk))
+                .filter(x::state.eq_any(WAITING)),
+        )
+        .set((
+            x::state.eq("sent"),
+            x::sync_id.eq(sync_id),
+            x::updated_at.eq(now),
+        ))
+        .execute(conn)?;
     }
     Ok(())
 }
