@@ -184,8 +184,30 @@ fn a_database_of_the_first_schema_upgrades_without_loss() {
     );
     let tokens = sat(t.path(), &["token", "list", "--json"]).ok().json();
     assert_eq!(tokens[0]["uses"], 3, "{tokens}");
-    let events = query_strings(&sat_db(t.path()), "SELECT message AS v FROM events");
-    assert_eq!(events.len(), 2);
+    // The events and their hash chain came through intact.
+    let rows = query_strings(
+        &sat_db(t.path()),
+        "SELECT at || char(31) || kind || char(31) || va_name || char(31) || pi_uuid || \
+         char(31) || message || char(31) || prev_hash || char(31) || hash AS v FROM events \
+         ORDER BY id",
+    );
+    assert_eq!(rows.len(), 2);
+    let mut prev = String::new();
+    for r in &rows {
+        let f: Vec<&str> = r.split('\u{1f}').collect();
+        let e = satellite::db::events::NewEvent {
+            kind: f[1],
+            va_name: Some(f[2]),
+            pi_uuid: Some(f[3]),
+            message: f[4].to_string(),
+            actor: "system",
+            ..Default::default()
+        };
+        assert_eq!(f[5], prev);
+        let expected = satellite::db::events::hash(&prev, f[0].parse().unwrap(), &e);
+        assert_eq!(f[6], expected, "event chain of {r}");
+        prev = expected;
+    }
     // And it works on: the next sync sends every device (nothing was acknowledged yet).
     let sync = sat(t.path(), &["sync", "status", "--json"]).ok().json();
     assert_eq!(sync["state"], "registered", "{sync}");
