@@ -527,14 +527,13 @@ async fn post_signed(
     devices: &mut [Device],
     bodies: Vec<(Vec<u8>, String)>,
     concurrency: usize,
-) -> Phase {
+) -> (Phase, Vec<Outcome>) {
     let bodies = Rc::new(bodies);
-    let (p, _) = phase(devices, concurrency, |k, _| {
+    phase(devices, concurrency, |k, _| {
         let bodies = bodies.clone();
         async move { post(client, url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
     })
-    .await;
-    p
+    .await
 }
 
 async fn renew_all(
@@ -551,7 +550,7 @@ async fn renew_all(
             signed_body(d, serde_json::json!({ "csr_pem": c }))
         })
         .collect();
-    let p = post_signed(
+    let (p, _) = post_signed(
         client,
         &format!("{base}/api/v1/devices/renew"),
         devices,
@@ -574,7 +573,7 @@ async fn deregister_all(
         .iter_mut()
         .map(|d| signed_body(d, serde_json::json!({})))
         .collect();
-    let p = post_signed(
+    let (p, _) = post_signed(
         client,
         &format!("{base}/api/v1/devices/deregister"),
         devices,
@@ -609,18 +608,17 @@ async fn export_all(
         ),
         ExportAction::Return => ("return", serde_json::json!({ "tag": ask.tag })),
     };
-    let url = format!("{base}/api/v1/devices/export/{path}");
-    let bodies = Rc::new(
-        devices
-            .iter_mut()
-            .map(|d| signed_body(d, body.clone()))
-            .collect::<Vec<_>>(),
-    );
-    let (p, outcomes) = phase(devices, concurrency, |k, _| {
-        let bodies = bodies.clone();
-        let url = url.clone();
-        async move { post(client, &url, bodies[k].0.clone(), Some(bodies[k].1.clone())).await }
-    })
+    let bodies = devices
+        .iter_mut()
+        .map(|d| signed_body(d, body.clone()))
+        .collect();
+    let (p, outcomes) = post_signed(
+        client,
+        &format!("{base}/api/v1/devices/export/{path}"),
+        devices,
+        bodies,
+        concurrency,
+    )
     .await;
     for (d, o) in devices.iter().zip(outcomes) {
         match o {
