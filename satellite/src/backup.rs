@@ -80,20 +80,18 @@ pub fn lock(data_dir: &Path, what: &str) -> Result<DataDirLock> {
 }
 
 #[derive(QueryableByName)]
-struct One {
-    #[diesel(sql_type = Text)]
-    v: String,
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 fn counts(conn: &mut SqliteConnection) -> Result<Counts> {
     let n = |conn: &mut SqliteConnection, table: &str| -> Result<i64> {
-        let rows: Vec<One> =
-            diesel::sql_query(format!("SELECT CAST(COUNT(*) AS TEXT) AS v FROM {table}"))
-                .load(conn)?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.v.parse().ok())
-            .unwrap_or_default())
+        Ok(
+            diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                .get_result::<Count>(conn)?
+                .n,
+        )
     };
     Ok(Counts {
         product_instances: n(conn, "product_instances")?,
@@ -103,25 +101,38 @@ fn counts(conn: &mut SqliteConnection) -> Result<Counts> {
     })
 }
 
-fn schema_version(conn: &mut SqliteConnection) -> Result<String> {
-    let rows: Vec<One> = diesel::sql_query(
-        "SELECT version AS v FROM __diesel_schema_migrations ORDER BY version DESC LIMIT 1",
-    )
-    .load(conn)?;
-    Ok(rows.into_iter().next().map(|r| r.v).unwrap_or_default())
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = Text)]
+    version: String,
 }
 
-fn identity_of(conn: &mut SqliteConnection) -> Result<(String, String)> {
-    let rows: Vec<One> = diesel::sql_query(
-        "SELECT satellite_id || char(10) || name AS v FROM satellite ORDER BY id LIMIT 1",
+fn schema_version(conn: &mut SqliteConnection) -> Result<String> {
+    Ok(diesel::sql_query(
+        "SELECT version FROM __diesel_schema_migrations ORDER BY version DESC LIMIT 1",
     )
-    .load(conn)?;
-    let v = rows
-        .into_iter()
-        .next()
+    .get_result::<Version>(conn)
+    .optional()?
+    .map(|v| v.version)
+    .unwrap_or_default())
+}
+
+#[derive(QueryableByName)]
+struct Who {
+    #[diesel(sql_type = Text)]
+    satellite_id: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// (satellite id, name) of a database. Plain SQL on purpose: the target of a restore may
+/// be of any schema version, and these two columns are in all of them.
+fn identity_of(conn: &mut SqliteConnection) -> Result<(String, String)> {
+    let who = diesel::sql_query("SELECT satellite_id, name FROM satellite ORDER BY id LIMIT 1")
+        .get_result::<Who>(conn)
+        .optional()?
         .ok_or_else(|| Error::State("the database holds no satellite".into()))?;
-    let (id, name) = v.v.split_once('\n').unwrap_or((v.v.as_str(), ""));
-    Ok((id.to_string(), name.to_string()))
+    Ok((who.satellite_id, who.name))
 }
 
 fn digest(bytes: &[u8]) -> String {

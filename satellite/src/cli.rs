@@ -778,6 +778,7 @@ fn export_command(config: Config, cmd: ExportCommand) -> Result<()> {
                     va,
                     pi: device,
                     tag,
+                    request: None,
                 },
             )?;
             if json {

@@ -615,18 +615,15 @@ pub fn list(conn: &mut SqliteConnection, f: &db::Filter) -> Result<Vec<ExportVie
 }
 
 pub fn show(conn: &mut SqliteConnection, request_id: &str) -> Result<ExportView> {
-    let row = db::by_uuid(conn, request_id)?
-        .ok_or_else(|| Error::NotFound(format!("no export request {request_id:?}")))?;
-    let pi = dbdevices::by_id(conn, row.pi_id)?;
     list(
         conn,
         &db::Filter {
-            pi: Some(pi.uuid),
+            request: Some(request_id.to_string()),
             ..db::Filter::default()
         },
     )?
     .into_iter()
-    .find(|v| v.request_id == request_id)
+    .next()
     .ok_or_else(|| Error::NotFound(format!("no export request {request_id:?}")))
 }
 

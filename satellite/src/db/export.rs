@@ -100,16 +100,27 @@ pub struct Filter {
     pub va: Option<String>,
     pub pi: Option<String>,
     pub tag: Option<String>,
+    /// One row, by its request id.
+    pub request: Option<String>,
 }
 
 pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<Listed>> {
+    let states: Vec<&str> = f.state.as_deref().into_iter().collect();
+    load(conn, f, &states)
+}
+
+/// Rows matching `f`, in one of `states` (any state when empty), oldest first.
+fn load(conn: &mut SqliteConnection, f: &Filter, states: &[&str]) -> Result<Vec<Listed>> {
     let mut q = x::table
         .inner_join(pi::table.inner_join(va::table))
         .select((ExportRow::as_select(), pi::uuid, pi::name, va::name))
         .order(x::id)
         .into_boxed();
-    if let Some(s) = &f.state {
-        q = q.filter(x::state.eq(s.clone()));
+    if !states.is_empty() {
+        q = q.filter(x::state.eq_any(states.to_vec()));
+    }
+    if let Some(r) = &f.request {
+        q = q.filter(x::request_uuid.eq(r.clone()));
     }
     if let Some(v) = &f.va {
         q = q.filter(va::name.eq(v.clone()));
@@ -133,18 +144,7 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<Listed>> {
 
 /// Rows waiting for the cloud (queued, or sent and not answered yet), oldest first.
 pub fn waiting(conn: &mut SqliteConnection) -> Result<Vec<Listed>> {
-    let mut out = Vec::new();
-    for s in WAITING {
-        out.extend(list(
-            conn,
-            &Filter {
-                state: Some(s.into()),
-                ..Filter::default()
-            },
-        )?);
-    }
-    out.sort_by_key(|l| l.row.id);
-    Ok(out)
+    load(conn, &Filter::default(), &WAITING)
 }
 
 pub fn count_waiting(conn: &mut SqliteConnection) -> Result<i64> {
