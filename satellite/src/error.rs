@@ -88,6 +88,10 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 
+    /// Evidence of tampering (the event log's hash chain is broken).
+    #[error("{0}")]
+    Tampered(String),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -115,11 +119,13 @@ impl Error {
             Error::Cloud(_) => "cloud",
             Error::Bundle(e) => e.code(),
             Error::Io(_) => "io",
+            Error::Tampered(_) => "tampered",
             Error::Internal(_) => "internal",
         }
     }
 
-    /// Exit code of the CLI: 2 for a usage or input error, 1 for a runtime failure.
+    /// Exit code of the CLI: 2 for a usage or input error, 3 for evidence of tampering, 1 for
+    /// a runtime failure.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_)
@@ -132,6 +138,7 @@ impl Error {
             | Error::Removed(_)
             | Error::ManualClockDisabled => 2,
             Error::Bundle(e) if !e.is_local_failure() => 2,
+            Error::Tampered(_) => 3,
             _ => 1,
         }
     }

@@ -7,6 +7,7 @@
 //!   ([`status`], [`identity`], ...);
 //! - persistence: [`db`], diesel on SQLite, one module per table family.
 
+pub mod alerts;
 pub mod backup;
 pub mod cli;
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod identity;
 pub mod notify;
 pub mod registration;
+pub mod report;
 pub mod server;
 pub mod status;
 pub mod sync;

@@ -293,6 +293,41 @@ pub struct EventRecord {
     pub hash: String,
 }
 
+impl EventRecord {
+    /// The hash this event should carry, given the hash of the event before it: see
+    /// [`event_hash`].
+    pub fn expected_hash(&self) -> String {
+        event_hash(
+            &self.prev_hash,
+            self.at,
+            &[
+                &self.kind,
+                self.va.as_deref().unwrap_or(""),
+                self.pi.as_deref().unwrap_or(""),
+                self.license.as_deref().unwrap_or(""),
+                &self.message,
+                &self.actor,
+            ],
+        )
+    }
+}
+
+/// The hash of an event of the satellite's log: hex SHA-256 over the previous event's hash,
+/// the time (decimal seconds) and the fields kind, VA, PI, license, message and actor (an
+/// absent one is empty), each preceded by its length in bytes as a big-endian u64, so no two
+/// different events hash alike. The first event's previous hash is empty. The satellite
+/// computes it when it appends an event; the cloud and `satellite event verify` recompute
+/// it, so an edited, inserted or missing event shows.
+pub fn event_hash(prev_hash: &str, at: i64, fields: &[&str; 6]) -> String {
+    let mut h = openssl::sha::Sha256::new();
+    let at = at.to_string();
+    for field in [prev_hash, at.as_str()].iter().chain(fields.iter()) {
+        h.update(&(field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finish())
+}
+
 /// `sync-response`: the cloud's view, answering one sync request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {

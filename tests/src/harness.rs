@@ -394,3 +394,12 @@ pub fn dump_sqlite(path: &Path) -> String {
     }
     out
 }
+
+/// Runs SQL statements on a SQLite database, as someone with the file could (tests of
+/// tampering).
+pub fn exec_sql(path: &Path, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    open_sqlite(path)
+        .batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}

@@ -20,6 +20,12 @@ pub struct AlertRow {
     pub remind_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What a warning-period alert is about (a license lot, a product instance).
+    pub subject: Option<String>,
+    /// The warning period that raised it ("90d", "30d", "expired").
+    pub period: Option<String>,
+    /// Who dismissed it: an operator, or "system" when a newer warning replaced it.
+    pub dismissed_by: Option<String>,
 }
 
 /// An alert to raise.
@@ -121,4 +127,131 @@ pub fn active(conn: &mut SqliteConnection) -> Result<Vec<AlertRow>> {
         .filter(alerts::state.eq("active"))
         .order(alerts::id.desc())
         .load(conn)?)
+}
+
+/// One alert.
+pub fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<AlertRow>> {
+    Ok(alerts::table
+        .select(AlertRow::as_select())
+        .find(id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub va_id: Option<i64>,
+    pub severity: Option<String>,
+    /// States to include; empty means every state.
+    pub states: Vec<String>,
+    pub kind: Option<String>,
+}
+
+/// Alerts matching `f`, newest first.
+pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<AlertRow>> {
+    let mut q = alerts::table.select(AlertRow::as_select()).into_boxed();
+    if let Some(va) = f.va_id {
+        q = q.filter(alerts::va_id.eq(va));
+    }
+    if let Some(s) = &f.severity {
+        q = q.filter(alerts::severity.eq(s.clone()));
+    }
+    if !f.states.is_empty() {
+        q = q.filter(alerts::state.eq_any(f.states.clone()));
+    }
+    if let Some(k) = &f.kind {
+        q = q.filter(alerts::kind.eq(k.clone()));
+    }
+    Ok(q.order(alerts::id.desc()).load(conn)?)
+}
+
+/// Active alerts of some kinds that are about a subject (warning-period alerts).
+pub fn active_with_subject(conn: &mut SqliteConnection, kinds: &[&str]) -> Result<Vec<AlertRow>> {
+    Ok(alerts::table
+        .select(AlertRow::as_select())
+        .filter(alerts::state.eq("active"))
+        .filter(alerts::kind.eq_any(kinds))
+        .filter(alerts::subject.is_not_null())
+        .load(conn)?)
+}
+
+/// Every alert of some kinds about a subject, oldest first (what the warning timers have
+/// already said).
+pub fn with_subject(conn: &mut SqliteConnection, kinds: &[&str]) -> Result<Vec<AlertRow>> {
+    Ok(alerts::table
+        .select(AlertRow::as_select())
+        .filter(alerts::kind.eq_any(kinds))
+        .filter(alerts::subject.is_not_null())
+        .order(alerts::id)
+        .load(conn)?)
+}
+
+/// Raises a warning-period alert about `subject`: the active warning of the same kind and
+/// subject is dismissed by "system" (a new warning replaces the one before), then the new
+/// one is inserted. The caller checks first that this period was not raised already.
+pub fn raise_period(
+    conn: &mut SqliteConnection,
+    now: i64,
+    a: &NewAlert<'_>,
+    subject: &str,
+    period: &str,
+) -> Result<i64> {
+    diesel::update(
+        alerts::table
+            .filter(alerts::kind.eq(a.kind))
+            .filter(alerts::subject.eq(subject))
+            .filter(alerts::state.eq("active")),
+    )
+    .set((
+        alerts::state.eq("dismissed"),
+        alerts::dismissed_by.eq("system"),
+        alerts::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    diesel::insert_into(alerts::table)
+        .values((
+            alerts::kind.eq(a.kind),
+            alerts::severity.eq(a.severity),
+            alerts::source_type.eq(a.source_type),
+            alerts::source_id.eq(a.source_id),
+            alerts::va_id.eq(a.va_id),
+            alerts::message.eq(&a.message),
+            alerts::action_due_at.eq(a.action_due_at),
+            alerts::subject.eq(subject),
+            alerts::period.eq(period),
+            alerts::created_at.eq(now),
+            alerts::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(alerts::table
+        .select(alerts::id)
+        .order(alerts::id.desc())
+        .first(conn)?)
+}
+
+/// Ends one alert: `dismissed` (by `by`) or `cleared` (the condition ended).
+pub fn end(
+    conn: &mut SqliteConnection,
+    id: i64,
+    now: i64,
+    state: &str,
+    by: Option<&str>,
+) -> Result<()> {
+    diesel::update(alerts::table.find(id))
+        .set((
+            alerts::state.eq(state),
+            alerts::dismissed_by.eq(by),
+            alerts::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Hides an active alert until `until` (remind later).
+pub fn snooze(conn: &mut SqliteConnection, id: i64, now: i64, until: i64) -> Result<()> {
+    diesel::update(alerts::table.find(id))
+        .set((alerts::remind_at.eq(until), alerts::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
 }

@@ -359,3 +359,22 @@ pub fn lines(conn: &mut SqliteConnection, va_id: i64, tag: &str) -> Result<Vec<L
         .filter(l::tag.eq(tag))
         .load(conn)?)
 }
+
+/// Active product instances not heard from since `before`, with their VA's name.
+pub fn silent_since(conn: &mut SqliteConnection, before: i64) -> Result<Vec<(PiRow, String)>> {
+    Ok(pi::table
+        .inner_join(va::table)
+        .select((PiRow::as_select(), va::name))
+        .filter(pi::state.eq("active"))
+        .filter(pi::last_contact_at.le(before))
+        .order(pi::id)
+        .load(conn)?)
+}
+
+/// The given product instances' rows (those that still exist).
+pub fn by_uuids(conn: &mut SqliteConnection, uuids: &[String]) -> Result<Vec<PiRow>> {
+    Ok(pi::table
+        .select(PiRow::as_select())
+        .filter(pi::uuid.eq_any(uuids))
+        .load(conn)?)
+}

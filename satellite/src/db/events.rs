@@ -33,29 +33,28 @@ pub struct EventRow {
     pub hash: String,
 }
 
-/// The hash of an event: SHA-256 over the previous hash and every field, each
-/// length-prefixed so no two different events hash alike.
+/// The hash of an event (see [`sync_format::payload::event_hash`]).
 pub fn hash(prev_hash: &str, at: i64, e: &NewEvent<'_>) -> String {
-    let mut h = openssl::sha::Sha256::new();
-    let at = at.to_string();
-    for field in [
+    sync_format::payload::event_hash(
         prev_hash,
-        at.as_str(),
-        e.kind,
-        e.va_name.unwrap_or(""),
-        e.pi_uuid.unwrap_or(""),
-        e.license_tag.unwrap_or(""),
-        e.message.as_str(),
-        if e.actor.is_empty() {
-            "system"
-        } else {
-            e.actor
-        },
-    ] {
-        h.update(&(field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
+        at,
+        &[
+            e.kind,
+            e.va_name.unwrap_or(""),
+            e.pi_uuid.unwrap_or(""),
+            e.license_tag.unwrap_or(""),
+            e.message.as_str(),
+            actor(e),
+        ],
+    )
+}
+
+fn actor<'a>(e: &NewEvent<'a>) -> &'a str {
+    if e.actor.is_empty() {
+        "system"
+    } else {
+        e.actor
     }
-    hex::encode(h.finish())
 }
 
 /// Appends an event at time `at`. Call inside the transaction that makes the change.
@@ -66,11 +65,7 @@ pub fn append(conn: &mut SqliteConnection, at: i64, e: &NewEvent<'_>) -> Result<
         .first(conn)
         .optional()?;
     let prev = prev.unwrap_or_default();
-    let actor = if e.actor.is_empty() {
-        "system"
-    } else {
-        e.actor
-    };
+    let actor = actor(e);
     diesel::insert_into(events::table)
         .values((
             events::at.eq(at),
@@ -110,4 +105,200 @@ pub fn range(
         .order(events::id)
         .limit(limit)
         .load(conn)?)
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub va_name: Option<String>,
+    pub pi_uuid: Option<String>,
+    pub license_tag: Option<String>,
+    pub kind: Option<String>,
+    /// Times in [since, until).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// The newest `limit` of them (all when None).
+    pub limit: Option<i64>,
+}
+
+/// Events matching `f`, oldest first.
+pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<EventRow>> {
+    let mut q = events::table.select(EventRow::as_select()).into_boxed();
+    if let Some(v) = &f.va_name {
+        q = q.filter(events::va_name.eq(v.clone()));
+    }
+    if let Some(v) = &f.pi_uuid {
+        q = q.filter(events::pi_uuid.eq(v.clone()));
+    }
+    if let Some(v) = &f.license_tag {
+        q = q.filter(events::license_tag.eq(v.clone()));
+    }
+    if let Some(v) = &f.kind {
+        q = q.filter(events::kind.eq(v.clone()));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(events::at.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(events::at.lt(t));
+    }
+    q = q.order(events::id.desc());
+    if let Some(n) = f.limit {
+        q = q.limit(n);
+    }
+    let mut rows = q.load(conn)?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// What checking the chain found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Verified {
+    pub events: u64,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    /// The hash of the last event: the head of the chain.
+    pub head: String,
+    /// Where the chain breaks first, and why (None: it holds).
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Walks the whole log in id order and checks that each event carries the hash of the one
+/// before it and its own hash recomputed from its fields: an edited, inserted or deleted
+/// event breaks the chain there.
+pub fn verify(conn: &mut SqliteConnection) -> Result<Verified> {
+    const CHUNK: i64 = 5_000;
+    let mut out = Verified::default();
+    let mut prev = String::new();
+    let mut last_id = 0;
+    loop {
+        let rows = range(conn, last_id, i64::MAX, CHUNK)?;
+        let Some(last) = rows.last() else { break };
+        last_id = last.id;
+        for r in rows {
+            out.events += 1;
+            out.first_id.get_or_insert(r.id);
+            out.last_id = Some(r.id);
+            let reason = if r.prev_hash != prev {
+                Some(format!(
+                    "event {} names {} as the hash of the event before it, but that event's \
+                     hash is {}: an event before it was removed, inserted or edited",
+                    r.id,
+                    short(&r.prev_hash),
+                    short(&prev)
+                ))
+            } else {
+                let again = hash(
+                    &r.prev_hash,
+                    r.at,
+                    &NewEvent {
+                        kind: &r.kind,
+                        va_name: r.va_name.as_deref(),
+                        pi_uuid: r.pi_uuid.as_deref(),
+                        license_tag: r.license_tag.as_deref(),
+                        message: r.message.clone(),
+                        actor: &r.actor,
+                    },
+                );
+                (again != r.hash).then(|| {
+                    format!(
+                        "event {} was changed after it was written: its fields hash to {}, it \
+                         carries {}",
+                        r.id,
+                        short(&again),
+                        short(&r.hash)
+                    )
+                })
+            };
+            if let Some(reason) = reason {
+                out.broken_at = Some(r.id);
+                out.reason = Some(reason);
+                out.head = r.hash;
+                return Ok(out);
+            }
+            prev = r.hash;
+        }
+    }
+    out.head = prev;
+    Ok(out)
+}
+
+fn short(h: &str) -> String {
+    if h.is_empty() {
+        "(none)".into()
+    } else {
+        h.chars().take(16).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(c: &mut SqliteConnection, at: i64, msg: &str) {
+        append(
+            c,
+            at,
+            &NewEvent {
+                kind: "k",
+                va_name: Some("Lab"),
+                message: msg.into(),
+                actor: "",
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+
+    fn unlocked(c: &mut SqliteConnection, sql: &str) {
+        for s in [
+            "DROP TRIGGER events_append_only_update",
+            "DROP TRIGGER events_append_only_delete",
+            sql,
+        ] {
+            diesel::sql_query(s).execute(c).unwrap();
+        }
+    }
+
+    #[test]
+    fn verify_finds_an_edit_and_a_removal_and_the_log_refuses_both() {
+        let (store, _d) = crate::db::testing::store();
+        let c = &mut *store.conn().unwrap();
+        assert_eq!(verify(c).unwrap().events, 0);
+        for (i, m) in ["one", "two, with \"quotes\"", "drei – ü"]
+            .iter()
+            .enumerate()
+        {
+            add(c, 100 + i as i64, m);
+        }
+        let v = verify(c).unwrap();
+        assert_eq!((v.events, v.broken_at), (3, None));
+        assert_eq!(v.head, recent(c, 1).unwrap()[0].hash);
+        // The triggers refuse edits and deletions.
+        assert!(
+            diesel::sql_query("UPDATE events SET message = 'x' WHERE id = 2")
+                .execute(c)
+                .is_err()
+        );
+        assert!(diesel::sql_query("DELETE FROM events WHERE id = 2")
+            .execute(c)
+            .is_err());
+        // Past them (someone with the database file): an edit shows at the event...
+        unlocked(c, "UPDATE events SET message = 'two' WHERE id = 2");
+        let v = verify(c).unwrap();
+        assert_eq!(v.broken_at, Some(2));
+        assert!(v.reason.unwrap().contains("changed after it was written"));
+        // ...and a removal at the event after it.
+        diesel::sql_query("UPDATE events SET message = 'two, with \"quotes\"' WHERE id = 2")
+            .execute(c)
+            .unwrap();
+        assert_eq!(verify(c).unwrap().broken_at, None);
+        diesel::sql_query("DELETE FROM events WHERE id = 2")
+            .execute(c)
+            .unwrap();
+        let v = verify(c).unwrap();
+        assert_eq!(v.broken_at, Some(3));
+        assert!(v.reason.unwrap().contains("removed, inserted or edited"));
+    }
 }

@@ -252,3 +252,13 @@ pub fn held_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
         .distinct()
         .load(conn)?)
 }
+
+/// The product instances that hold restricted licenses.
+pub fn holders(conn: &mut SqliteConnection) -> Result<Vec<i64>> {
+    Ok(x::table
+        .select(x::pi_id)
+        .filter(x::direction.eq("request"))
+        .filter(x::state.eq_any(HOLDING))
+        .distinct()
+        .load(conn)?)
+}

@@ -124,3 +124,13 @@ pub fn va_id(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>> {
         .first(conn)
         .optional()?)
 }
+
+/// Every license line that ends (term and demo), with its VA's name.
+pub fn ending_lines(conn: &mut SqliteConnection) -> Result<Vec<(LicenseRow, String)>> {
+    Ok(licenses::table
+        .inner_join(virtual_accounts::table)
+        .select((LicenseRow::as_select(), virtual_accounts::name))
+        .filter(licenses::end_at.is_not_null())
+        .order(licenses::id)
+        .load(conn)?)
+}

@@ -208,6 +208,9 @@ diesel::table! {
         remind_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        subject -> Nullable<Text>,
+        period -> Nullable<Text>,
+        dismissed_by -> Nullable<Text>,
     }
 }
 

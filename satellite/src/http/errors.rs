@@ -25,7 +25,7 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Conflict(_) | Error::State(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::State(_) | Error::Tampered(_) => StatusCode::CONFLICT,
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
             // A device treats this as a lost license authority: it keeps its current
             // authorization until it expires, then runs in its grace period.

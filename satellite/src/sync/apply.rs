@@ -29,7 +29,7 @@ pub struct LicenseChange {
     pub name: String,
     pub before: i64,
     pub after: i64,
-    /// "added", "removed" or "expired".
+    /// "added", "removed", or "expired" (found ended when the response was applied).
     pub change: String,
 }
 
@@ -249,8 +249,10 @@ fn check_order(conn: &mut SqliteConnection, m: &Manifest, request_id: &str) -> R
     Ok(None)
 }
 
-/// Quantity per (VA, tag), with the name and whether a line of it has ended by `at`.
-type Totals = BTreeMap<(String, String), (String, i64, bool)>;
+/// Quantity not yet ended per (VA, tag), with the name. Lines that ended are left out: their
+/// expiry was logged when it happened (`crate::alerts::licenses`), so the cloud dropping them
+/// later is no change.
+type Totals = BTreeMap<(String, String), (String, i64)>;
 
 #[allow(clippy::too_many_arguments)]
 fn apply_in<R: Read + Seek>(
@@ -263,23 +265,39 @@ fn apply_in<R: Read + Seek>(
     outcome: &mut ImportOutcome,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
+    // Licenses that ended by now are logged as expired first (once), so what follows sees
+    // only what the response changes.
+    let mut timers = crate::alerts::Evaluated::default();
+    crate::alerts::licenses(conn, at, &mut timers)?;
+
     // Before.
     let mut before: Totals = BTreeMap::new();
     let known: Vec<String> = pools::all(conn)?
         .into_iter()
         .map(|(va, lines)| {
             for l in lines {
-                let e = before.entry((va.name.clone(), l.tag.clone())).or_insert((
-                    l.name.clone(),
-                    0,
-                    false,
-                ));
-                e.1 += l.quantity;
-                e.2 |= l.end_at.is_some_and(|end| end <= at);
+                let e = before
+                    .entry((va.name.clone(), l.tag.clone()))
+                    .or_insert((l.name.clone(), 0));
+                if l.end_at.is_none_or(|end| end > at) {
+                    e.1 += l.quantity;
+                }
             }
             va.name
         })
         .collect();
+
+    for (va, tag, name, count) in timers.expired {
+        let left = before.get(&(va.clone(), tag.clone())).map_or(0, |e| e.1);
+        outcome.license_changes.push(LicenseChange {
+            virtual_account: va,
+            tag,
+            name,
+            before: left + count,
+            after: left,
+            change: "expired".into(),
+        });
+    }
 
     // VAs, then every license line, streamed.
     let mut va_ids = std::collections::HashMap::new();
@@ -313,8 +331,10 @@ fn apply_in<R: Read + Seek>(
         pools::insert_line(conn, at, va_id, &rec.line)?;
         let e = after
             .entry((rec.va.clone(), rec.line.tag.clone()))
-            .or_insert((rec.line.name.clone(), 0, false));
-        e.1 += rec.line.quantity;
+            .or_insert((rec.line.name.clone(), 0));
+        if rec.line.end.is_none_or(|end| end > at) {
+            e.1 += rec.line.quantity;
+        }
         Ok(())
     };
     for va in &resp.virtual_accounts {
@@ -348,8 +368,8 @@ fn apply_in<R: Read + Seek>(
     // What changed, with the seeds' event texts.
     let keys: std::collections::BTreeSet<_> = before.keys().chain(after.keys()).cloned().collect();
     for key in keys {
-        let (name_b, qty_b, ended) = before.get(&key).cloned().unwrap_or_default();
-        let (name_a, qty_a, _) = after.get(&key).cloned().unwrap_or_default();
+        let (name_b, qty_b) = before.get(&key).cloned().unwrap_or_default();
+        let (name_a, qty_a) = after.get(&key).cloned().unwrap_or_default();
         if qty_a == qty_b {
             continue;
         }
@@ -361,15 +381,6 @@ fn apply_in<R: Read + Seek>(
                 format!(
                     "{} new {name} licenses were added to the Virtual Account \"{va}\".",
                     qty_a - qty_b
-                ),
-            )
-        } else if ended {
-            (
-                "expired",
-                format!(
-                    "{} \"{name}\" licenses expired and were removed from the Virtual Account \
-                     \"{va}\".",
-                    qty_b - qty_a
                 ),
             )
         } else {
@@ -385,10 +396,10 @@ fn apply_in<R: Read + Seek>(
             conn,
             at,
             &events::NewEvent {
-                kind: match change {
-                    "added" => "licenses_added",
-                    "expired" => "licenses_expired",
-                    _ => "licenses_removed",
+                kind: if change == "added" {
+                    "licenses_added"
+                } else {
+                    "licenses_removed"
                 },
                 va_name: Some(&va),
                 license_tag: Some(&tag),

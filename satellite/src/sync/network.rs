@@ -112,20 +112,44 @@ fn attempt(
 }
 
 fn record_failure(store: &Store, config: &Config, now: i64, e: &Error) -> Result<()> {
-    let mut conn = store.conn()?;
-    let failures = db::sync::state(&mut conn)?.failures + 1;
+    store
+        .conn()?
+        .immediate_transaction::<_, Error, _>(|conn| record_failure_in(conn, config, now, e))
+}
+
+fn record_failure_in(
+    conn: &mut diesel::SqliteConnection,
+    config: &Config,
+    now: i64,
+    e: &Error,
+) -> Result<()> {
+    let failures = db::sync::state(conn)?.failures + 1;
     let retry_at = now + backoff(&config.sync, failures);
     let message = e.to_string();
-    db::sync::record_failure(&mut conn, now, &message, retry_at)?;
+    db::sync::record_failure(conn, now, &message, retry_at)?;
     tracing::warn!(
         error = %message,
         failures,
         retry_at = %clock::format(retry_at),
         "network sync failed"
     );
+    crate::db::events::append(
+        conn,
+        now,
+        &crate::db::events::NewEvent {
+            kind: "satellite_sync_failed",
+            message: format!(
+                "Synchronization with the cloud failed (attempt {failures} in a row): {message}. \
+                 The next attempt is at {}.",
+                clock::format(retry_at)
+            ),
+            actor: "system",
+            ..Default::default()
+        },
+    )?;
     if failures >= i64::from(config.sync.failure_alert_after) {
         alerts::raise(
-            &mut conn,
+            conn,
             now,
             &alerts::NewAlert {
                 kind: deadlines::FAILED,
@@ -148,11 +172,19 @@ fn record_failure(store: &Store, config: &Config, now: i64, e: &Error) -> Result
     Ok(())
 }
 
-/// One tick of the server's scheduler: the timers, then a network sync if one is due.
+/// One tick of the server's scheduler: the sync deadlines and the alert timers, then a
+/// network sync if one is due.
 pub fn tick(store: &Store, config: &Config, clock: &dyn Clock) -> Result<()> {
     let now = clock.now();
     let mut conn = store.conn()?;
     let checked = deadlines::run(&mut conn, now)?;
+    let alerted = crate::alerts::evaluate(&mut conn, checked.effective_now)?;
+    for raised in &alerted.raised {
+        tracing::warn!(alert = %raised, "alert raised");
+    }
+    for pi in &alerted.released {
+        tracing::warn!(%pi, "licenses released: no contact for 90 days");
+    }
     if config.cloud.url.is_empty() || config.sync.schedule.is_empty() {
         return Ok(());
     }

@@ -198,6 +198,14 @@ pub enum SatelliteCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// What the cloud holds of a satellite's event log: count, head of the hash chain, and
+    /// the breaks found (events edited, removed or inserted at the satellite).
+    Events {
+        /// Satellite id, request id or name.
+        satellite: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,6 +501,31 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", out.display());
             Ok(())
         }
+        Command::Satellite(SatelliteCommand::Events {
+            satellite,
+            json: as_json,
+        }) => {
+            let chain = service::event_chain(&open()?, &satellite)?;
+            if as_json {
+                return json(&chain);
+            }
+            println!(
+                "{} events of satellite {:?}, head {}",
+                chain.events,
+                chain.satellite,
+                chain.head.as_deref().unwrap_or("(none)")
+            );
+            for b in &chain.breaks {
+                println!(
+                    "BROKEN at event {}: {} (found {})",
+                    b.event_id, b.reason, b.detected_at
+                );
+            }
+            if chain.breaks.is_empty() {
+                println!("chain intact");
+            }
+            Ok(())
+        }
         Command::Sync(SyncCommand::Process {
             file,
             out,
@@ -507,7 +540,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             println!(
                 "processed sync request {} of satellite {:?}{}: {} product instances, {} usage \
-                 records, {} events, {} refused; export requests: {} granted, {} denied, {} \
+                 records, {} events ({} chain breaks), {} refused; export requests: {} granted, {} denied, {} \
                  returned; wrote {}",
                 p.request_id,
                 p.satellite,
@@ -519,6 +552,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 p.product_instances,
                 p.usage,
                 p.events,
+                p.chain_breaks,
                 p.rejected,
                 p.export_granted,
                 p.export_denied,

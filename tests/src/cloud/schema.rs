@@ -110,6 +110,18 @@ diesel::table! {
         at -> BigInt,
         kind -> Text,
         message -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    event_chain_breaks (id) {
+        id -> BigInt,
+        satellite_row -> BigInt,
+        event_id -> BigInt,
+        reason -> Text,
+        detected_at -> BigInt,
     }
 }
 
@@ -184,4 +196,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     shortages,
     export_answers,
     export_locks,
+    event_chain_breaks,
 );

@@ -750,3 +750,56 @@ pub fn poll(cloud: &Cloud, satellite_id: &str, request_id: &str) -> Result<Netwo
         ))),
     }
 }
+
+/// What the cloud holds of a satellite's event log: how many events, the head of the chain,
+/// and where it was found broken.
+#[derive(Debug, Serialize)]
+pub struct EventChain {
+    pub satellite: String,
+    pub events: i64,
+    pub last_event_id: Option<i64>,
+    pub head: Option<String>,
+    pub breaks: Vec<ChainBreak>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChainBreak {
+    pub event_id: i64,
+    pub reason: String,
+    pub detected_at: String,
+}
+
+pub fn event_chain(cloud: &Cloud, who: &str) -> Result<EventChain> {
+    use super::schema::{event_chain_breaks as b, satellite_events as e};
+    let mut c = cloud.conn()?;
+    let row = find_row(&mut c, who, None)?;
+    let events: i64 = e::table
+        .filter(e::satellite_row.eq(row))
+        .count()
+        .get_result(&mut c)?;
+    let last: Option<(i64, String)> = e::table
+        .select((e::event_id, e::hash))
+        .filter(e::satellite_row.eq(row))
+        .order(e::event_id.desc())
+        .first(&mut c)
+        .optional()?;
+    let breaks = b::table
+        .select((b::event_id, b::reason, b::detected_at))
+        .filter(b::satellite_row.eq(row))
+        .order(b::id)
+        .load::<(i64, String, i64)>(&mut c)?
+        .into_iter()
+        .map(|(event_id, reason, at)| ChainBreak {
+            event_id,
+            reason,
+            detected_at: fmt_time(at),
+        })
+        .collect();
+    Ok(EventChain {
+        satellite: who.to_string(),
+        events,
+        last_event_id: last.as_ref().map(|l| l.0),
+        head: last.map(|l| l.1),
+        breaks,
+    })
+}

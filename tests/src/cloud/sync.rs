@@ -39,6 +39,8 @@ pub struct Processed {
     pub product_instances: u64,
     pub usage: u64,
     pub events: u64,
+    /// Breaks found in the satellite's event chain (see [`Chain`]).
+    pub chain_breaks: u64,
     pub rejected: u64,
     /// Export-controlled requests and returns answered: granted, denied, returned.
     pub export_granted: u64,
@@ -119,6 +121,7 @@ pub fn process<R: Read + Seek>(
                 product_instances: records as u64,
                 usage: 0,
                 events: 0,
+                chain_breaks: 0,
                 rejected: rejected as u64,
                 export_granted: 0,
                 export_denied: 0,
@@ -148,6 +151,7 @@ pub fn process<R: Read + Seek>(
             product_instances: 0,
             usage: 0,
             events: 0,
+            chain_breaks: 0,
             rejected: 0,
             export_granted: 0,
             export_denied: 0,
@@ -227,9 +231,11 @@ pub fn process<R: Read + Seek>(
                 answers.push(a);
             }
         }
+        let mut chain = Chain::default();
         for e in b.ndjson::<EventRecord>("events.ndjson")? {
             let e = e?;
             out.events += 1;
+            chain.check(c, row, &e, now)?;
             diesel::insert_or_ignore_into(satellite_events::table)
                 .values((
                     satellite_events::satellite_row.eq(row),
@@ -237,9 +243,12 @@ pub fn process<R: Read + Seek>(
                     satellite_events::at.eq(e.at),
                     satellite_events::kind.eq(&e.kind),
                     satellite_events::message.eq(&e.message),
+                    satellite_events::prev_hash.eq(&e.prev_hash),
+                    satellite_events::hash.eq(&e.hash),
                 ))
                 .execute(c)?;
         }
+        out.chain_breaks = chain.breaks;
         flag_shortages(c, now)?;
         out.rejected = rejected.len() as u64;
 
@@ -795,4 +804,82 @@ pub fn pi_remove_direct(cloud: &Cloud, pid: &str, sn: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Checks a satellite's event chain as its events arrive: each event's hash is recomputed
+/// from its fields, it must name the hash of the event before it (the previous one in this
+/// request, or the last one the cloud holds), and an event sent again must be the one sent
+/// before. A break is recorded (`event_chain_breaks`, `mock-cloud satellite events`), not
+/// refused: the sync still goes through, and the break stays on record.
+#[derive(Debug, Default)]
+struct Chain {
+    prev: Option<(i64, String)>,
+    breaks: u64,
+}
+
+impl Chain {
+    fn check(
+        &mut self,
+        c: &mut SqliteConnection,
+        row: i64,
+        e: &EventRecord,
+        now: i64,
+    ) -> Result<()> {
+        use super::schema::event_chain_breaks as b;
+        let mut reasons = Vec::new();
+        if e.expected_hash() != e.hash {
+            reasons.push(format!(
+                "event {} does not hash to what it carries: edited after it was written",
+                e.id
+            ));
+        }
+        let before = match self.prev.take() {
+            Some(p) => Some(p),
+            None => satellite_events::table
+                .select((satellite_events::event_id, satellite_events::hash))
+                .filter(satellite_events::satellite_row.eq(row))
+                .filter(satellite_events::event_id.lt(e.id))
+                .order(satellite_events::event_id.desc())
+                .first::<(i64, String)>(c)
+                .optional()?,
+        };
+        match &before {
+            Some((id, hash)) if *hash != e.prev_hash || *id + 1 != e.id => {
+                reasons.push(format!(
+                    "event {} does not follow event {id}: events between them were removed or \
+                     one was edited",
+                    e.id
+                ));
+            }
+            None if !e.prev_hash.is_empty() && e.id == 1 => {
+                reasons.push("the first event names an event before it".into());
+            }
+            _ => {}
+        }
+        let known: Option<String> = satellite_events::table
+            .select(satellite_events::hash)
+            .filter(satellite_events::satellite_row.eq(row))
+            .filter(satellite_events::event_id.eq(e.id))
+            .first(c)
+            .optional()?;
+        if known.is_some_and(|h| !h.is_empty() && h != e.hash) {
+            reasons.push(format!(
+                "event {} differs from the event {} sent before: edited after it was synchronized",
+                e.id, e.id
+            ));
+        }
+        for reason in reasons {
+            self.breaks += 1;
+            diesel::insert_or_ignore_into(b::table)
+                .values((
+                    b::satellite_row.eq(row),
+                    b::event_id.eq(e.id),
+                    b::reason.eq(&reason),
+                    b::detected_at.eq(now),
+                ))
+                .execute(c)?;
+        }
+        self.prev = Some((e.id, e.hash.clone()));
+        Ok(())
+    }
 }

@@ -230,6 +230,13 @@ impl Site {
         sat(&self.dir, args)
     }
 
+    /// Stops the server (SIGTERM) and starts it again with extra environment variables.
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.sat.server.signal(libc::SIGTERM);
+        assert!(self.sat.server.wait_exit(Duration::from_secs(30)).is_some());
+        self.sat = start_satellite_env(&self.dir, env);
+    }
+
     /// A token for `va` (extra flags allowed).
     pub fn token(&self, va: &str, extra: &[&str]) -> String {
         let mut args = vec!["token", "create", "--va", va, "--days", "30", "--json"];

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binaries, started as processes on loopback ports.
 //! One test binary (modules below) keeps link time down on 2 cores.
 
+mod alerts;
 mod common;
 mod devices;
 mod export;

@@ -13,6 +13,9 @@ use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 
+mod reports;
+pub use reports::{AlertCommand, EventCommand, Format, ReportCommand};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "satellite",
@@ -91,6 +94,20 @@ pub enum Command {
     /// sync, then granted or denied by the cloud, delivered to the device, returned.
     #[command(subcommand)]
     Export(ExportCommand),
+
+    /// Alerts: list (by severity and action due), dismiss, remind later, and run the alert
+    /// timers now.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+
+    /// The event log: list (by virtual account, product instance, license, time) and
+    /// verify its hash chain.
+    #[command(subcommand)]
+    Event(EventCommand),
+
+    /// Reports across all virtual accounts: licenses, product instances (text, JSON or CSV).
+    #[command(subcommand)]
+    Report(ReportCommand),
 
     /// Back up the database and keys while the satellite runs (a consistent SQLite copy),
     /// into one file holding private keys (written 0600).
@@ -291,8 +308,8 @@ pub enum DeviceCommand {
         /// Only active or removed ones.
         #[arg(long, value_parser = ["active", "removed"])]
         status: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: Format,
     },
     /// Show one product instance (PI id or PID:SN) with the licenses it uses.
     Show {
@@ -320,13 +337,13 @@ pub enum DeviceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LicenseCommand {
-    /// Purchased, in use and balance of every entitlement of every virtual account.
+    /// Purchased, in use, balance and alerts of every license of every virtual account.
     List {
         /// Only this virtual account.
         #[arg(long)]
         va: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: Format,
     },
 }
 
@@ -400,6 +417,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Device(cmd) => device_command(config, cmd),
         Command::License(cmd) => license_command(config, cmd),
         Command::Export(cmd) => export_command(config, cmd),
+        Command::Alert(cmd) => reports::alert_command(config, cmd),
+        Command::Event(cmd) => reports::event_command(config, cmd),
+        Command::Report(cmd) => reports::report_command(config, cmd),
         Command::Backup { out, json } => {
             let ctx = Context::open(config)?;
             let b = crate::backup::backup(&ctx.store, ctx.clock.now(), &out)?;
@@ -689,29 +709,18 @@ fn device_command(config: Config, cmd: DeviceCommand) -> Result<()> {
             va,
             name,
             status,
-            json,
+            format,
         } => {
-            let all = devices::list(
+            let rows = crate::report::devices(
                 &mut conn,
-                &crate::db::devices::Filter {
-                    va,
+                &crate::report::DeviceFilter {
+                    vas: va.into_iter().collect(),
+                    product_types: Vec::new(),
                     name,
                     state: status,
                 },
             )?;
-            if json {
-                println!("{}", to_json(&all)?);
-            } else {
-                println!("PI ID                                 NAME                      VIRTUAL ACCOUNT   STATE    LAST CONTACT");
-                for d in &all {
-                    println!(
-                        "{:<37} {:<25} {:<17} {:<8} {}",
-                        d.pi_id, d.name, d.virtual_account, d.state, d.last_contact_at
-                    );
-                }
-                println!("{} product instance(s)", all.len());
-            }
-            Ok(())
+            format.print(&rows, crate::report::devices_table, "product instance(s)")
         }
         DeviceCommand::Show { device, json } => print(&devices::show(&mut conn, &device)?, json),
         DeviceCommand::Remove { device, json } => print(
@@ -726,25 +735,18 @@ fn device_command(config: Config, cmd: DeviceCommand) -> Result<()> {
 }
 
 fn license_command(config: Config, cmd: LicenseCommand) -> Result<()> {
-    let LicenseCommand::List { va, json } = cmd;
+    let LicenseCommand::List { va, format } = cmd;
     let ctx = Context::open(config)?;
     let mut conn = ctx.store.conn()?;
-    let mut rows = crate::compliance::pool_report(&mut conn, ctx.clock.now())?;
-    if let Some(va) = va {
-        rows.retain(|r| r.virtual_account == va);
-    }
-    if json {
-        println!("{}", to_json(&rows)?);
-    } else {
-        println!("VIRTUAL ACCOUNT   LICENSE                          PURCHASED   IN USE   BALANCE");
-        for r in &rows {
-            println!(
-                "{:<17} {:<32} {:>9} {:>8} {:>9}",
-                r.virtual_account, r.name, r.purchased, r.in_use, r.balance
-            );
-        }
-    }
-    Ok(())
+    let rows = crate::report::licenses(
+        &mut conn,
+        ctx.clock.now(),
+        &crate::report::LicenseFilter {
+            vas: va.into_iter().collect(),
+            licenses: Vec::new(),
+        },
+    )?;
+    format.print(&rows, crate::report::licenses_table, "license(s)")
 }
 
 fn export_command(config: Config, cmd: ExportCommand) -> Result<()> {

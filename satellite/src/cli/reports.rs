@@ -1,0 +1,319 @@
+//! `satellite alert`, `satellite event` and `satellite report`: the operator's views of
+//! alerts, the event log and the license and product-instance reports, as text, JSON or CSV.
+
+use clap::{Args, Subcommand};
+
+use super::{operator, to_json, Context};
+use crate::alerts;
+use crate::clock;
+use crate::config::Config;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::report::{self, Table};
+
+/// How to print a table.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Format {
+    /// Print JSON instead of a table.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV (RFC 4180, with a header row) instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+impl Format {
+    pub fn print<T: serde::Serialize>(
+        self,
+        rows: &[T],
+        table: impl FnOnce(&[T]) -> Table,
+        what: &str,
+    ) -> Result<()> {
+        if self.json {
+            println!("{}", to_json(&rows)?);
+        } else if self.csv {
+            print!("{}", table(rows).csv()?);
+        } else {
+            print!("{}", table(rows).text());
+            println!("{} {what}", rows.len());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// List alerts, by severity then action due (seed 001's order). Active ones by default.
+    List {
+        /// Only this virtual account's alerts.
+        #[arg(long)]
+        va: Option<String>,
+        /// Only this severity.
+        #[arg(long, value_parser = alerts::SEVERITIES)]
+        severity: Option<String>,
+        /// active (not hidden by remind-later), snoozed, dismissed, cleared or all.
+        #[arg(long, value_parser = alerts::STATES, default_value = "active")]
+        state: String,
+        /// Only this type, e.g. "Licenses Expiring".
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Dismiss an alert. Alerts that clear themselves (Insufficient Licenses, the sync
+    /// deadlines, Authorization Pending) cannot be dismissed.
+    Dismiss {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hide a warning until its next warning period (Licenses Expiring, Product Instance
+    /// Failed to Connect).
+    RemindLater {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the alert timers now (a running server runs them at every scheduler tick):
+    /// licenses expiring and expired, devices that failed to connect or renew, the sync
+    /// deadlines.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// List the event log, oldest first.
+    List {
+        /// Only this virtual account's events.
+        #[arg(long)]
+        va: Option<String>,
+        /// Only this product instance's events (its PI id).
+        #[arg(long)]
+        pi: Option<String>,
+        /// Only this license's events (its entitlement tag).
+        #[arg(long)]
+        license: Option<String>,
+        /// Only this type, e.g. pi_new.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// From this time on: RFC 3339 or a date (2027-01-31).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time: RFC 3339 or a date.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only the newest N.
+        #[arg(long)]
+        limit: Option<i64>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Check the event log's hash chain: each event must carry the hash of the one before it
+    /// and its own fields' hash. Exits 3 and names the first broken event if it does not hold.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Licenses across virtual accounts: purchased, in use, balance, alerts.
+    Licenses {
+        /// Only these virtual accounts (repeat the flag; all by default).
+        #[arg(long = "va")]
+        vas: Vec<String>,
+        /// Only these licenses, by entitlement tag or name (repeat; all by default).
+        #[arg(long = "license")]
+        licenses: Vec<String>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Product instances across virtual accounts: product type, last contact, licenses,
+    /// alerts.
+    Devices {
+        /// Only these virtual accounts (repeat the flag; all by default).
+        #[arg(long = "va")]
+        vas: Vec<String>,
+        /// Only these product types (PIDs; repeat; all by default).
+        #[arg(long = "product-type")]
+        product_types: Vec<String>,
+        /// Only active or removed ones.
+        #[arg(long, value_parser = ["active", "removed"])]
+        status: Option<String>,
+        #[command(flatten)]
+        format: Format,
+    },
+}
+
+fn time(s: &Option<String>) -> Result<Option<i64>> {
+    s.as_deref().map(clock::parse_time).transpose()
+}
+
+pub fn alert_command(config: Config, cmd: AlertCommand) -> Result<()> {
+    let ctx = Context::open(config)?;
+    let now = ctx.clock.now();
+    let mut conn = ctx.store.conn()?;
+    let one = |v: &alerts::AlertView, json: bool| -> Result<()> {
+        if json {
+            println!("{}", to_json(v)?);
+        } else {
+            println!(
+                "alert {} ({}, {}): {}{}",
+                v.id,
+                v.kind,
+                v.state,
+                v.message,
+                v.remind_at
+                    .as_deref()
+                    .map(|t| format!("\nhidden until {t}"))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
+    };
+    match cmd {
+        AlertCommand::List {
+            va,
+            severity,
+            state,
+            kind,
+            format,
+        } => {
+            let rows = alerts::list(
+                &mut conn,
+                &alerts::Filter {
+                    va,
+                    severity,
+                    state: Some(state),
+                    kind,
+                },
+                now,
+            )?;
+            format.print(&rows, report::alerts_table, "alert(s)")
+        }
+        AlertCommand::Dismiss { id, json } => {
+            one(&alerts::dismiss(&mut conn, id, now, &operator())?, json)
+        }
+        AlertCommand::RemindLater { id, json } => one(
+            &alerts::remind_later(&mut conn, id, now, &operator())?,
+            json,
+        ),
+        AlertCommand::Check { json } => {
+            let checked = crate::sync::deadlines::run(&mut conn, now)?;
+            let out = alerts::evaluate(&mut conn, checked.effective_now)?;
+            if json {
+                let v = serde_json::json!({ "deadlines": checked, "alerts": out });
+                println!("{}", to_json(&v)?);
+            } else {
+                for r in checked.raised.iter().chain(out.raised.iter()) {
+                    println!("raised: {r}");
+                }
+                for pi in &out.released {
+                    println!("licenses released (no contact for 90 days): {pi}");
+                }
+                println!(
+                    "{} alert(s) raised, {} cleared",
+                    checked.raised.len() + out.raised.len(),
+                    out.cleared
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn event_command(config: Config, cmd: EventCommand) -> Result<()> {
+    let ctx = Context::open(config)?;
+    let mut conn = ctx.store.conn()?;
+    match cmd {
+        EventCommand::List {
+            va,
+            pi,
+            license,
+            kind,
+            since,
+            until,
+            limit,
+            format,
+        } => {
+            if limit.is_some_and(|n| n < 1) {
+                return Err(Error::invalid("--limit must be at least 1"));
+            }
+            let rows: Vec<report::EventView> = db::events::list(
+                &mut conn,
+                &db::events::Filter {
+                    va_name: va,
+                    pi_uuid: pi,
+                    license_tag: license,
+                    kind,
+                    since: time(&since)?,
+                    until: time(&until)?,
+                    limit,
+                },
+            )?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+            format.print(&rows, report::events_table, "event(s)")
+        }
+        EventCommand::Verify { json } => {
+            let v = db::events::verify(&mut conn)?;
+            if json {
+                println!("{}", to_json(&v)?);
+            } else if v.broken_at.is_none() {
+                println!(
+                    "event log OK: {} events, chain intact{}",
+                    v.events,
+                    if v.head.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; head {}", v.head)
+                    }
+                );
+            }
+            match (v.broken_at, v.reason) {
+                (Some(id), Some(reason)) => Err(Error::Tampered(format!(
+                    "the event log's hash chain is broken at event {id}: {reason}"
+                ))),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+pub fn report_command(config: Config, cmd: ReportCommand) -> Result<()> {
+    let ctx = Context::open(config)?;
+    let now = ctx.clock.now();
+    let mut conn = ctx.store.conn()?;
+    match cmd {
+        ReportCommand::Licenses {
+            vas,
+            licenses,
+            format,
+        } => {
+            let rows = report::licenses(&mut conn, now, &report::LicenseFilter { vas, licenses })?;
+            format.print(&rows, report::licenses_table, "license(s)")
+        }
+        ReportCommand::Devices {
+            vas,
+            product_types,
+            status,
+            format,
+        } => {
+            let rows = report::devices(
+                &mut conn,
+                &report::DeviceFilter {
+                    vas,
+                    product_types,
+                    name: None,
+                    state: status,
+                },
+            )?;
+            format.print(&rows, report::devices_table, "product instance(s)")
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Reports and tables for operators, printed aligned or exported as CSV (RFC 4180: a header
+//! row, CRLF line ends, fields with commas, quotes or line breaks quoted, quotes doubled;
+//! UTF-8).
+//!
+//! Seed 001's tables: licenses (license, billing, purchased, in use, balance, alerts) and
+//! product instances (name, product type, last contact, alerts), per virtual account or, as
+//! reports, across all of them filtered by virtual accounts and licenses or product types;
+//! alerts (severity, message, source, action due); the event log (message, time, user).
+
+use std::collections::HashMap;
+
+use diesel::SqliteConnection;
+use serde::Serialize;
+
+use crate::alerts::AlertView;
+use crate::clock;
+use crate::db::{self, events::EventRow, pools};
+use crate::error::{Error, Result};
+
+/// Rows of text under a header, to print or to export.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(headers: &[&'static str]) -> Table {
+        Table {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<String>) {
+        debug_assert_eq!(row.len(), self.headers.len());
+        self.rows.push(row);
+    }
+
+    /// RFC 4180 CSV with a header row.
+    pub fn csv(&self) -> Result<String> {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::new());
+        let fail = |e: csv::Error| Error::Internal(format!("cannot write CSV: {e}"));
+        w.write_record(&self.headers).map_err(fail)?;
+        for r in &self.rows {
+            w.write_record(r).map_err(fail)?;
+        }
+        let bytes = w
+            .into_inner()
+            .map_err(|e| Error::Internal(format!("cannot write CSV: {e}")))?;
+        String::from_utf8(bytes).map_err(|e| Error::Internal(format!("CSV is not UTF-8: {e}")))
+    }
+
+    /// Aligned columns for a terminal; the last column is not padded (it holds the long
+    /// texts).
+    pub fn text(&self) -> String {
+        let n = self.headers.len();
+        let mut width: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(n.saturating_sub(1)) {
+                width[i] = width[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: &mut dyn Iterator<Item = &str>| {
+            let mut s = String::new();
+            for (i, c) in cells.enumerate() {
+                if i + 1 < n {
+                    s.push_str(c);
+                    s.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+                } else {
+                    s.push_str(c);
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let mut out = line(
+            &mut self
+                .headers
+                .iter()
+                .map(|h| h.to_uppercase())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        );
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&line(
+                &mut r
+                    .iter()
+                    .map(|c| c.replace('\n', " "))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            ));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Which licenses a report covers: empty lists mean all.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseFilter {
+    pub vas: Vec<String>,
+    /// Entitlement tags or license names.
+    pub licenses: Vec<String>,
+}
+
+/// A row of the licenses table.
+#[derive(Debug, Clone, Serialize)]
+pub struct LicenseRow {
+    pub virtual_account: String,
+    pub license: String,
+    pub tag: String,
+    /// "Prepaid", or "Reporting only" (purchased always equals in use).
+    pub billing: String,
+    pub purchased: i64,
+    pub in_use: i64,
+    pub balance: i64,
+    pub restricted: bool,
+    /// The active alerts about this license in this virtual account.
+    pub alerts: Vec<String>,
+}
+
+fn check_vas(conn: &mut SqliteConnection, vas: &[String]) -> Result<()> {
+    for va in vas {
+        if pools::va_id(conn, va)?.is_none() {
+            return Err(Error::NotFound(format!(
+                "no virtual account named {va:?} (see `satellite status`)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Active alerts per (VA id, source id), as "Type (severity)".
+fn alerts_by_source(conn: &mut SqliteConnection) -> Result<HashMap<(i64, String), Vec<String>>> {
+    let mut by: HashMap<(i64, String), Vec<String>> = HashMap::new();
+    for a in db::alerts::active(conn)? {
+        let (Some(va), Some(src)) = (a.va_id, a.source_id) else {
+            continue;
+        };
+        by.entry((va, src))
+            .or_default()
+            .push(format!("{} ({})", a.kind, a.severity));
+    }
+    Ok(by)
+}
+
+/// Purchased, in use, balance and alerts per virtual account and license.
+pub fn licenses(
+    conn: &mut SqliteConnection,
+    now: i64,
+    f: &LicenseFilter,
+) -> Result<Vec<LicenseRow>> {
+    check_vas(conn, &f.vas)?;
+    let alerts = alerts_by_source(conn)?;
+    let va_ids: HashMap<String, i64> = pools::all(conn)?
+        .into_iter()
+        .map(|(va, _)| (va.name, va.id))
+        .collect();
+    let mut out = Vec::new();
+    for p in crate::compliance::pool_report(conn, now)? {
+        if !f.vas.is_empty() && !f.vas.contains(&p.virtual_account) {
+            continue;
+        }
+        if !f.licenses.is_empty() && !f.licenses.iter().any(|l| *l == p.tag || *l == p.name) {
+            continue;
+        }
+        let va_id = va_ids.get(&p.virtual_account).copied().unwrap_or_default();
+        let mut row_alerts = Vec::new();
+        // License alerts name the tag, or "VA/tag" (Insufficient Licenses).
+        for src in [p.tag.clone(), format!("{}/{}", p.virtual_account, p.tag)] {
+            if let Some(a) = alerts.get(&(va_id, src)) {
+                row_alerts.extend(a.iter().cloned());
+            }
+        }
+        out.push(LicenseRow {
+            billing: if p.reporting_only {
+                "Reporting only".into()
+            } else {
+                "Prepaid".into()
+            },
+            virtual_account: p.virtual_account,
+            license: p.name,
+            tag: p.tag,
+            purchased: p.purchased,
+            in_use: p.in_use,
+            balance: p.balance,
+            restricted: p.restricted,
+            alerts: row_alerts,
+        });
+    }
+    Ok(out)
+}
+
+pub fn licenses_table(rows: &[LicenseRow]) -> Table {
+    let mut t = Table::new(&[
+        "Virtual Account",
+        "License",
+        "Tag",
+        "Billing",
+        "Purchased",
+        "In Use",
+        "Balance",
+        "Alerts",
+    ]);
+    for r in rows {
+        t.push(vec![
+            r.virtual_account.clone(),
+            r.license.clone(),
+            r.tag.clone(),
+            r.billing.clone(),
+            r.purchased.to_string(),
+            r.in_use.to_string(),
+            r.balance.to_string(),
+            r.alerts.join("; "),
+        ]);
+    }
+    t
+}
+
+/// Which product instances a report covers: empty lists mean all.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub vas: Vec<String>,
+    /// Product types (PIDs).
+    pub product_types: Vec<String>,
+    pub name: Option<String>,
+    /// active or removed.
+    pub state: Option<String>,
+}
+
+/// A row of the product instances table.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRow {
+    pub name: String,
+    pub product_type: String,
+    pub serial_number: String,
+    pub virtual_account: String,
+    pub state: String,
+    pub registered: String,
+    pub last_contact: String,
+    /// "count x tag (status)" per license used.
+    pub licenses: Vec<String>,
+    pub alerts: Vec<String>,
+    pub pi_id: String,
+}
+
+pub fn devices(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<Vec<DeviceRow>> {
+    check_vas(conn, &f.vas)?;
+    let alerts = alerts_by_source(conn)?;
+    let va_ids: HashMap<String, i64> = pools::all(conn)?
+        .into_iter()
+        .map(|(va, _)| (va.name, va.id))
+        .collect();
+    let all = crate::devices::list(
+        conn,
+        &db::devices::Filter {
+            va: match f.vas.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            },
+            name: f.name.clone(),
+            state: f.state.clone(),
+        },
+    )?;
+    Ok(all
+        .into_iter()
+        .filter(|d| f.vas.is_empty() || f.vas.contains(&d.virtual_account))
+        .filter(|d| f.product_types.is_empty() || f.product_types.contains(&d.pid))
+        .map(|d| {
+            let va_id = va_ids.get(&d.virtual_account).copied().unwrap_or_default();
+            DeviceRow {
+                alerts: alerts
+                    .get(&(va_id, d.pi_id.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
+                licenses: d
+                    .licenses
+                    .iter()
+                    .map(|l| format!("{} x {} ({})", l.count, l.tag, l.status))
+                    .chain(
+                        d.restricted
+                            .iter()
+                            .map(|r| format!("{} x {} ({})", r.count, r.tag, r.status)),
+                    )
+                    .collect(),
+                name: d.name,
+                product_type: d.pid,
+                serial_number: d.sn,
+                virtual_account: d.virtual_account,
+                state: d.state,
+                registered: d.registered_at,
+                last_contact: d.last_contact_at,
+                pi_id: d.pi_id,
+            }
+        })
+        .collect())
+}
+
+pub fn devices_table(rows: &[DeviceRow]) -> Table {
+    let mut t = Table::new(&[
+        "Name",
+        "Product Type",
+        "Serial Number",
+        "Virtual Account",
+        "State",
+        "Registered",
+        "Last Contact",
+        "PI ID",
+        "Licenses",
+        "Alerts",
+    ]);
+    for r in rows {
+        t.push(vec![
+            r.name.clone(),
+            r.product_type.clone(),
+            r.serial_number.clone(),
+            r.virtual_account.clone(),
+            r.state.clone(),
+            r.registered.clone(),
+            r.last_contact.clone(),
+            r.pi_id.clone(),
+            r.licenses.join("; "),
+            r.alerts.join("; "),
+        ]);
+    }
+    t
+}
+
+pub fn alerts_table(rows: &[AlertView]) -> Table {
+    let mut t = Table::new(&[
+        "ID",
+        "Severity",
+        "Type",
+        "Source",
+        "Virtual Account",
+        "Action Due",
+        "State",
+        "Created",
+        "Message",
+    ]);
+    for a in rows {
+        t.push(vec![
+            a.id.to_string(),
+            a.severity.clone(),
+            a.kind.clone(),
+            if a.source.is_empty() {
+                a.source_type.clone()
+            } else {
+                format!("{} {}", a.source_type, a.source)
+            },
+            a.virtual_account.clone().unwrap_or_default(),
+            a.action_due.clone().unwrap_or_default(),
+            match &a.remind_at {
+                Some(t) => format!("{} until {t}", a.state),
+                None => a.state.clone(),
+            },
+            a.created.clone(),
+            a.message.clone(),
+        ]);
+    }
+    t
+}
+
+/// An event as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub virtual_account: Option<String>,
+    pub product_instance: Option<String>,
+    pub license: Option<String>,
+    pub message: String,
+    pub user: String,
+    pub hash: String,
+}
+
+impl From<EventRow> for EventView {
+    fn from(e: EventRow) -> Self {
+        EventView {
+            id: e.id,
+            time: clock::format(e.at),
+            kind: e.kind,
+            virtual_account: e.va_name,
+            product_instance: e.pi_uuid,
+            license: e.license_tag,
+            message: e.message,
+            user: e.actor,
+            hash: e.hash,
+        }
+    }
+}
+
+pub fn events_table(rows: &[EventView]) -> Table {
+    let mut t = Table::new(&[
+        "ID",
+        "Time",
+        "User",
+        "Type",
+        "Virtual Account",
+        "Product Instance",
+        "License",
+        "Message",
+    ]);
+    for e in rows {
+        t.push(vec![
+            e.id.to_string(),
+            e.time.clone(),
+            e.user.clone(),
+            e.kind.clone(),
+            e.virtual_account.clone().unwrap_or_default(),
+            e.product_instance.clone().unwrap_or_default(),
+            e.license.clone().unwrap_or_default(),
+            e.message.clone(),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting_and_ends_lines_with_crlf() {
+        let mut t = Table::new(&["Name", "Note"]);
+        t.push(vec!["Lab, West".into(), "say \"hi\"".into()]);
+        t.push(vec!["Zürich 東京".into(), "two\nlines".into()]);
+        t.push(vec!["plain".into(), String::new()]);
+        assert_eq!(
+            t.csv().unwrap(),
+            "Name,Note\r\n\"Lab, West\",\"say \"\"hi\"\"\"\r\nZürich 東京,\"two\nlines\"\r\nplain,\r\n"
+        );
+    }
+
+    #[test]
+    fn text_aligns_all_but_the_last_column() {
+        let mut t = Table::new(&["A", "Message"]);
+        t.push(vec!["long value".into(), "m1".into()]);
+        t.push(vec!["x".into(), "m2".into()]);
+        assert_eq!(
+            t.text(),
+            "A           MESSAGE\nlong value  m1\nx           m2\n"
+        );
+    }
+}
