@@ -24,7 +24,8 @@ pub use reports::{AlertCommand, EventCommand, Format, ReportCommand};
              license use here; it syncs with the central license manager over HTTPS or by files.",
     after_help = "Configuration: built-in defaults (config/satellite.toml) < --config FILE < \
                   SATELLITE_<SECTION>_<KEY> environment variables < --data-dir.\n\
-                  Exit codes: 0 ok, 1 runtime failure, 2 usage or input error."
+                  Exit codes: 0 ok, 1 runtime failure, 2 usage or input error, 3 evidence of \
+                  tampering (event verify)."
 )]
 pub struct Cli {
     /// Configuration file (TOML). Without it the built-in defaults apply.

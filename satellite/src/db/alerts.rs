@@ -63,22 +63,39 @@ pub fn raise(conn: &mut SqliteConnection, now: i64, a: &NewAlert<'_>) -> Result<
             Ok(false)
         }
         None => {
-            diesel::insert_into(alerts::table)
-                .values((
-                    alerts::kind.eq(a.kind),
-                    alerts::severity.eq(a.severity),
-                    alerts::source_type.eq(a.source_type),
-                    alerts::source_id.eq(a.source_id),
-                    alerts::va_id.eq(a.va_id),
-                    alerts::message.eq(&a.message),
-                    alerts::action_due_at.eq(a.action_due_at),
-                    alerts::created_at.eq(now),
-                    alerts::updated_at.eq(now),
-                ))
-                .execute(conn)?;
+            insert(conn, now, a, None, None)?;
             Ok(true)
         }
     }
+}
+
+/// Inserts an active alert; returns its id.
+fn insert(
+    conn: &mut SqliteConnection,
+    now: i64,
+    a: &NewAlert<'_>,
+    subject: Option<&str>,
+    period: Option<&str>,
+) -> Result<i64> {
+    diesel::insert_into(alerts::table)
+        .values((
+            alerts::kind.eq(a.kind),
+            alerts::severity.eq(a.severity),
+            alerts::source_type.eq(a.source_type),
+            alerts::source_id.eq(a.source_id),
+            alerts::va_id.eq(a.va_id),
+            alerts::message.eq(&a.message),
+            alerts::action_due_at.eq(a.action_due_at),
+            alerts::subject.eq(subject),
+            alerts::period.eq(period),
+            alerts::created_at.eq(now),
+            alerts::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(alerts::table
+        .select(alerts::id)
+        .order(alerts::id.desc())
+        .first(conn)?)
 }
 
 /// Clears the active alert of `kind` for one source. Looks first, so the common case (no
@@ -209,25 +226,7 @@ pub fn raise_period(
         alerts::updated_at.eq(now),
     ))
     .execute(conn)?;
-    diesel::insert_into(alerts::table)
-        .values((
-            alerts::kind.eq(a.kind),
-            alerts::severity.eq(a.severity),
-            alerts::source_type.eq(a.source_type),
-            alerts::source_id.eq(a.source_id),
-            alerts::va_id.eq(a.va_id),
-            alerts::message.eq(&a.message),
-            alerts::action_due_at.eq(a.action_due_at),
-            alerts::subject.eq(subject),
-            alerts::period.eq(period),
-            alerts::created_at.eq(now),
-            alerts::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(alerts::table
-        .select(alerts::id)
-        .order(alerts::id.desc())
-        .first(conn)?)
+    insert(conn, now, a, Some(subject), Some(period))
 }
 
 /// Ends one alert: `dismissed` (by `by`) or `cleared` (the condition ended).

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{csr_pem, Dev, Site};
+use crate::common::{csr_pem, register_body, Dev, Site};
 use satellite_e2e::harness::free_port;
 
 const DNA: &str = "regid.example.dna-advantage";
@@ -53,8 +53,9 @@ fn date_of(unix: i64) -> String {
     satellite::clock::format(unix)[..10].to_string()
 }
 
-/// A term license of 3 in Lab that ends `days` days from the satellite's now, synced down.
-fn term_license(site: &Site, days: i64, name: &str) -> String {
+/// Adds at the cloud a term license of 3 in Lab named `name` that ends `days` days from
+/// the satellite's now; returns its end date.
+fn add_term_license(site: &Site, days: i64, name: &str) -> String {
     let end = date_of(sat_now(site) + days * 86_400);
     site.cloud
         .run(&[
@@ -76,7 +77,6 @@ fn term_license(site: &Site, days: i64, name: &str) -> String {
             &end,
         ])
         .ok();
-    site.round_trip(&format!("term-{days}"));
     end
 }
 
@@ -86,7 +86,8 @@ fn the_scheduler_raises_and_ends_the_timer_alerts_as_the_clock_moves() {
     let mut site = Site::new(t.path());
     // The server's scheduler evaluates the timers every second.
     site.restart_with(&[("SATELLITE_SYNC_TICK_SECONDS", "1")]);
-    let end = term_license(&site, 45, "Term 45");
+    let end = add_term_license(&site, 45, "Term 45");
+    site.round_trip("term");
     let token = site.token("Lab", &[]);
     let mut quiet = Dev::register(&site, &token, "SN-QUIET");
     quiet.authorize(&site, DNA, 2);
@@ -205,25 +206,9 @@ fn active_of(site: &Site, kind: &str) -> usize {
 /// A device registered with a display name of its own.
 fn named_device(site: &Site, token: &str, sn: &str, name: &str) -> Dev {
     let key = sync_format::pki::new_p256_key().unwrap();
-    let body = serde_json::json!({
-        "token": token,
-        "udi": { "pid": "TEST-PID", "sn": sn },
-        "csr_pem": csr_pem(&key),
-        "name": name,
-    });
-    let r = site
-        .sat
-        .https
-        .post_json("/api/v1/devices/register", &body)
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let v = r.json();
-    Dev {
-        key,
-        pi_id: v["pi_id"].as_str().unwrap().to_string(),
-        counter: 0,
-        ca_pem: v["ca_certificate_pem"].as_str().unwrap().to_string(),
-    }
+    let mut body = register_body(token, "TEST-PID", sn, &key);
+    body["name"] = name.into();
+    Dev::register_with(site, &body, key)
 }
 
 /// A JSON value as the CSV writes it: strings as they are, lists joined by "; ".
@@ -543,26 +528,7 @@ fn every_state_change_leaves_an_event_and_the_chain_holds() {
     );
 
     // A license added at the cloud, a sync by files.
-    site.cloud
-        .run(&[
-            "license",
-            "add",
-            "--va",
-            "Lab",
-            "--tag",
-            TERM,
-            "--name",
-            "Term 40",
-            "--count",
-            "3",
-            "--kind",
-            "term",
-            "--start",
-            "2026-01-01",
-            "--end",
-            &date_of(sat_now(&site) + 40 * 86_400),
-        ])
-        .ok();
+    add_term_license(&site, 40, "Term 40");
     site.round_trip("first");
     expect_all(
         &site,

@@ -348,13 +348,20 @@ impl Dev {
     /// Registers a new device; panics unless it succeeds.
     pub fn register(site: &Site, token: &str, sn: &str) -> Dev {
         let key = sync_format::pki::new_p256_key().unwrap();
+        let body = register_body(token, "TEST-PID", sn, &key);
+        Dev::register_with(site, &body, key)
+    }
+
+    /// Registers with this body (made for `key`); panics unless it succeeds.
+    pub fn register_with(
+        site: &Site,
+        body: &serde_json::Value,
+        key: openssl::pkey::PKey<openssl::pkey::Private>,
+    ) -> Dev {
         let r = site
             .sat
             .https
-            .post_json(
-                "/api/v1/devices/register",
-                &register_body(token, "TEST-PID", sn, &key),
-            )
+            .post_json("/api/v1/devices/register", body)
             .unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let v = r.json();
