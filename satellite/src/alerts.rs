@@ -505,10 +505,7 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter, now: i64) -> Result<Vec<Ale
             "unknown alert state {want:?}: use active, snoozed, dismissed, cleared or all"
         )));
     }
-    let va_names: HashMap<i64, String> = pools::all(conn)?
-        .into_iter()
-        .map(|(va, _)| (va.id, va.name))
-        .collect();
+    let va_names: HashMap<i64, String> = pools::va_names(conn)?.into_iter().collect();
     let va_id = match &f.va {
         Some(name) => Some(
             va_names

@@ -63,38 +63,19 @@ impl Table {
                 width[i] = width[i].max(c.chars().count());
             }
         }
-        let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let line = |cells: Vec<String>| {
             let mut s = String::new();
-            for (i, c) in cells.enumerate() {
+            for (i, c) in cells.iter().enumerate() {
+                s.push_str(c);
                 if i + 1 < n {
-                    s.push_str(c);
                     s.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
-                } else {
-                    s.push_str(c);
                 }
             }
-            s.trim_end().to_string()
+            s.trim_end().to_string() + "\n"
         };
-        let mut out = line(
-            &mut self
-                .headers
-                .iter()
-                .map(|h| h.to_uppercase())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str),
-        );
-        out.push('\n');
+        let mut out = line(self.headers.iter().map(|h| h.to_uppercase()).collect());
         for r in &self.rows {
-            out.push_str(&line(
-                &mut r
-                    .iter()
-                    .map(|c| c.replace('\n', " "))
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str),
-            ));
-            out.push('\n');
+            out.push_str(&line(r.iter().map(|c| c.replace('\n', " ")).collect()));
         }
         out
     }
@@ -124,15 +105,18 @@ pub struct LicenseRow {
     pub alerts: Vec<String>,
 }
 
-fn check_vas(conn: &mut SqliteConnection, vas: &[String]) -> Result<()> {
-    for va in vas {
-        if pools::va_id(conn, va)?.is_none() {
-            return Err(Error::NotFound(format!(
-                "no virtual account named {va:?} (see `satellite status`)"
-            )));
-        }
+/// Every VA's id by name; an error naming the first of `wanted` that does not exist.
+fn va_ids(conn: &mut SqliteConnection, wanted: &[String]) -> Result<HashMap<String, i64>> {
+    let ids: HashMap<String, i64> = pools::va_names(conn)?
+        .into_iter()
+        .map(|(id, name)| (name, id))
+        .collect();
+    if let Some(va) = wanted.iter().find(|va| !ids.contains_key(*va)) {
+        return Err(Error::NotFound(format!(
+            "no virtual account named {va:?} (see `satellite status`)"
+        )));
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// Active alerts per (VA id, source id), as "Type (severity)".
@@ -155,12 +139,8 @@ pub fn licenses(
     now: i64,
     f: &LicenseFilter,
 ) -> Result<Vec<LicenseRow>> {
-    check_vas(conn, &f.vas)?;
+    let va_ids = va_ids(conn, &f.vas)?;
     let alerts = alerts_by_source(conn)?;
-    let va_ids: HashMap<String, i64> = pools::all(conn)?
-        .into_iter()
-        .map(|(va, _)| (va.name, va.id))
-        .collect();
     let mut out = Vec::new();
     for p in crate::compliance::pool_report(conn, now)? {
         if !f.vas.is_empty() && !f.vas.contains(&p.virtual_account) {
@@ -250,12 +230,8 @@ pub struct DeviceRow {
 }
 
 pub fn devices(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<Vec<DeviceRow>> {
-    check_vas(conn, &f.vas)?;
+    let va_ids = va_ids(conn, &f.vas)?;
     let alerts = alerts_by_source(conn)?;
-    let va_ids: HashMap<String, i64> = pools::all(conn)?
-        .into_iter()
-        .map(|(va, _)| (va.name, va.id))
-        .collect();
     let all = crate::devices::list(
         conn,
         &db::devices::Filter {

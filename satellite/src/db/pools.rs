@@ -134,3 +134,11 @@ pub fn ending_lines(conn: &mut SqliteConnection) -> Result<Vec<(LicenseRow, Stri
         .order(licenses::id)
         .load(conn)?)
 }
+
+/// Every virtual account's id and name (without their license lines).
+pub fn va_names(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
+    Ok(virtual_accounts::table
+        .select((virtual_accounts::id, virtual_accounts::name))
+        .order(virtual_accounts::name)
+        .load(conn)?)
+}
