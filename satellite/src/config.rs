@@ -23,6 +23,7 @@ pub const ENV_PREFIX: &str = "SATELLITE_";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub console: ConsoleConfig,
     pub storage: StorageConfig,
     pub satellite: SatelliteConfig,
     pub cloud: CloudConfig,
@@ -41,6 +42,22 @@ pub struct ServerConfig {
     pub plain_http: bool,
     pub max_body_bytes: u64,
     pub workers: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Empty: the console shares the device listener.
+    pub listen: String,
+    #[serde(skip_serializing)]
+    pub admin_password: String,
+}
+
+impl ConsoleConfig {
+    /// The console's own address, if it has one (checked when the configuration loaded).
+    pub fn own_listener(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -311,7 +328,12 @@ fn set_checked(
     if let Err(allowed) = check_value(section, key, &value) {
         return Err(ConfigError::BadValue {
             key: format!("{section}.{key}"),
-            value: value.to_string(),
+            // A secret is not repeated in an error message (it may end up in a log).
+            value: if key.contains("password") {
+                "(hidden)".to_string()
+            } else {
+                value.to_string()
+            },
             origin: origin.to_string(),
             allowed: allowed.to_string(),
         });
@@ -338,6 +360,12 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
             matches!(v, V::String(_))
         }
         ("cloud", "url") => matches!(v, V::String(s) if s.is_empty() || s.starts_with("https://")),
+        ("console", "listen") => {
+            matches!(v, V::String(s) if s.is_empty() || s.parse::<SocketAddr>().is_ok())
+        }
+        ("console", "admin_password") => matches!(v, V::String(s) if s.is_empty()
+            || s.starts_with("$argon2")
+            || (s.chars().count() >= crate::operators::MIN_PASSWORD && s.len() <= 1024)),
         ("cloud", "proxy") => matches!(v, V::String(s) if s.is_empty() || s.starts_with("http://")),
         ("server", "plain_http") | ("testing", "manual_clock") => matches!(v, V::Boolean(_)),
         ("server", "max_body_bytes") => int_in(1024, 64 * 1024 * 1024),
@@ -371,6 +399,13 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
             "a path to a PEM file, or \"\" for the self-made certificate"
         }
         ("satellite", "name") => "a string (empty means the host name)",
+        ("console", "listen") => {
+            "an address:port such as 127.0.0.1:8444 or 0.0.0.0:8444, or \"\" to serve the \
+             console on [server] listen"
+        }
+        ("console", "admin_password") => {
+            "a password of at least 10 characters, an argon2 hash, or \"\" for a generated one"
+        }
         ("cloud", "ca_file") => "a path to a PEM file, or \"\"",
         ("cloud", "url") => "an https:// URL, or \"\" (plain HTTP to the cloud is never used)",
         ("cloud", "proxy") => "an http:// proxy URL such as http://proxy.example:3128, or \"\"",
@@ -537,6 +572,22 @@ mod tests {
         assert!(
             msg.contains("\"many\"") && msg.contains("SATELLITE_STORAGE_POOL_SIZE"),
             "{msg}"
+        );
+        let msg = Config::load_from(
+            None,
+            &env(&[("SATELLITE_CONSOLE_ADMIN_PASSWORD", "tiny-pw")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("console.admin_password") && !msg.contains("tiny-pw"),
+            "the password is not repeated: {msg}"
+        );
+        let c = Config::load_from(None, &env(&[("SATELLITE_CONSOLE_LISTEN", "")])).unwrap();
+        assert_eq!(
+            c.console.own_listener(),
+            None,
+            "empty: on the device listener"
         );
     }
 

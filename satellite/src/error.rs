@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(String),
 
+    /// Too many attempts (failed logins); the message says how long to wait.
+    #[error("{0}")]
+    TooManyRequests(String),
+
     /// The request is well-formed but conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -106,6 +110,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::Conflict(_) => "conflict",
+            Error::TooManyRequests(_) => "too_many_requests",
             Error::State(_) => "state",
             Error::Removed(_) => "satellite_removed",
             Error::ManualClockDisabled => "manual_clock_disabled",
@@ -134,6 +139,7 @@ impl Error {
             | Error::Unauthorized(_)
             | Error::Forbidden(_)
             | Error::Conflict(_)
+            | Error::TooManyRequests(_)
             | Error::State(_)
             | Error::Removed(_)
             | Error::ManualClockDisabled => 2,

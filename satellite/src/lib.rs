@@ -24,6 +24,7 @@ pub mod export;
 pub mod http;
 pub mod identity;
 pub mod notify;
+pub mod operators;
 pub mod registration;
 pub mod report;
 pub mod server;

@@ -27,14 +27,24 @@ pub async fn serve(state: AppState) -> Result<()> {
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    // The console's own listener, when it has one: the operator API and console only.
+    let console_state = state.clone();
+    let console = cfg.console.own_listener().map(|addr| {
+        let server = HttpServer::new(move || {
+            App::new().configure(http::configure_console(console_state.clone()))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+        (addr, server)
+    });
 
-    let bind_err = |e: std::io::Error| Error::Invalid(format!("cannot listen on {listen}: {e}"));
-    let (server, scheme) = if cfg.server.plain_http {
+    let tls = if cfg.server.plain_http {
         tracing::warn!(
-            "serving PLAIN HTTP ([server] plain_http = true): tokens and device identities \
-             travel unencrypted"
+            "serving PLAIN HTTP ([server] plain_http = true): tokens, device identities and \
+             operator passwords travel unencrypted"
         );
-        (server.bind(listen).map_err(bind_err)?, "http")
+        None
     } else {
         let name = crate::config::hostname();
         let cert = tls::server_cert(
@@ -49,16 +59,37 @@ pub async fn serve(state: AppState) -> Result<()> {
             sha256_fingerprint = %cert.fingerprint,
             "TLS certificate"
         );
-        (
-            server
-                .bind_openssl(listen, tls::acceptor(&cert)?)
-                .map_err(bind_err)?,
-            "https",
-        )
+        Some(cert)
     };
-    for addr in server.addrs() {
-        tracing::info!(%addr, %scheme, "listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Binds a server to an address, with TLS unless serving plain HTTP.
+    macro_rules! bind {
+        ($server:expr, $addr:expr) => {{
+            let addr = $addr;
+            let bind_err =
+                |e: std::io::Error| Error::Invalid(format!("cannot listen on {addr}: {e}"));
+            match &tls {
+                Some(cert) => $server
+                    .bind_openssl(addr, tls::acceptor(cert)?)
+                    .map_err(bind_err)?,
+                None => $server.bind(addr).map_err(bind_err)?,
+            }
+        }};
     }
+    let server = bind!(server, listen);
+    for addr in server.addrs() {
+        tracing::info!(%addr, %scheme, "listening (devices{})", if console.is_some() { "" } else { ", operator console and API" });
+    }
+    let console = match console {
+        Some((addr, c)) => {
+            let c = bind!(c, addr);
+            for addr in c.addrs() {
+                tracing::info!(%addr, %scheme, console = %format!("{scheme}://{addr}/console/"), "listening (operator console and API)");
+            }
+            Some(c.run())
+        }
+        None => None,
+    };
     let server = server.run();
     state.ready.store(true, Ordering::Release);
     tracing::info!("ready");
@@ -75,13 +106,26 @@ pub async fn serve(state: AppState) -> Result<()> {
     }
 
     let handle = server.handle();
+    let console_handle = console.as_ref().map(|c| c.handle());
     actix_web::rt::spawn(async move {
         let signal = wait_for_signal().await;
         tracing::info!(%signal, "shutting down: no new connections, finishing requests in flight");
         crate::notify::notify("STOPPING=1\nSTATUS=stopping");
-        handle.stop(true).await;
+        match console_handle {
+            Some(c) => {
+                tokio::join!(handle.stop(true), c.stop(true));
+            }
+            None => handle.stop(true).await,
+        }
     });
-    server.await?;
+    match console {
+        Some(c) => {
+            let (a, b) = tokio::join!(server, c);
+            a?;
+            b?;
+        }
+        None => server.await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -30,7 +30,7 @@ for n in "${counts[@]}"; do
   mc satellite authorize "$work/req.zip" --name bench --va Site --out "$work/auth.zip"
   sat register import "$work/auth.zip" >/dev/null
   token=$(sat token create --va Site --days 30)
-  RUST_LOG=warn SATELLITE_SERVER_LISTEN=127.0.0.1:$port "$bin/satellite" --data-dir "$work/sat" serve >"$work/sat.log" 2>&1 &
+  RUST_LOG=warn SATELLITE_SERVER_LISTEN=127.0.0.1:$port SATELLITE_CONSOLE_LISTEN=127.0.0.1:0 "$bin/satellite" --data-dir "$work/sat" serve >"$work/sat.log" 2>&1 &
   sat_pid=$!
   for _ in $(seq 100); do
     curl -fsk "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break

@@ -5,3 +5,4 @@
 pub mod cloud;
 pub mod harness;
 pub mod sim;
+pub mod webdriver;

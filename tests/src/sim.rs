@@ -91,8 +91,8 @@ pub struct Common {
 pub struct RunArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The registration token.
-    #[arg(long)]
+    /// The registration token (it may begin with "-").
+    #[arg(long, allow_hyphen_values = true)]
     pub token: String,
     /// How many devices.
     #[arg(long)]
@@ -852,4 +852,29 @@ fn saved(
     }
     save(&a.state, &all)?;
     Ok((summary, a.common.json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_may_begin_with_a_hyphen() {
+        // Tokens are base64url: one in 64 begins with "-".
+        let cli = Cli::try_parse_from([
+            "device-sim",
+            "run",
+            "--satellite",
+            "https://localhost:8443",
+            "--token",
+            "-u9KXk7abc",
+            "--devices",
+            "1",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.token, "-u9KXk7abc");
+    }
 }

@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 
 mod reports;
+mod users;
 pub use reports::{AlertCommand, EventCommand, Format, ReportCommand};
+pub use users::{ApiTokenCommand, UserCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,7 +44,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the satellite: the HTTPS device API with /healthz and /readyz.
+    /// Run the satellite: the HTTPS device API with /healthz and /readyz, and the operator
+    /// console and API (on [console] listen, https://127.0.0.1:8444/console/ by default).
+    ///
+    /// On first start, with no operator account yet, creates "admin" with [console]
+    /// admin_password or a random password printed once on standard error.
     ///
     /// Creates the data directory and database on first start, applies pending migrations,
     /// makes a self-signed TLS certificate if none is configured (its SHA-256 fingerprint is
@@ -90,6 +96,11 @@ pub enum Command {
     /// `import`), or over HTTPS (`now`, and the `[sync] schedule` of a running server).
     #[command(subcommand)]
     Sync(SyncCommand),
+
+    /// Operator accounts of the console and operator API (admin, operator, auditor), and
+    /// their API tokens.
+    #[command(subcommand)]
+    User(UserCommand),
 
     /// Export-controlled (restricted) license requests and returns: queued for the next
     /// sync, then granted or denied by the cloud, delivered to the device, returned.
@@ -421,6 +432,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Alert(cmd) => reports::alert_command(config, cmd),
         Command::Event(cmd) => reports::event_command(config, cmd),
         Command::Report(cmd) => reports::report_command(config, cmd),
+        Command::User(cmd) => users::user_command(config, cmd),
         Command::Backup { out, json } => {
             let ctx = Context::open(config)?;
             let b = crate::backup::backup(&ctx.store, ctx.clock.now(), &out)?;
@@ -507,11 +519,13 @@ fn serve(config: Config) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "starting satellite"
     );
+    first_admin(&ctx)?;
     let (writer, writer_thread) = crate::db::writer::Writer::start(&ctx.store)?;
     let state = AppState {
         device_ca: Arc::new(crate::identity::device_ca(ctx.store.data_dir())?),
         token_key: Arc::new(crate::identity::token_key(ctx.store.data_dir())?),
         identities: Arc::default(),
+        console: Arc::default(),
         config: ctx.config,
         store: ctx.store,
         clock: ctx.clock,
@@ -529,6 +543,35 @@ fn serve(config: Config) -> Result<()> {
     writer_thread.stop();
     tracing::info!("database closed");
     served
+}
+
+/// First start: creates the "admin" account, with the configured password or a generated
+/// one shown here, once, on standard error (not in the log).
+fn first_admin(ctx: &Context) -> Result<()> {
+    let made = crate::operators::bootstrap(
+        &mut *ctx.store.conn()?,
+        &ctx.config.console.admin_password,
+        ctx.clock.now(),
+    )?;
+    match made {
+        Some(crate::operators::Bootstrapped {
+            generated: Some(pw),
+        }) => {
+            tracing::warn!(
+                "created the operator account \"admin\"; its password is on standard error, once"
+            );
+            eprintln!(
+                "\n  Operator console: created the account \"admin\" with the password\n\n      {pw}\n\n  \
+                 It is shown only this once. Log in and change it, or set it with\n  \
+                 `satellite user passwd admin`.\n"
+            );
+        }
+        Some(_) => {
+            tracing::info!("created the operator account \"admin\" with the configured password")
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 fn clock_command(config: Config, cmd: ClockCommand) -> Result<()> {
@@ -574,7 +617,7 @@ fn clock_command(config: Config, cmd: ClockCommand) -> Result<()> {
 }
 
 /// Who did it, for the event log.
-fn operator() -> String {
+pub(crate) fn operator() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .map(|u| format!("cli:{u}"))

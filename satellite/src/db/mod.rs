@@ -7,6 +7,7 @@ pub mod devices;
 pub mod events;
 pub mod export;
 pub mod identity;
+pub mod operators;
 pub mod pools;
 pub mod registration;
 pub mod schema;

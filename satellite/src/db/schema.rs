@@ -229,11 +229,48 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    operators (id) {
+        id -> BigInt,
+        username -> Text,
+        role -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+        password_changed_at -> BigInt,
+        last_login_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    operator_sessions (id_hash) {
+        id_hash -> Text,
+        operator_id -> BigInt,
+        csrf -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    operator_api_tokens (id) {
+        id -> BigInt,
+        operator_id -> BigInt,
+        description -> Text,
+        token_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(licenses -> virtual_accounts (va_id));
 diesel::joinable!(registration_tokens -> virtual_accounts (va_id));
 diesel::joinable!(product_instances -> virtual_accounts (va_id));
 diesel::joinable!(license_usage -> product_instances (pi_id));
 diesel::joinable!(export_requests -> product_instances (pi_id));
+diesel::joinable!(operator_sessions -> operators (operator_id));
+diesel::joinable!(operator_api_tokens -> operators (operator_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     satellite,
@@ -251,4 +288,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     export_requests,
     alerts,
     events,
+    operators,
+    operator_sessions,
+    operator_api_tokens,
 );

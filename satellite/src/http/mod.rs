@@ -7,6 +7,7 @@
 mod devices;
 pub mod errors;
 mod health;
+pub mod operator;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -32,14 +33,18 @@ pub struct AppState {
     pub token_key: Arc<TokenKey>,
     /// Devices' keys, so signed requests need no store read.
     pub identities: Arc<crate::devices::IdentityCache>,
+    /// The console's failed-login counter and uploads waiting to be applied.
+    pub console: Arc<operator::ConsoleState>,
     /// Set once migrations ran and the listeners are bound.
     pub ready: Arc<AtomicBool>,
 }
 
-/// Registers every route, the request-size limits and the error mapping of body parsing.
+/// Registers every device route (and the operator routes when the console shares the
+/// device listener), the request-size limits and the error mapping of body parsing.
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         let limit = usize::try_from(state.config.server.max_body_bytes).unwrap_or(usize::MAX);
+        let own_console = state.config.console.own_listener().is_some();
         cfg.app_data(web::Data::new(state))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(
@@ -59,6 +64,26 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route("/export/return", web::post().to(devices::export_return))
                     .route("/ca", web::get().to(devices::ca)),
             );
+        if !own_console {
+            operator::configure(cfg);
+        }
+    }
+}
+
+/// The app of the console's own listener: the operator API and console, and the health
+/// checks.
+pub fn configure_console(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        let limit = usize::try_from(state.config.server.max_body_bytes).unwrap_or(usize::MAX);
+        cfg.app_data(web::Data::new(state))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(|err, _req| errors::json_error(err)),
+            )
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz));
+        operator::configure(cfg);
     }
 }
 

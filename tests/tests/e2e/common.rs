@@ -29,8 +29,13 @@ pub fn sat(dir: &Path, args: &[&str]) -> Output {
 pub struct RunningSatellite {
     pub server: Server,
     pub https: Https,
+    /// The operator console's own listener.
+    pub console: Https,
     pub data_dir: PathBuf,
 }
+
+/// The password of the first admin of a test's satellite.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
 pub fn start_satellite(dir: &Path) -> RunningSatellite {
     start_satellite_env(dir, &[])
@@ -39,8 +44,14 @@ pub fn start_satellite(dir: &Path) -> RunningSatellite {
 /// `satellite serve` with extra environment variables.
 pub fn start_satellite_env(dir: &Path, env: &[(&str, &str)]) -> RunningSatellite {
     let port = free_port();
+    let console_port = free_port();
     let mut cmd = satellite(dir);
     cmd.env("SATELLITE_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "SATELLITE_CONSOLE_LISTEN",
+            format!("127.0.0.1:{console_port}"),
+        )
+        .env("SATELLITE_CONSOLE_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .envs(env.iter().copied())
         .arg("serve");
     let mut server = Server::start("satellite", &mut cmd, &dir.join("satellite.log"));
@@ -52,9 +63,11 @@ pub fn start_satellite_env(dir: &Path, env: &[(&str, &str)]) -> RunningSatellite
     let pem = wait_pem(&cert);
     let https = Https::new(port, &pem);
     harness::wait_http_ok(&https, "/readyz", Duration::from_secs(30), &mut server);
+    let console = Https::new(console_port, &pem);
     RunningSatellite {
         server,
         https,
+        console,
         data_dir,
     }
 }

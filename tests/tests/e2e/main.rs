@@ -3,6 +3,7 @@
 
 mod alerts;
 mod common;
+mod console;
 mod devices;
 mod export;
 mod foundation;

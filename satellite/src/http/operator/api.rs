@@ -1,0 +1,737 @@
+//! The operator API: `/api/v1/operator/...`, JSON (and CSV where a report is asked for with
+//! `?format=csv`). What the CLI does, over HTTPS. Documented in `docs/operator-console.md` and
+//! `docs/operator-api.openapi.yaml` (a test keeps the file and the routes in step).
+
+use std::io::Cursor;
+
+use actix_web::http::header;
+use actix_web::http::Method;
+use actix_web::web::{self, Bytes, Json, Path, Query};
+use actix_web::HttpResponse;
+use serde::{Deserialize, Serialize};
+
+use super::{db, Caller, Kind, RouteInfo, RouteSink};
+use crate::alerts;
+use crate::error::{Error, Result};
+use crate::http::{blocking, AppState};
+use crate::operators::{self, Role};
+use crate::report::{self, Table};
+
+pub fn declare(r: &mut impl RouteSink) {
+    use Role::{Admin, Auditor, Operator};
+    let get = Method::GET;
+    let post = Method::POST;
+    let delete = Method::DELETE;
+    macro_rules! route {
+        ($m:expr, $path:literal, $role:expr, $h:expr) => {
+            r.add(
+                RouteInfo {
+                    method: $m.clone(),
+                    path: concat!("/api/v1/operator", $path),
+                    role: Some($role),
+                    kind: Kind::Api,
+                },
+                $h,
+            )
+        };
+    }
+    route!(get, "/me", Auditor, me);
+    route!(post, "/me/password", Auditor, my_password);
+    route!(get, "/status", Auditor, status);
+    route!(get, "/sync/status", Auditor, sync_status);
+    route!(post, "/sync/export", Operator, sync_export);
+    route!(post, "/sync/import", Operator, sync_import);
+    route!(post, "/sync/now", Operator, sync_now);
+    route!(post, "/registration/export", Admin, registration_export);
+    route!(post, "/registration/import", Admin, registration_import);
+    route!(get, "/tokens", Auditor, tokens_list);
+    route!(post, "/tokens", Operator, token_create);
+    route!(get, "/tokens/{id}", Operator, token_show);
+    route!(get, "/tokens/{id}/download", Operator, token_download);
+    route!(post, "/tokens/{id}/revoke", Operator, token_revoke);
+    route!(delete, "/tokens/{id}", Operator, token_remove);
+    route!(get, "/devices", Auditor, devices_list);
+    route!(get, "/devices/{id}", Auditor, device_show);
+    route!(delete, "/devices/{id}", Operator, device_remove);
+    route!(post, "/devices/{id}/transfer", Operator, device_transfer);
+    route!(get, "/licenses", Auditor, licenses);
+    route!(get, "/alerts", Auditor, alerts_list);
+    route!(post, "/alerts/check", Operator, alerts_check);
+    route!(post, "/alerts/{id}/dismiss", Operator, alert_dismiss);
+    route!(
+        post,
+        "/alerts/{id}/remind-later",
+        Operator,
+        alert_remind_later
+    );
+    route!(get, "/events", Auditor, events_list);
+    route!(get, "/events/verify", Auditor, events_verify);
+    route!(get, "/exports", Auditor, exports_list);
+    route!(get, "/exports/{id}", Auditor, export_show);
+    route!(get, "/users", Admin, users_list);
+    route!(post, "/users", Admin, user_add);
+    route!(post, "/users/{name}/password", Admin, user_passwd);
+    route!(delete, "/users/{name}", Admin, user_remove);
+    route!(get, "/api-tokens", Auditor, api_tokens_list);
+    route!(post, "/api-tokens", Auditor, api_token_create);
+    route!(delete, "/api-tokens/{id}", Auditor, api_token_revoke);
+}
+
+fn json<T: Serialize>(v: &T) -> HttpResponse {
+    HttpResponse::Ok().json(v)
+}
+
+/// `?format=json|csv` of the report routes.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// The rows as JSON, or as an RFC 4180 CSV attachment named `name.csv`.
+pub fn rows<T: Serialize>(
+    rows: &[T],
+    format: Format,
+    table: impl FnOnce(&[T]) -> Table,
+    name: &str,
+) -> Result<HttpResponse> {
+    Ok(match format {
+        Format::Json => json(&rows),
+        Format::Csv => HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ))
+            .body(table(rows).csv()?),
+    })
+}
+
+/// A bundle to download.
+pub fn zip(bytes: Vec<u8>, filename: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .body(bytes)
+}
+
+async fn me(Caller(who): Caller) -> HttpResponse {
+    json(&serde_json::json!({ "username": who.username, "role": who.role }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MyPasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+async fn my_password(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    body: Json<MyPasswordBody>,
+) -> Result<HttpResponse> {
+    let b = body.into_inner();
+    let (now, actor, name) = (state.clock.now(), who.actor(), who.username.clone());
+    Ok(json(
+        &db(&state, move |c| {
+            operators::change_own_password(
+                c,
+                &name,
+                &b.current_password,
+                &b.new_password,
+                now,
+                &actor,
+            )
+        })
+        .await?,
+    ))
+}
+
+async fn status(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let st = blocking(move || crate::status::status(&state.store, state.clock.as_ref())).await?;
+    Ok(json(&st))
+}
+
+async fn sync_status(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let st = blocking(move || crate::sync::status(&state.store, &state.config, state.clock.now()))
+        .await?;
+    Ok(json(&st))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FullQuery {
+    #[serde(default)]
+    full: bool,
+}
+
+/// Makes a sync request file (as `satellite sync export`): its bytes and summary.
+pub async fn make_sync_file(
+    state: &AppState,
+    full: bool,
+) -> Result<(Vec<u8>, crate::sync::request::RequestSummary)> {
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    blocking(move || {
+        let now = clock.now();
+        crate::sync::deadlines::run(&mut *store.conn()?, now)?;
+        let (out, summary) = crate::sync::request::make(
+            &store,
+            now,
+            "manual",
+            full,
+            Cursor::new(Vec::new()),
+            &mut |_| {},
+        )?;
+        Ok((out.into_inner(), summary))
+    })
+    .await
+}
+
+async fn sync_export(state: web::Data<AppState>, q: Query<FullQuery>) -> Result<HttpResponse> {
+    let (bytes, summary) = make_sync_file(&state, q.full).await?;
+    Ok(zip(
+        bytes,
+        &format!("sync-request-{}.zip", summary.sequence),
+    ))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Reads a sync response (as `satellite sync import`); `dry_run` only previews.
+pub async fn import_sync_file(
+    state: &AppState,
+    bytes: Bytes,
+    dry_run: bool,
+) -> Result<crate::sync::apply::ImportOutcome> {
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    blocking(move || {
+        crate::sync::apply::import(
+            &store,
+            clock.now(),
+            Cursor::new(bytes),
+            "manual",
+            dry_run,
+            &mut |_| {},
+        )
+    })
+    .await
+}
+
+async fn sync_import(
+    state: web::Data<AppState>,
+    q: Query<ImportQuery>,
+    body: Bytes,
+) -> Result<HttpResponse> {
+    Ok(json(&import_sync_file(&state, body, q.dry_run).await?))
+}
+
+async fn sync_now(state: web::Data<AppState>, q: Query<FullQuery>) -> Result<HttpResponse> {
+    let full = q.full;
+    let (r, o) = blocking(move || {
+        crate::sync::network::sync_now(
+            &state.store,
+            &state.config,
+            state.clock.as_ref(),
+            full,
+            &mut |_| {},
+        )
+    })
+    .await?;
+    Ok(json(&serde_json::json!({ "request": r, "response": o })))
+}
+
+/// Makes the registration request file (as `satellite register export`).
+pub async fn make_registration_file(state: &AppState) -> Result<(Vec<u8>, String)> {
+    let state = state.clone();
+    blocking(move || {
+        crate::registration::make_request(
+            &state.store,
+            &state.config,
+            state.clock.as_ref(),
+            "manual",
+            None,
+        )
+    })
+    .await
+}
+
+async fn registration_export(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (bytes, _) = make_registration_file(&state).await?;
+    Ok(zip(bytes, "registration-request.zip"))
+}
+
+/// Reads an authorization file (as `satellite register import`).
+pub async fn import_registration_file(
+    state: &AppState,
+    bytes: Bytes,
+) -> Result<crate::registration::Registered> {
+    let state = state.clone();
+    blocking(move || {
+        crate::registration::import_authorization(
+            &state.store,
+            &state.config,
+            state.clock.as_ref(),
+            &bytes,
+        )
+    })
+    .await
+}
+
+async fn registration_import(state: web::Data<AppState>, body: Bytes) -> Result<HttpResponse> {
+    Ok(json(&import_registration_file(&state, body).await?))
+}
+
+async fn tokens_list(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let now = state.clock.now();
+    Ok(json(
+        &db(&state, move |c| crate::tokens::list(c, now)).await?,
+    ))
+}
+
+/// The body of `POST /tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenBody {
+    pub virtual_account: String,
+    pub days: i64,
+    #[serde(default)]
+    pub max_uses: Option<i64>,
+    #[serde(default)]
+    pub export_controlled: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Creates a registration token; the answer holds the token itself.
+pub async fn create_token(
+    state: &AppState,
+    who: &operators::Principal,
+    b: NewTokenBody,
+) -> Result<serde_json::Value> {
+    let key = state.token_key.clone();
+    let now = state.clock.now();
+    let n = crate::tokens::NewToken {
+        va: b.virtual_account,
+        days: b.days,
+        max_uses: b.max_uses,
+        export_controlled: b.export_controlled,
+        description: b.description,
+        created_by: who.actor(),
+    };
+    let (token, view) = db(state, move |c| crate::tokens::create(c, &key, now, &n)).await?;
+    let mut v = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
+    v["token"] = serde_json::Value::String(token);
+    Ok(v)
+}
+
+async fn token_create(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    body: Json<NewTokenBody>,
+) -> Result<HttpResponse> {
+    let v = create_token(&state, &who, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(v))
+}
+
+/// A token with its secret.
+pub async fn show_token(state: &AppState, id: i64) -> Result<(String, crate::tokens::TokenView)> {
+    let key = state.token_key.clone();
+    let now = state.clock.now();
+    db(state, move |c| crate::tokens::show(c, &key, id, now)).await
+}
+
+async fn token_show(state: web::Data<AppState>, id: Path<i64>) -> Result<HttpResponse> {
+    let (token, view) = show_token(&state, id.into_inner()).await?;
+    let mut v = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
+    v["token"] = serde_json::Value::String(token);
+    Ok(json(&v))
+}
+
+/// The token as a text file, as the vendor's "Download" gives it.
+pub async fn token_download(state: web::Data<AppState>, id: Path<i64>) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    let (token, _) = show_token(&state, id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"registration-token-{id}.txt\""),
+        ))
+        .body(format!("{token}\n")))
+}
+
+async fn token_revoke(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<i64>,
+) -> Result<HttpResponse> {
+    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    Ok(json(
+        &db(&state, move |c| crate::tokens::revoke(c, id, now, &actor)).await?,
+    ))
+}
+
+async fn token_remove(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<i64>,
+) -> Result<HttpResponse> {
+    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    db(&state, move |c| crate::tokens::remove(c, id, now, &actor)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceQuery {
+    va: Option<String>,
+    name: Option<String>,
+    product_type: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    format: Format,
+}
+
+async fn devices_list(state: web::Data<AppState>, q: Query<DeviceQuery>) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    if let Some(s) = q.status.as_deref() {
+        if s != "active" && s != "removed" {
+            return Err(Error::invalid(format!(
+                "status must be active or removed, got {s:?}"
+            )));
+        }
+    }
+    let f = report::DeviceFilter {
+        vas: q.va.into_iter().collect(),
+        product_types: q.product_type.into_iter().collect(),
+        name: q.name,
+        state: q.status,
+    };
+    let list = db(&state, move |c| report::devices(c, &f)).await?;
+    rows(&list, q.format, report::devices_table, "product-instances")
+}
+
+async fn device_show(state: web::Data<AppState>, id: Path<String>) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    Ok(json(
+        &db(&state, move |c| crate::devices::show(c, &id)).await?,
+    ))
+}
+
+async fn device_remove(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<String>,
+) -> Result<HttpResponse> {
+    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    Ok(json(
+        &db(&state, move |c| crate::devices::remove(c, &id, now, &actor)).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    virtual_account: String,
+}
+
+async fn device_transfer(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<String>,
+    body: Json<TransferBody>,
+) -> Result<HttpResponse> {
+    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    let va = body.into_inner().virtual_account;
+    Ok(json(
+        &db(&state, move |c| {
+            crate::devices::transfer(c, &id, &va, now, &actor)
+        })
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LicenseQuery {
+    va: Option<String>,
+    license: Option<String>,
+    #[serde(default)]
+    format: Format,
+}
+
+async fn licenses(state: web::Data<AppState>, q: Query<LicenseQuery>) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let now = state.clock.now();
+    let f = report::LicenseFilter {
+        vas: q.va.into_iter().collect(),
+        licenses: q.license.into_iter().collect(),
+    };
+    let list = db(&state, move |c| report::licenses(c, now, &f)).await?;
+    rows(&list, q.format, report::licenses_table, "licenses")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertQuery {
+    va: Option<String>,
+    severity: Option<String>,
+    state: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    format: Format,
+}
+
+fn one_of(what: &str, v: Option<&str>, allowed: &[&str]) -> Result<()> {
+    match v {
+        Some(s) if !allowed.contains(&s) => Err(Error::invalid(format!(
+            "{what} must be one of {}, got {s:?}",
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn alerts_list(state: web::Data<AppState>, q: Query<AlertQuery>) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    one_of("severity", q.severity.as_deref(), &alerts::SEVERITIES)?;
+    one_of("state", q.state.as_deref(), &alerts::STATES)?;
+    let now = state.clock.now();
+    let f = alerts::Filter {
+        va: q.va,
+        severity: q.severity,
+        state: Some(q.state.unwrap_or_else(|| "active".into())),
+        kind: q.kind,
+    };
+    let list = db(&state, move |c| alerts::list(c, &f, now)).await?;
+    rows(&list, q.format, report::alerts_table, "alerts")
+}
+
+async fn alerts_check(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let now = state.clock.now();
+    let v = db(&state, move |c| {
+        let checked = crate::sync::deadlines::run(c, now)?;
+        let out = alerts::evaluate(c, checked.effective_now)?;
+        Ok(serde_json::json!({ "deadlines": checked, "alerts": out }))
+    })
+    .await?;
+    Ok(json(&v))
+}
+
+async fn alert_dismiss(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<i64>,
+) -> Result<HttpResponse> {
+    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    Ok(json(
+        &db(&state, move |c| alerts::dismiss(c, id, now, &actor)).await?,
+    ))
+}
+
+async fn alert_remind_later(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<i64>,
+) -> Result<HttpResponse> {
+    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    Ok(json(
+        &db(&state, move |c| alerts::remind_later(c, id, now, &actor)).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    va: Option<String>,
+    pi: Option<String>,
+    license: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    #[serde(default)]
+    format: Format,
+}
+
+async fn events_list(state: web::Data<AppState>, q: Query<EventQuery>) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    if q.limit.is_some_and(|n| n < 1) {
+        return Err(Error::invalid("limit must be at least 1"));
+    }
+    let time = |s: &Option<String>| s.as_deref().map(crate::clock::parse_time).transpose();
+    let f = crate::db::events::Filter {
+        va_name: q.va,
+        pi_uuid: q.pi,
+        license_tag: q.license,
+        kind: q.kind,
+        since: time(&q.since)?,
+        until: time(&q.until)?,
+        limit: q.limit,
+    };
+    let list: Vec<report::EventView> = db(&state, move |c| crate::db::events::list(c, &f))
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    rows(&list, q.format, report::events_table, "events")
+}
+
+async fn events_verify(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let v = db(&state, crate::db::events::verify).await?;
+    Ok(json(&v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    state: Option<String>,
+    va: Option<String>,
+    device: Option<String>,
+    tag: Option<String>,
+}
+
+async fn exports_list(state: web::Data<AppState>, q: Query<ExportQuery>) -> Result<HttpResponse> {
+    let q = q.into_inner();
+    let f = crate::db::export::Filter {
+        state: q.state,
+        va: q.va,
+        pi: q.device,
+        tag: q.tag,
+        request: None,
+    };
+    Ok(json(
+        &db(&state, move |c| crate::export::list(c, &f)).await?,
+    ))
+}
+
+async fn export_show(state: web::Data<AppState>, id: Path<String>) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    Ok(json(
+        &db(&state, move |c| crate::export::show(c, &id)).await?,
+    ))
+}
+
+async fn users_list(state: web::Data<AppState>) -> Result<HttpResponse> {
+    Ok(json(&db(&state, operators::list).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserBody {
+    username: String,
+    role: String,
+    password: String,
+}
+
+async fn user_add(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    body: Json<NewUserBody>,
+) -> Result<HttpResponse> {
+    let b = body.into_inner();
+    let role = Role::parse(&b.role)?;
+    let (now, actor) = (state.clock.now(), who.actor());
+    let v = db(&state, move |c| {
+        operators::add(c, &b.username, role, &b.password, now, &actor)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+async fn user_passwd(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    name: Path<String>,
+    body: Json<PasswordBody>,
+) -> Result<HttpResponse> {
+    let (name, now, actor) = (name.into_inner(), state.clock.now(), who.actor());
+    let pw = body.into_inner().password;
+    Ok(json(
+        &db(&state, move |c| {
+            operators::passwd(c, &name, &pw, now, &actor)
+        })
+        .await?,
+    ))
+}
+
+async fn user_remove(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    name: Path<String>,
+) -> Result<HttpResponse> {
+    let (name, now, actor) = (name.into_inner(), state.clock.now(), who.actor());
+    db(&state, move |c| operators::remove(c, &name, now, &actor)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// An admin sees every API token; others their own.
+pub fn token_scope(who: &operators::Principal) -> Option<i64> {
+    (who.role < Role::Admin).then_some(who.operator_id)
+}
+
+async fn api_tokens_list(state: web::Data<AppState>, Caller(who): Caller) -> Result<HttpResponse> {
+    let (of, now) = (token_scope(&who), state.clock.now());
+    Ok(json(
+        &db(&state, move |c| operators::list_api_tokens(c, of, now)).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiTokenBody {
+    #[serde(default)]
+    description: String,
+    days: Option<u32>,
+}
+
+async fn api_token_create(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    body: Json<NewApiTokenBody>,
+) -> Result<HttpResponse> {
+    let b = body.into_inner();
+    let (now, actor, name) = (state.clock.now(), who.actor(), who.username.clone());
+    let t = db(&state, move |c| {
+        operators::create_api_token(c, &name, &b.description, b.days, now, &actor)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(t))
+}
+
+async fn api_token_revoke(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<i64>,
+) -> Result<HttpResponse> {
+    let (id, of, now, actor) = (
+        id.into_inner(),
+        token_scope(&who),
+        state.clock.now(),
+        who.actor(),
+    );
+    db(&state, move |c| {
+        operators::revoke_api_token(c, id, of, now, &actor)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,386 @@
+//! The operator routes through the real app factory: every route refuses anonymous and
+//! under-privileged callers, sessions need their CSRF token, logins are limited.
+
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::App;
+
+use super::*;
+use crate::config::Config;
+use crate::db::Store;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    _writer: crate::db::writer::WriterThread,
+    /// API tokens of an auditor, an operator and an admin.
+    tokens: Vec<(Role, String)>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        (
+            "SATELLITE_STORAGE_DATA_DIR".to_string(),
+            dir.path().join("data").display().to_string(),
+        ),
+        ("SATELLITE_CONSOLE_LISTEN".to_string(), String::new()),
+    ];
+    let config = Config::load_from(None, &env).unwrap();
+    let (store, _) = Store::open(&config.storage).unwrap();
+    let clock = crate::clock::from_config(false, &store);
+    crate::identity::ensure(&store, &config, clock.as_ref()).unwrap();
+    let (writer, thread) = crate::db::writer::Writer::start(&store).unwrap();
+    let now = clock.now();
+    let mut tokens = Vec::new();
+    {
+        let conn = &mut *store.conn().unwrap();
+        for role in Role::ALL {
+            let name = format!("the-{role}");
+            operators::add(conn, &name, role, "a long password", now, "test").unwrap();
+            let t = operators::create_api_token(conn, &name, "", None, now, "test").unwrap();
+            tokens.push((role, t.token));
+        }
+    }
+    let state = AppState {
+        device_ca: std::sync::Arc::new(crate::identity::device_ca(store.data_dir()).unwrap()),
+        token_key: std::sync::Arc::new(crate::identity::token_key(store.data_dir()).unwrap()),
+        identities: Default::default(),
+        console: Default::default(),
+        config: std::sync::Arc::new(config),
+        store,
+        clock,
+        writer,
+        ready: Default::default(),
+    };
+    Fixture {
+        _dir: dir,
+        state,
+        _writer: thread,
+        tokens,
+    }
+}
+
+/// A concrete path for a route pattern.
+fn concrete(path: &str) -> String {
+    // Ids nobody has: a route let through must not revoke the tokens the test calls with.
+    path.replace("{id}", "999999").replace("{name}", "nobody")
+}
+
+fn location(resp: &actix_web::dev::ServiceResponse) -> String {
+    resp.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn every_operator_route_refuses_anonymous_and_underprivileged_callers() {
+    actix_web::rt::System::new()
+        .block_on(every_operator_route_refuses_anonymous_and_underprivileged_callers_async());
+}
+
+async fn every_operator_route_refuses_anonymous_and_underprivileged_callers_async() {
+    let f = fixture();
+    let app =
+        test::init_service(App::new().configure(crate::http::configure(f.state.clone()))).await;
+    let all = routes();
+    assert!(all.len() > 50, "{} routes", all.len());
+
+    // Only these are open, and only because a login page must be reachable.
+    let open: Vec<String> = all
+        .iter()
+        .filter(|r| r.role.is_none())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            "GET /console/style.css",
+            "GET /console/login",
+            "POST /console/login"
+        ]
+    );
+
+    // The auditor is read-only: whatever changes state needs an operator, except logging
+    // out and the caller's own API tokens; accounts and registration need an admin.
+    for r in &all {
+        let what = format!("{} {}", r.method, r.path);
+        let own = r.path.ends_with("/logout")
+            || r.path.contains("api-tokens")
+            || r.path.ends_with("/password")
+                && (r.path.contains("/me/") || r.path.contains("/account/"));
+        if r.method != Method::GET && r.role.is_some() && !own {
+            assert!(r.role >= Some(Role::Operator), "{what}");
+        }
+        if r.path.contains("/users") || r.path.contains("/registration/") {
+            assert!(
+                r.role == Some(Role::Admin)
+                    || r.method == Method::GET && r.path.ends_with("registration"),
+                "{what}"
+            );
+        }
+    }
+
+    for r in all.iter().filter(|r| r.role.is_some()) {
+        let needed = r.role.unwrap_or(Role::Admin);
+        let path = concrete(r.path);
+        let what = format!("{} {}", r.method, r.path);
+
+        // Anonymous.
+        let resp = test::call_service(
+            &app,
+            TestRequest::default()
+                .method(r.method.clone())
+                .uri(&path)
+                .to_request(),
+        )
+        .await;
+        match r.kind {
+            Kind::Api => assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}"),
+            Kind::Page => {
+                assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{what}");
+                assert!(location(&resp).starts_with("/console/login"), "{what}");
+            }
+        }
+
+        // A forged session cookie and a made-up API token are anonymous too.
+        for (k, v) in [
+            ("cookie", format!("{SESSION_COOKIE}=forged")),
+            ("authorization", "Bearer satop_0000".to_string()),
+        ] {
+            let resp = test::call_service(
+                &app,
+                TestRequest::default()
+                    .method(r.method.clone())
+                    .uri(&path)
+                    .insert_header((k, v))
+                    .to_request(),
+            )
+            .await;
+            assert!(
+                matches!(
+                    resp.status(),
+                    StatusCode::UNAUTHORIZED | StatusCode::SEE_OTHER
+                ),
+                "{what} with a forged {k}: {}",
+                resp.status()
+            );
+        }
+
+        // Each role: refused below the route's role, let through at or above it.
+        for (role, token) in &f.tokens {
+            let resp = test::call_service(
+                &app,
+                TestRequest::default()
+                    .method(r.method.clone())
+                    .uri(&path)
+                    .insert_header(("authorization", format!("Bearer {token}")))
+                    .to_request(),
+            )
+            .await;
+            if *role < needed {
+                assert_eq!(
+                    resp.status(),
+                    StatusCode::FORBIDDEN,
+                    "{what} as {role}: {}",
+                    location(&resp)
+                );
+            } else {
+                assert!(
+                    !matches!(
+                        resp.status(),
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                    ),
+                    "{what} as {role}: {}",
+                    resp.status()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn browser_session_cookie_csrf_and_login_limit() {
+    actix_web::rt::System::new().block_on(browser_session_cookie_csrf_and_login_limit_async());
+}
+
+async fn browser_session_cookie_csrf_and_login_limit_async() {
+    let f = fixture();
+    let app =
+        test::init_service(App::new().configure(crate::http::configure(f.state.clone()))).await;
+    let login = |pw: &str| {
+        TestRequest::post()
+            .uri("/console/login")
+            .peer_addr("127.0.0.1:5000".parse().unwrap())
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .set_payload(format!(
+                "username=the-operator&password={}&next=%2Fconsole%2Ftokens",
+                pw.replace(' ', "+")
+            ))
+            .to_request()
+    };
+    let resp = test::call_service(&app, login("a long password")).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&resp), "/console/tokens");
+    let cookie = resp
+        .response()
+        .cookies()
+        .find(|c| c.name() == SESSION_COOKIE)
+        .unwrap()
+        .into_owned();
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(
+        cookie.same_site(),
+        Some(actix_web::cookie::SameSite::Strict)
+    );
+
+    // The page carries the session's CSRF token in its forms.
+    let resp = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/console/tokens")
+            .cookie(cookie.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp.headers().get(header::CONTENT_SECURITY_POLICY).unwrap();
+    assert!(csp.to_str().unwrap().contains("default-src 'self'"));
+    let page = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    let at = page.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+
+    // A form without the token, or with another, is refused and changes nothing.
+    let tokens_before = crate::tokens::list(&mut f.state.store.conn().unwrap(), 0)
+        .unwrap()
+        .len();
+    for body in [
+        "virtual_account=x&days=30".to_string(),
+        "csrf=0123&virtual_account=x&days=30".to_string(),
+    ] {
+        let resp = test::call_service(
+            &app,
+            TestRequest::post()
+                .uri("/console/tokens")
+                .cookie(cookie.clone())
+                .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                .set_payload(body)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+    // The API with a session needs the token in a header.
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/api/v1/operator/alerts/check")
+            .cookie(cookie.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/api/v1/operator/alerts/check")
+            .cookie(cookie.clone())
+            .insert_header((CSRF_HEADER, csrf))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        crate::tokens::list(&mut f.state.store.conn().unwrap(), 0)
+            .unwrap()
+            .len(),
+        tokens_before
+    );
+
+    // Log out: the cookie opens nothing any more.
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/console/logout")
+            .cookie(cookie.clone())
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .set_payload(format!("csrf={csrf}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let resp = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/console/")
+            .cookie(cookie.clone())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+
+    // Five failures lock the account out, even for the right password.
+    for _ in 0..operators::MAX_FAILURES {
+        let resp = test::call_service(&app, login("wrong password")).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = test::call_service(&app, login("a long password")).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let page = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(page.contains("too many failed logins"), "{page}");
+}
+
+#[test]
+fn login_never_redirects_off_the_console() {
+    actix_web::rt::System::new().block_on(login_never_redirects_off_the_console_async());
+}
+
+async fn login_never_redirects_off_the_console_async() {
+    for bad in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/console/\\evil",
+        "/other",
+    ] {
+        assert_eq!(
+            console::login_url(bad),
+            "/console/login?next=%2Fconsole%2F",
+            "{bad}"
+        );
+    }
+}
+
+/// `docs/operator-api.openapi.yaml` lists exactly the API routes, with their roles.
+#[test]
+fn the_openapi_file_lists_every_api_route_with_its_role() {
+    let doc = include_str!("../../../../docs/operator-api.openapi.yaml");
+    let mut documented = Vec::new();
+    let (mut path, mut method) = (String::new(), String::new());
+    for line in doc.lines() {
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            path = format!("/api/v1/operator/{p}");
+        } else if let Some(m) = line
+            .strip_prefix("    ")
+            .and_then(|m| m.strip_suffix(':'))
+            .filter(|m| ["get", "post", "delete", "put", "patch"].contains(m))
+        {
+            method = m.to_ascii_uppercase();
+        } else if let Some(role) = line.strip_prefix("      x-role: ") {
+            documented.push(format!("{method} {path} {role}"));
+        }
+    }
+    let mut served: Vec<String> = routes()
+        .into_iter()
+        .filter(|r| r.kind == Kind::Api)
+        .map(|r| {
+            let role = r.role.map(|r| r.to_string()).unwrap_or_default();
+            format!("{} {} {role}", r.method, r.path)
+        })
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+}
