@@ -77,14 +77,20 @@ pub async fn serve(state: AppState) -> Result<()> {
         }};
     }
     let server = bind!(server, listen);
+    let serves = if console.is_some() {
+        "devices"
+    } else {
+        "devices, operator console and API"
+    };
     for addr in server.addrs() {
-        tracing::info!(%addr, %scheme, "listening (devices{})", if console.is_some() { "" } else { ", operator console and API" });
+        tracing::info!(%addr, %scheme, serves, "listening");
     }
     let console = match console {
         Some((addr, c)) => {
             let c = bind!(c, addr);
             for addr in c.addrs() {
-                tracing::info!(%addr, %scheme, console = %format!("{scheme}://{addr}/console/"), "listening (operator console and API)");
+                let url = format!("{scheme}://{addr}/console/");
+                tracing::info!(%addr, %scheme, serves = "operator console and API", %url, "listening");
             }
             Some(c.run())
         }

@@ -102,6 +102,7 @@ pub fn declare(r: &mut impl RouteSink) {
 pub struct ConsoleState {
     pub logins: operators::LoginLimiter,
     uploads: Mutex<HashMap<String, Pending>>,
+    arrivals: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -109,18 +110,24 @@ struct Pending {
     session: String,
     filename: String,
     data: web::Bytes,
+    /// Order of arrival, so the oldest goes first.
+    seq: u64,
 }
 
-/// Uploads kept at most (one per session; the oldest goes).
-const MAX_PENDING: usize = 16;
+/// Uploads kept at most (one per session; beyond, the oldest goes).
+const MAX_PENDING: usize = 8;
 
 impl ConsoleState {
     fn keep(&self, session: &str, filename: &str, data: web::Bytes) -> Result<String> {
         let id = operators::random_hex(16)?;
+        let seq = self
+            .arrivals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut m = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
         m.retain(|_, p| p.session != session);
         if m.len() >= MAX_PENDING {
-            if let Some(k) = m.keys().next().cloned() {
+            let oldest = m.iter().min_by_key(|(_, p)| p.seq).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
                 m.remove(&k);
             }
         }
@@ -130,6 +137,7 @@ impl ConsoleState {
                 session: session.to_string(),
                 filename: filename.to_string(),
                 data,
+                seq,
             },
         );
         Ok(id)
@@ -262,6 +270,16 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: FormData) -> 
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
+    // A login form posted from another site (login CSRF) is refused.
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site");
+    if cross_site {
+        let e = Error::Forbidden("log in from the satellite's own login page".into());
+        return login_form(&next, e.status_code(), Some(Flash::Error(e.to_string())));
+    }
     let keys = vec![format!("user:{username}"), format!("ip:{ip}")];
     let now = state.clock.now();
     if let Err(e) = state.console.logins.check(&keys, now) {
@@ -272,6 +290,8 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: FormData) -> 
     let session = db(&state, move |c| operators::login(c, &name, &password, now)).await;
     match session {
         Ok(s) => {
+            // The account's count starts again; the address's does not, so one valid
+            // account does not buy more guesses at the others.
             state.console.logins.succeeded(&keys[..1]);
             tracing::info!(username = %s.principal.username, %ip, "operator logged in");
             let cookie = Cookie::build(SESSION_COOKIE, s.secret)
@@ -1290,4 +1310,44 @@ async fn api_token_revoke(
     .await
     .map(|()| format!("API token {id} revoked."));
     after(r, |f| render_api_tokens(&state, &who, f, "")).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_wait_for_their_own_session_and_the_oldest_goes() {
+        let c = ConsoleState::default();
+        let a = c
+            .keep("session-a", "r.zip", web::Bytes::from_static(b"a"))
+            .unwrap();
+        assert!(
+            c.take(&a, "session-b").is_none(),
+            "another session cannot apply it"
+        );
+        let a2 = c
+            .keep("session-a", "r2.zip", web::Bytes::from_static(b"a2"))
+            .unwrap();
+        assert!(
+            c.take(&a, "session-a").is_none(),
+            "a new upload replaces the session's last"
+        );
+        let mut ids: Vec<String> = (0..MAX_PENDING)
+            .map(|i| {
+                c.keep(&format!("s{i}"), "x.zip", web::Bytes::from_static(b"x"))
+                    .unwrap()
+            })
+            .collect();
+        assert!(c.take(&a2, "session-a").is_none(), "the oldest went");
+        let last = ids.pop().unwrap();
+        assert_eq!(
+            c.take(&last, &format!("s{}", MAX_PENDING - 1)).unwrap().0,
+            "x.zip"
+        );
+        assert!(
+            c.take(&last, &format!("s{}", MAX_PENDING - 1)).is_none(),
+            "taken once"
+        );
+    }
 }

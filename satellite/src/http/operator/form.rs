@@ -65,13 +65,7 @@ impl FormData {
             .extract::<Bytes>()
             .await
             .map_err(|e| Error::invalid(format!("cannot read the form: {e}")))?;
-        let ct = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        FormData::parse(&ct, &bytes)
+        FormData::parse(&content_type(req.headers()), &bytes)
     }
 
     pub fn parse(content_type: &str, body: &Bytes) -> Result<FormData, Error> {
@@ -106,12 +100,7 @@ impl FromRequest for FormData {
             let f = f.clone();
             return Box::pin(async move { Ok(f) });
         }
-        let ct = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let ct = content_type(req.headers());
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
             let bytes = bytes
@@ -120,6 +109,14 @@ impl FromRequest for FormData {
             FormData::parse(&ct, &bytes)
         })
     }
+}
+
+fn content_type(headers: &actix_web::http::header::HeaderMap) -> String {
+    headers
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {

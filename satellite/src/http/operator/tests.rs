@@ -322,6 +322,15 @@ async fn browser_session_cookie_csrf_and_login_limit_async() {
     .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
 
+    // A login posted from another site is refused.
+    let mut cross = login("a long password");
+    cross.headers_mut().insert(
+        header::HeaderName::from_static("sec-fetch-site"),
+        HeaderValue::from_static("cross-site"),
+    );
+    let resp = test::call_service(&app, cross).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
     // Five failures lock the account out, even for the right password.
     for _ in 0..operators::MAX_FAILURES {
         let resp = test::call_service(&app, login("wrong password")).await;
