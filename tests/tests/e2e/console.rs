@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use satellite_e2e::harness::{bin, dump_sqlite};
 use satellite_e2e::webdriver::{self, Browser};
 
-use crate::common::{sat, sat_db, Site, ADMIN_PASSWORD};
+use crate::common::{
+    sat, sat_db, start_satellite, start_satellite_env, MockCloud, Site, ADMIN_PASSWORD,
+};
 
 /// Where screenshots go: `target/screenshots/`, kept as CI artifacts.
 fn screenshots() -> PathBuf {
@@ -19,8 +21,8 @@ fn screenshots() -> PathBuf {
 }
 
 /// The satellite's store, without the clock's high-water mark (which follows real time).
-fn store(site: &Site) -> String {
-    let dump = dump_sqlite(&sat_db(&site.dir));
+fn store(dir: &Path) -> String {
+    let dump = dump_sqlite(&sat_db(dir));
     let mut out = String::new();
     let mut skip = false;
     for line in dump.lines() {
@@ -196,7 +198,7 @@ fn operator_console_in_a_real_browser() {
     let tampered_path = t.path().join("tampered.zip");
     std::fs::write(&tampered_path, &tampered).unwrap();
     let foreign = response_for_another_satellite(&site, t.path());
-    let before = store(&site);
+    let before = store(&site.dir);
     for (file, what) in [
         (&junk, "not a bundle"),
         (&tampered_path, "tampered"),
@@ -212,7 +214,11 @@ fn operator_console_in_a_real_browser() {
         );
         assert!(b.find("#apply-form").is_none(), "{what}: no Apply");
     }
-    assert_eq!(store(&site), before, "refused uploads changed the store");
+    assert_eq!(
+        store(&site.dir),
+        before,
+        "refused uploads changed the store"
+    );
 
     // The real response: a preview first, which changes nothing, then apply.
     b.goto(&console_url(&site, "/console/sync"));
@@ -224,7 +230,7 @@ fn operator_console_in_a_real_browser() {
         "{preview}"
     );
     b.screenshot(&screenshots().join("sync.png"));
-    assert_eq!(store(&site), before, "a preview changes nothing");
+    assert_eq!(store(&site.dir), before, "a preview changes nothing");
     b.click("#apply-response");
     b.wait_for("the outcome", |b| b.find("#apply-form").is_none());
     assert!(b.text("#flash").contains("applied"), "{}", b.text("#flash"));
@@ -334,7 +340,7 @@ fn operator_api_over_https() {
     assert_eq!(listed[0]["description"], "from a script", "{listed}");
 
     // Malformed and unknown input: a clear 400, nothing stored.
-    let before = store(&site);
+    let before = store(&site.dir);
     for bad in [
         r#"{"virtual_account":"Lab","days":400}"#,
         r#"{"virtual_account":"Nowhere","days":30}"#,
@@ -347,7 +353,7 @@ fn operator_api_over_https() {
     }
     let r = call("POST", "/sync/import", &op, Some("PK not a bundle"));
     assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(store(&site), before);
+    assert_eq!(store(&site.dir), before);
 
     // Reports as CSV, the sync file and its response, as the CLI has them.
     let csv = call("GET", "/licenses?format=csv", &audit, None);
@@ -388,4 +394,95 @@ fn operator_api_over_https() {
             .any(|e| e["user"] == "api:op"),
         "{events}"
     );
+}
+
+/// Registration by files and a network sync, both through the operator API of a running
+/// satellite.
+#[test]
+fn registration_and_network_sync_through_the_operator_api() {
+    let t = tempfile::tempdir().unwrap();
+    let cloud = MockCloud::new(&t.path().join("cloud"));
+    cloud.seed();
+    let dir = t.path().join("sat");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut running = start_satellite(&dir);
+    let admin = sat(&dir, &["user", "api-token", "create", "admin"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let auth = format!("Bearer {admin}");
+    let call =
+        |r: &crate::common::RunningSatellite, method: &str, path: &str, body: Option<&[u8]>| {
+            r.console
+                .request_with(
+                    method,
+                    &format!("/api/v1/operator{path}"),
+                    body,
+                    &[("Authorization", &auth)],
+                )
+                .unwrap()
+        };
+
+    // Not an authorization file: refused with the reason, nothing stored. (A first call
+    // notes the token's use, which is not what is compared.)
+    assert_eq!(call(&running, "GET", "/me", None).json()["role"], "admin");
+    let before = store(&dir);
+    let r = call(
+        &running,
+        "POST",
+        "/registration/import",
+        Some(b"PK\x03\x04 junk"),
+    );
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("bundle refused"));
+    assert_eq!(store(&dir), before);
+
+    let r = call(&running, "POST", "/registration/export", None);
+    assert_eq!(r.status, 200);
+    let (req, granted) = (t.path().join("req.zip"), t.path().join("auth.zip"));
+    std::fs::write(&req, &r.body).unwrap();
+    cloud
+        .run(&[
+            "satellite",
+            "authorize",
+            req.to_str().unwrap(),
+            "--name",
+            "api-site",
+            "--va",
+            "Lab",
+            "--out",
+            granted.to_str().unwrap(),
+        ])
+        .ok();
+    let r = call(
+        &running,
+        "POST",
+        "/registration/import",
+        Some(&std::fs::read(&granted).unwrap()),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["account"], "Acme");
+    assert_eq!(
+        call(&running, "GET", "/status", None).json()["state"],
+        "registered"
+    );
+
+    // A network sync asked through the API, with the cloud up.
+    let (_cloud_server, port) = cloud.serve(t.path(), &[]);
+    running.server.signal(libc::SIGTERM);
+    assert!(running
+        .server
+        .wait_exit(std::time::Duration::from_secs(30))
+        .is_some());
+    let url = format!("https://localhost:{port}");
+    let running = start_satellite_env(&dir, &[("SATELLITE_CLOUD_URL", &url)]);
+    let r = call(&running, "POST", "/sync/now", None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["response"]["status"], "applied", "{}", r.json());
+    let st = call(&running, "GET", "/sync/status", None).json();
+    assert_eq!(st["last_sync_mode"], "network", "{st}");
 }
