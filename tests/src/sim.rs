@@ -383,14 +383,25 @@ async fn register_all(
     summary: &mut Summary,
 ) {
     let url = format!("{base}/api/v1/devices/register");
-    let (p, outcomes) = phase(devices, concurrency, |_, d| {
-        let body = serde_json::json!({
-            "token": token,
-            "udi": { "pid": d.pid, "sn": d.sn },
-            "csr_pem": csr(&pkey_of(&d), &format!("{}:{}", d.pid, d.sn)),
-        });
+    // The requests (with their CSRs) are made before the clock starts, like the keys: a real
+    // device makes its CSR on its own hardware, not on the cores this simulator shares with
+    // the satellite it measures.
+    let bodies: Vec<Vec<u8>> = devices
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "token": token,
+                "udi": { "pid": d.pid, "sn": d.sn },
+                "csr_pem": csr(&pkey_of(d), &format!("{}:{}", d.pid, d.sn)),
+            })
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    let (p, outcomes) = phase(devices, concurrency, |i, _| {
         let url = url.clone();
-        async move { post(client, &url, body.to_string().into_bytes(), None).await }
+        let body = bodies[i].clone();
+        async move { post(client, &url, body, None).await }
     })
     .await;
     for (d, o) in devices.iter_mut().zip(outcomes) {
@@ -401,6 +412,24 @@ async fn register_all(
         }
     }
     summary.phases.insert("register".into(), p);
+}
+
+/// The public key of a device CA, read once per PEM (as a device reads its CA once, not
+/// for every answer).
+fn ca_key(pem: &str) -> Result<PKey<openssl::pkey::Public>, String> {
+    type Keys = std::sync::Mutex<std::collections::HashMap<String, PKey<openssl::pkey::Public>>>;
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    if let Some(k) = keys.lock().ok().and_then(|m| m.get(pem).cloned()) {
+        return Ok(k);
+    }
+    let key = X509::from_pem(pem.as_bytes())
+        .and_then(|ca| ca.public_key())
+        .map_err(|_| "no_ca".to_string())?;
+    if let Ok(mut m) = keys.lock() {
+        m.insert(pem.to_string(), key.clone());
+    }
+    Ok(key)
 }
 
 /// Checks a signed authorization against the device CA and the nonce sent; returns the
@@ -414,9 +443,7 @@ fn verify_answer(
         .map_err(|_| "bad_payload".to_string())?;
     let sig = openssl::base64::decode_block(v["signature"].as_str().unwrap_or_default())
         .map_err(|_| "bad_signature".to_string())?;
-    let ca =
-        X509::from_pem(ca_pem.unwrap_or_default().as_bytes()).map_err(|_| "no_ca".to_string())?;
-    let key = ca.public_key().map_err(|_| "no_ca".to_string())?;
+    let key = ca_key(ca_pem.unwrap_or_default())?;
     let mut ver =
         openssl::sign::Verifier::new(MessageDigest::sha256(), &key).map_err(|e| e.to_string())?;
     ver.update(&payload).map_err(|e| e.to_string())?;
