@@ -24,11 +24,13 @@ pub enum UserCommand {
         /// Read the password (10 characters or more) from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List the accounts.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -56,11 +58,13 @@ pub enum ApiTokenCommand {
         /// Days until it expires (1 to 3650); without it the token lasts until revoked.
         #[arg(long)]
         days: Option<u32>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List the API tokens (never their secrets).
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
