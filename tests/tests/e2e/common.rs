@@ -96,6 +96,18 @@ impl MockCloud {
         }
     }
 
+    /// `mock-cloud sync process REQUEST --out RESPONSE`: the cloud answers a sync request file.
+    pub fn process(&self, request: &Path, response: &Path) {
+        self.run(&[
+            "sync",
+            "process",
+            request.to_str().unwrap(),
+            "--out",
+            response.to_str().unwrap(),
+        ])
+        .ok();
+    }
+
     pub fn command(&self) -> Command {
         let mut c = Command::new(bin("mock-cloud"));
         c.env_remove("RUST_LOG")
@@ -287,12 +299,12 @@ impl Site {
     /// A sync by files: export, process at the cloud, import; the import's JSON answer.
     pub fn round_trip(&self, name: &str) -> serde_json::Value {
         let (req, resp) = self.files(name);
-        let (req, resp) = (req.to_str().unwrap(), resp.to_str().unwrap());
-        self.sat(&["sync", "export", "--out", req]).ok();
-        self.cloud
-            .run(&["sync", "process", req, "--out", resp])
+        self.sat(&["sync", "export", "--out", req.to_str().unwrap()])
             .ok();
-        self.sat(&["sync", "import", resp, "--json"]).ok().json()
+        self.cloud.process(&req, &resp);
+        self.sat(&["sync", "import", resp.to_str().unwrap(), "--json"])
+            .ok()
+            .json()
     }
 
     pub fn url(&self) -> String {

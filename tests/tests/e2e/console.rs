@@ -76,8 +76,7 @@ fn response_for_another_satellite(site: &Site, work: &Path) -> PathBuf {
     sat(&other, &["register", "import", &p("auth.zip")]).ok();
     sat(&other, &["sync", "export", "--out", &p("sync.zip")]).ok();
     site.cloud
-        .run(&["sync", "process", &p("sync.zip"), "--out", &p("resp.zip")])
-        .ok();
+        .process(&other.join("sync.zip"), &other.join("resp.zip"));
     other.join("resp.zip")
 }
 
@@ -178,15 +177,7 @@ fn operator_console_in_a_real_browser() {
         ])
         .ok();
     let response = t.path().join("response.zip");
-    site.cloud
-        .run(&[
-            "sync",
-            "process",
-            request.to_str().unwrap(),
-            "--out",
-            response.to_str().unwrap(),
-        ])
-        .ok();
+    site.cloud.process(&request, &response);
     assert_eq!(purchased_on_page(&b, &site, "Lab", "DNA Advantage"), "50");
 
     // Bad uploads show their error on the page and change nothing.
@@ -363,15 +354,7 @@ fn operator_api_over_https() {
     let req = t.path().join("api-request.zip");
     let resp = t.path().join("api-response.zip");
     std::fs::write(&req, &file.body).unwrap();
-    site.cloud
-        .run(&[
-            "sync",
-            "process",
-            req.to_str().unwrap(),
-            "--out",
-            resp.to_str().unwrap(),
-        ])
-        .ok();
+    site.cloud.process(&req, &resp);
     let bytes = std::fs::read(&resp).unwrap();
     let r = api
         .request_with(

@@ -10,7 +10,7 @@ use actix_web::web::{self, Bytes, Json, Path, Query};
 use actix_web::HttpResponse;
 use serde::{Deserialize, Serialize};
 
-use super::{db, Caller, Kind, RouteInfo, RouteSink};
+use super::{act, db, Caller, Kind, RouteInfo, RouteSink};
 use crate::alerts;
 use crate::error::{Error, Result};
 use crate::http::{blocking, AppState};
@@ -137,16 +137,16 @@ async fn my_password(
     body: Json<MyPasswordBody>,
 ) -> Result<HttpResponse> {
     let b = body.into_inner();
-    let (now, actor, name) = (state.clock.now(), who.actor(), who.username.clone());
+    let name = who.username.clone();
     Ok(json(
-        &db(&state, move |c| {
+        &act(&state, &who, move |c, now, actor| {
             operators::change_own_password(
                 c,
                 &name,
                 &b.current_password,
                 &b.new_password,
                 now,
-                &actor,
+                actor,
             )
         })
         .await?,
@@ -376,9 +376,12 @@ async fn token_revoke(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    let id = id.into_inner();
     Ok(json(
-        &db(&state, move |c| crate::tokens::revoke(c, id, now, &actor)).await?,
+        &act(&state, &who, move |c, now, actor| {
+            crate::tokens::revoke(c, id, now, actor)
+        })
+        .await?,
     ))
 }
 
@@ -387,8 +390,11 @@ async fn token_remove(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
-    db(&state, move |c| crate::tokens::remove(c, id, now, &actor)).await?;
+    let id = id.into_inner();
+    act(&state, &who, move |c, now, actor| {
+        crate::tokens::remove(c, id, now, actor)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -434,9 +440,12 @@ async fn device_remove(
     Caller(who): Caller,
     id: Path<String>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    let id = id.into_inner();
     Ok(json(
-        &db(&state, move |c| crate::devices::remove(c, &id, now, &actor)).await?,
+        &act(&state, &who, move |c, now, actor| {
+            crate::devices::remove(c, &id, now, actor)
+        })
+        .await?,
     ))
 }
 
@@ -452,11 +461,11 @@ async fn device_transfer(
     id: Path<String>,
     body: Json<TransferBody>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    let id = id.into_inner();
     let va = body.into_inner().virtual_account;
     Ok(json(
-        &db(&state, move |c| {
-            crate::devices::transfer(c, &id, &va, now, &actor)
+        &act(&state, &who, move |c, now, actor| {
+            crate::devices::transfer(c, &id, &va, now, actor)
         })
         .await?,
     ))
@@ -535,9 +544,12 @@ async fn alert_dismiss(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    let id = id.into_inner();
     Ok(json(
-        &db(&state, move |c| alerts::dismiss(c, id, now, &actor)).await?,
+        &act(&state, &who, move |c, now, actor| {
+            alerts::dismiss(c, id, now, actor)
+        })
+        .await?,
     ))
 }
 
@@ -546,9 +558,12 @@ async fn alert_remind_later(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
+    let id = id.into_inner();
     Ok(json(
-        &db(&state, move |c| alerts::remind_later(c, id, now, &actor)).await?,
+        &act(&state, &who, move |c, now, actor| {
+            alerts::remind_later(c, id, now, actor)
+        })
+        .await?,
     ))
 }
 
@@ -644,9 +659,8 @@ async fn user_add(
 ) -> Result<HttpResponse> {
     let b = body.into_inner();
     let role = Role::parse(&b.role)?;
-    let (now, actor) = (state.clock.now(), who.actor());
-    let v = db(&state, move |c| {
-        operators::add(c, &b.username, role, &b.password, now, &actor)
+    let v = act(&state, &who, move |c, now, actor| {
+        operators::add(c, &b.username, role, &b.password, now, actor)
     })
     .await?;
     Ok(HttpResponse::Created().json(v))
@@ -664,11 +678,11 @@ async fn user_passwd(
     name: Path<String>,
     body: Json<PasswordBody>,
 ) -> Result<HttpResponse> {
-    let (name, now, actor) = (name.into_inner(), state.clock.now(), who.actor());
+    let name = name.into_inner();
     let pw = body.into_inner().password;
     Ok(json(
-        &db(&state, move |c| {
-            operators::passwd(c, &name, &pw, now, &actor)
+        &act(&state, &who, move |c, now, actor| {
+            operators::passwd(c, &name, &pw, now, actor)
         })
         .await?,
     ))
@@ -679,8 +693,11 @@ async fn user_remove(
     Caller(who): Caller,
     name: Path<String>,
 ) -> Result<HttpResponse> {
-    let (name, now, actor) = (name.into_inner(), state.clock.now(), who.actor());
-    db(&state, move |c| operators::remove(c, &name, now, &actor)).await?;
+    let name = name.into_inner();
+    act(&state, &who, move |c, now, actor| {
+        operators::remove(c, &name, now, actor)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -710,9 +727,9 @@ async fn api_token_create(
     body: Json<NewApiTokenBody>,
 ) -> Result<HttpResponse> {
     let b = body.into_inner();
-    let (now, actor, name) = (state.clock.now(), who.actor(), who.username.clone());
-    let t = db(&state, move |c| {
-        operators::create_api_token(c, &name, &b.description, b.days, now, &actor)
+    let name = who.username.clone();
+    let t = act(&state, &who, move |c, now, actor| {
+        operators::create_api_token(c, &name, &b.description, b.days, now, actor)
     })
     .await?;
     Ok(HttpResponse::Created().json(t))
@@ -723,14 +740,9 @@ async fn api_token_revoke(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, of, now, actor) = (
-        id.into_inner(),
-        token_scope(&who),
-        state.clock.now(),
-        who.actor(),
-    );
-    db(&state, move |c| {
-        operators::revoke_api_token(c, id, of, now, &actor)
+    let (id, of) = (id.into_inner(), token_scope(&who));
+    act(&state, &who, move |c, now, actor| {
+        operators::revoke_api_token(c, id, of, now, actor)
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::api::{self, NewTokenBody};
 use super::html::{self, button, csrf_field, esc, Flash};
-use super::{db, Caller, FormData, Kind, RouteInfo, RouteSink, SESSION_COOKIE};
+use super::{act, db, Caller, FormData, Kind, RouteInfo, RouteSink, SESSION_COOKIE};
 use crate::alerts;
 use crate::error::{Error, Result};
 use crate::http::AppState;
@@ -431,8 +431,10 @@ async fn render_tokens(
     extra: &str,
 ) -> Result<HttpResponse> {
     let now = state.clock.now();
-    let list = db(state, move |c| crate::tokens::list(c, now)).await?;
-    let vas = db(state, crate::db::pools::va_names).await?;
+    let (list, vas) = db(state, move |c| {
+        Ok((crate::tokens::list(c, now)?, crate::db::pools::va_names(c)?))
+    })
+    .await?;
     let mut body = extra.to_string();
     if who.role >= Role::Operator {
         let mut options = String::new();
@@ -588,10 +590,12 @@ async fn token_revoke(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
-    let r = db(&state, move |c| crate::tokens::revoke(c, id, now, &actor))
-        .await
-        .map(|v| format!("Token {id} ({}...) revoked.", v.hint));
+    let id = id.into_inner();
+    let r = act(&state, &who, move |c, now, actor| {
+        crate::tokens::revoke(c, id, now, actor)
+    })
+    .await
+    .map(|v| format!("Token {id} ({}...) revoked.", v.hint));
     after(r, |f| render_tokens(&state, &who, f, "")).await
 }
 
@@ -600,10 +604,12 @@ async fn token_remove(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
-    let r = db(&state, move |c| crate::tokens::remove(c, id, now, &actor))
-        .await
-        .map(|()| format!("Token {id} removed."));
+    let id = id.into_inner();
+    let r = act(&state, &who, move |c, now, actor| {
+        crate::tokens::remove(c, id, now, actor)
+    })
+    .await
+    .map(|()| format!("Token {id} removed."));
     after(r, |f| render_tokens(&state, &who, f, "")).await
 }
 
@@ -676,15 +682,17 @@ async fn device_remove(
     Caller(who): Caller,
     id: Path<String>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
-    let r = db(&state, move |c| crate::devices::remove(c, &id, now, &actor))
-        .await
-        .map(|v| {
-            format!(
-                "Product instance {} ({}) removed; its licenses are released.",
-                v.name, v.pi_id
-            )
-        });
+    let id = id.into_inner();
+    let r = act(&state, &who, move |c, now, actor| {
+        crate::devices::remove(c, &id, now, actor)
+    })
+    .await
+    .map(|v| {
+        format!(
+            "Product instance {} ({}) removed; its licenses are released.",
+            v.name, v.pi_id
+        )
+    });
     after(r, |f| {
         render_devices(&state, &who, DeviceQuery::default(), f)
     })
@@ -761,10 +769,12 @@ async fn alert_dismiss(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
-    let r = db(&state, move |c| alerts::dismiss(c, id, now, &actor))
-        .await
-        .map(|a| format!("Alert {id} ({}) dismissed.", a.kind));
+    let id = id.into_inner();
+    let r = act(&state, &who, move |c, now, actor| {
+        alerts::dismiss(c, id, now, actor)
+    })
+    .await
+    .map(|a| format!("Alert {id} ({}) dismissed.", a.kind));
     after(r, |f| render_alerts(&state, &who, None, f)).await
 }
 
@@ -773,16 +783,18 @@ async fn alert_remind(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, now, actor) = (id.into_inner(), state.clock.now(), who.actor());
-    let r = db(&state, move |c| alerts::remind_later(c, id, now, &actor))
-        .await
-        .map(|a| {
-            format!(
-                "Alert {id} ({}) hidden until {}.",
-                a.kind,
-                a.remind_at.unwrap_or_default()
-            )
-        });
+    let id = id.into_inner();
+    let r = act(&state, &who, move |c, now, actor| {
+        alerts::remind_later(c, id, now, actor)
+    })
+    .await
+    .map(|a| {
+        format!(
+            "Alert {id} ({}) hidden until {}.",
+            a.kind,
+            a.remind_at.unwrap_or_default()
+        )
+    });
     after(r, |f| render_alerts(&state, &who, None, f)).await
 }
 
@@ -1109,13 +1121,12 @@ async fn user_add(
     Caller(who): Caller,
     form: FormData,
 ) -> Result<HttpResponse> {
-    let (now, actor) = (state.clock.now(), who.actor());
     let r = async {
         let name = form.required("username")?.to_string();
         let role = Role::parse(form.required("role")?)?;
         let pw = form.field("password").unwrap_or("").to_string();
-        let v = db(&state, move |c| {
-            operators::add(c, &name, role, &pw, now, &actor)
+        let v = act(&state, &who, move |c, now, actor| {
+            operators::add(c, &name, role, &pw, now, actor)
         })
         .await?;
         Ok(format!(
@@ -1133,10 +1144,10 @@ async fn user_passwd(
     name: Path<String>,
     form: FormData,
 ) -> Result<HttpResponse> {
-    let (name, now, actor) = (name.into_inner(), state.clock.now(), who.actor());
+    let name = name.into_inner();
     let pw = form.field("password").unwrap_or("").to_string();
-    let r = db(&state, move |c| {
-        operators::passwd(c, &name, &pw, now, &actor)
+    let r = act(&state, &who, move |c, now, actor| {
+        operators::passwd(c, &name, &pw, now, actor)
     })
     .await
     .map(|v| {
@@ -1153,11 +1164,13 @@ async fn user_remove(
     Caller(who): Caller,
     name: Path<String>,
 ) -> Result<HttpResponse> {
-    let (name, now, actor) = (name.into_inner(), state.clock.now(), who.actor());
+    let name = name.into_inner();
     let shown = name.clone();
-    let r = db(&state, move |c| operators::remove(c, &name, now, &actor))
-        .await
-        .map(|()| format!("Account {shown} removed."));
+    let r = act(&state, &who, move |c, now, actor| {
+        operators::remove(c, &name, now, actor)
+    })
+    .await
+    .map(|()| format!("Account {shown} removed."));
     after(r, |f| render_users(&state, &who, f)).await
 }
 
@@ -1185,9 +1198,9 @@ async fn account_password(
 ) -> HttpResponse {
     let current = form.field("current_password").unwrap_or("").to_string();
     let new = form.field("new_password").unwrap_or("").to_string();
-    let (now, actor, name) = (state.clock.now(), who.actor(), who.username.clone());
-    let changed = db(&state, move |c| {
-        operators::change_own_password(c, &name, &current, &new, now, &actor)
+    let name = who.username.clone();
+    let changed = act(&state, &who, move |c, now, actor| {
+        operators::change_own_password(c, &name, &current, &new, now, actor)
     })
     .await;
     match changed {
@@ -1268,7 +1281,7 @@ async fn api_token_create(
     Caller(who): Caller,
     form: FormData,
 ) -> Result<HttpResponse> {
-    let (now, actor, name) = (state.clock.now(), who.actor(), who.username.clone());
+    let name = who.username.clone();
     let made = async {
         let days =
             match form.field("days").map(str::trim).filter(|v| !v.is_empty()) {
@@ -1278,8 +1291,8 @@ async fn api_token_create(
                 })?),
             };
         let desc = form.field("description").unwrap_or("").trim().to_string();
-        db(&state, move |c| {
-            operators::create_api_token(c, &name, &desc, days, now, &actor)
+        act(&state, &who, move |c, now, actor| {
+            operators::create_api_token(c, &name, &desc, days, now, actor)
         })
         .await
     }
@@ -1298,14 +1311,9 @@ async fn api_token_revoke(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, of, now, actor) = (
-        id.into_inner(),
-        api::token_scope(&who),
-        state.clock.now(),
-        who.actor(),
-    );
-    let r = db(&state, move |c| {
-        operators::revoke_api_token(c, id, of, now, &actor)
+    let (id, of) = (id.into_inner(), api::token_scope(&who));
+    let r = act(&state, &who, move |c, now, actor| {
+        operators::revoke_api_token(c, id, of, now, actor)
     })
     .await
     .map(|()| format!("API token {id} revoked."));

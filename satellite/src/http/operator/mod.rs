@@ -294,5 +294,16 @@ where
     blocking(move || f(&mut *store.conn()?)).await
 }
 
+/// Runs a change on behalf of `who`: store work given the time and the name the event log
+/// records for the caller.
+async fn act<T, F>(state: &AppState, who: &Principal, f: F) -> Result<T, Error>
+where
+    F: FnOnce(&mut diesel::SqliteConnection, i64, &str) -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    let (now, actor) = (state.clock.now(), who.actor());
+    db(state, move |c| f(c, now, &actor)).await
+}
+
 #[cfg(test)]
 mod tests;
