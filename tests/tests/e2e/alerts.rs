@@ -738,15 +738,7 @@ fn full_sync_breaks(site: &Site, name: &str) -> Vec<String> {
     let (req, resp) = site.files(name);
     site.sat(&["sync", "export", "--full", "--out", req.to_str().unwrap()])
         .ok();
-    site.cloud
-        .run(&[
-            "sync",
-            "process",
-            req.to_str().unwrap(),
-            "--out",
-            resp.to_str().unwrap(),
-        ])
-        .ok();
+    site.cloud.process(&req, &resp);
     site.cloud
         .run(&["satellite", "events", "site", "--json"])
         .ok()
