@@ -17,6 +17,23 @@ counts=("$@"); [ ${#counts[@]} -gt 0 ] || counts=(10000)
 conc=${DEVICE_SIM_CONCURRENCY:-64}
 port=${BENCH_PORT:-18743}
 
+# The satellite's own CPU time (user + system, all its threads) in clock ticks.
+sat_ticks() { awk '{print $14 + $15}' "/proc/$sat_pid/stat"; }
+hz=$(getconf CLK_TCK)
+# measure N CMD...: runs a device-sim phase of N requests and prints its summary, then the
+# satellite's CPU time per request, and the rate that much CPU allows on two cores given to the
+# satellite alone (the simulator shares these two cores; on a site it is the devices).
+measure() {
+  local n=$1; shift
+  local before after
+  before=$(sat_ticks)
+  "$@" | sed 's/^/   /'
+  after=$(sat_ticks)
+  awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN {
+    us = t / hz * 1e6 / n
+    printf "      satellite CPU: %.0f us per request (%d ticks) = %.0f/s on 2 cores of its own\n", us, t, 2e6 / us }'
+}
+
 for n in "${counts[@]}"; do
   work=$(mktemp -d)
   sat_pid=""
@@ -40,12 +57,15 @@ for n in "${counts[@]}"; do
     sleep 0.1
   done
   echo "== $n devices (pool of $((n / 2)), concurrency $conc)"
-  "$bin/device-sim" run --satellite "https://localhost:$port" --ca "$work/sat/tls/server.crt.pem" \
-    --token "$token" --devices "$n" --concurrency "$conc" \
-    --entitlement regid.bench.license:1 --state "$work/devices.json"
+  sim=(--satellite "https://localhost:$port" --ca "$work/sat/tls/server.crt.pem" --concurrency "$conc")
+  ent=(--entitlement regid.bench.license:1)
+  echo "   registration:"
+  measure "$n" "$bin/device-sim" run "${sim[@]}" --token "$token" --devices "$n" --no-authorize \
+    --state "$work/devices.json"
+  echo "   first authorization of all $n:"
+  measure "$n" "$bin/device-sim" authorize "${sim[@]}" "${ent[@]}" --state "$work/devices.json"
   echo "   second authorization round (renewal of all $n):"
-  "$bin/device-sim" authorize --satellite "https://localhost:$port" --ca "$work/sat/tls/server.crt.pem" \
-    --state "$work/devices.json" --concurrency "$conc" --entitlement regid.bench.license:1 | sed 's/^/   /'
+  measure "$n" "$bin/device-sim" authorize "${sim[@]}" "${ent[@]}" --state "$work/devices.json"
   echo "   satellite peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$sat_pid/status)"
   echo "   database: $(du -h "$work/sat/satellite.db" | cut -f1)"
   kill "$sat_pid"; wait "$sat_pid" 2>/dev/null || true

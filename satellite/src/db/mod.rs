@@ -204,6 +204,30 @@ mod tests {
         assert_eq!(mode.journal_mode, "wal");
     }
 
+    #[derive(QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = Text)]
+        compile_options: String,
+    }
+
+    /// The bundled SQLite is built with the query planner stability guarantee (the workspace's
+    /// `.cargo/config.toml`). Without it every statement with `LIMIT ?` (each `.first()`) is
+    /// compiled again each time it runs, which cost the writer more than half its time per
+    /// registration (see BENCHMARKS.md).
+    #[test]
+    fn sqlite_plans_stay_prepared() {
+        let (store, _dir) = testing::store();
+        let mut conn = store.conn().unwrap();
+        let options: Vec<CompileOption> = diesel::sql_query("PRAGMA compile_options")
+            .load(&mut conn)
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o.compile_options == "ENABLE_QPSG"),
+            "SQLite was built without SQLITE_ENABLE_QPSG: build from the workspace, whose \
+             .cargo/config.toml sets LIBSQLITE3_FLAGS"
+        );
+    }
+
     #[test]
     fn foreign_keys_are_enforced() {
         let (store, _dir) = testing::store();
