@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use satellite::cli::{self, Cli};
 
+/// mimalloc instead of glibc's malloc: the device API allocates and frees many small buffers
+/// per request on two threads, where glibc's allocator cost about a tenth of the server's CPU
+/// (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli::run(cli) {
