@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Device rollout benchmark: registrations and authorizations per second through HTTPS on
-# loopback with device-sim, and the satellite's peak memory.
+# loopback with device-sim, the satellite's own CPU time per request in each phase, and the
+# satellite's peak memory.
 #
 #   cargo build --release --workspace --bins
 #   tests/bench/device-rollout.sh 10000 100000      # device counts (default: 10000)
