@@ -57,26 +57,13 @@ fn date_of(unix: i64) -> String {
 /// the satellite's now; returns its end date.
 fn add_term_license(site: &Site, days: i64, name: &str) -> String {
     let end = date_of(sat_now(site) + days * 86_400);
-    site.cloud
-        .run(&[
-            "license",
-            "add",
-            "--va",
-            "Lab",
-            "--tag",
-            TERM,
-            "--name",
-            name,
-            "--count",
-            "3",
-            "--kind",
-            "term",
-            "--start",
-            "2026-01-01",
-            "--end",
-            &end,
-        ])
-        .ok();
+    site.cloud.add_license(
+        "Lab",
+        TERM,
+        name,
+        "3",
+        &["--kind", "term", "--start", "2026-01-01", "--end", &end],
+    );
     end
 }
 

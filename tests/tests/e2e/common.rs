@@ -122,6 +122,16 @@ impl MockCloud {
         harness::run(self.command().args(args))
     }
 
+    /// `mock-cloud license add --va VA --tag TAG --name NAME --count COUNT EXTRA...`, which must
+    /// succeed.
+    pub fn add_license(&self, va: &str, tag: &str, name: &str, count: &str, extra: &[&str]) {
+        let mut args = vec![
+            "license", "add", "--va", va, "--tag", tag, "--name", name, "--count", count,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args).ok();
+    }
+
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.crt.pem")
     }
@@ -138,52 +148,34 @@ impl MockCloud {
         for va in ["Lab", "Ops", "Spare"] {
             self.run(&["va", "create", "Acme", va]).ok();
         }
-        self.run(&[
-            "license",
-            "add",
-            "--va",
+        self.add_license(
             "Lab",
-            "--tag",
             "regid.example.dna-advantage",
-            "--name",
             "DNA Advantage",
-            "--count",
             "50",
-        ])
-        .ok();
-        self.run(&[
-            "license",
-            "add",
-            "--va",
+            &[],
+        );
+        self.add_license(
             "Lab",
-            "--tag",
             "regid.example.sec",
-            "--name",
             "Security, \"Plus\"",
-            "--count",
             "5",
-            "--kind",
-            "term",
-            "--start",
-            "2026-01-01",
-            "--end",
-            "2030-01-01",
-        ])
-        .ok();
-        self.run(&[
-            "license",
-            "add",
-            "--va",
+            &[
+                "--kind",
+                "term",
+                "--start",
+                "2026-01-01",
+                "--end",
+                "2030-01-01",
+            ],
+        );
+        self.add_license(
             "Ops",
-            "--tag",
             "regid.example.hsec",
-            "--name",
             "HSECK9",
-            "--count",
             "2",
-            "--restricted",
-        ])
-        .ok();
+            &["--restricted"],
+        );
     }
 
     /// `mock-cloud serve` on a free loopback port.

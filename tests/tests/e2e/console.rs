@@ -162,20 +162,13 @@ fn operator_console_in_a_real_browser() {
     b.click("#download-sync-file");
     let request = b.wait_download(".zip");
     assert_eq!(&std::fs::read(&request).unwrap()[..2], b"PK");
-    site.cloud
-        .run(&[
-            "license",
-            "add",
-            "--va",
-            "Lab",
-            "--tag",
-            "regid.example.dna-advantage",
-            "--name",
-            "DNA Advantage",
-            "--count",
-            "25",
-        ])
-        .ok();
+    site.cloud.add_license(
+        "Lab",
+        "regid.example.dna-advantage",
+        "DNA Advantage",
+        "25",
+        &[],
+    );
     let response = t.path().join("response.zip");
     site.cloud.process(&request, &response);
     assert_eq!(purchased_on_page(&b, &site, "Lab", "DNA Advantage"), "50");

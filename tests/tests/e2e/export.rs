@@ -108,19 +108,7 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
     let site = Site::new(t.path());
     // A non-restricted license in the same VA, known to the satellite after a sync.
     site.cloud
-        .run(&[
-            "license",
-            "add",
-            "--va",
-            "Ops",
-            "--tag",
-            "regid.example.plain",
-            "--name",
-            "Plain",
-            "--count",
-            "5",
-        ])
-        .ok();
+        .add_license("Ops", "regid.example.plain", "Plain", "5", &[]);
     site.round_trip("plain");
     let token = site.token("Ops", &["--export-controlled"]);
     let ordinary = site.token("Ops", &[]);
@@ -352,20 +340,7 @@ fn restricted_licenses_by_network_sync_survive_restart_and_half_failed_syncs() {
 
     // Moving A to Lab takes its restricted license along, at the satellite and the cloud.
     site.cloud
-        .run(&[
-            "license",
-            "add",
-            "--va",
-            "Lab",
-            "--tag",
-            HSEC,
-            "--name",
-            "HSECK9",
-            "--count",
-            "1",
-            "--restricted",
-        ])
-        .ok();
+        .add_license("Lab", HSEC, "HSECK9", "1", &["--restricted"]);
     sync_now(&url).ok();
     site.sat(&["device", "transfer", &pi_of(&a), "--va", "Lab"])
         .ok();

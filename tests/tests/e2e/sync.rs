@@ -95,38 +95,15 @@ fn manual_round_trip_carries_usage_up_and_licenses_down() {
     // Licenses added at the cloud appear after a sync; a dry run shows them first and
     // changes nothing.
     site.cloud
-        .run(&[
-            "license",
-            "add",
-            "--va",
-            "Ops",
-            "--tag",
-            "regid.example.new",
-            "--name",
-            "New One",
-            "--count",
-            "7",
-        ])
-        .ok();
+        .add_license("Ops", "regid.example.new", "New One", "7", &[]);
     let end = satellite::clock::format(satellite::clock::system_now() + 10 * 86_400);
-    site.cloud
-        .run(&[
-            "license",
-            "add",
-            "--va",
-            "Lab",
-            "--tag",
-            "regid.example.short",
-            "--name",
-            "Short",
-            "--count",
-            "4",
-            "--kind",
-            "term",
-            "--end",
-            &end,
-        ])
-        .ok();
+    site.cloud.add_license(
+        "Lab",
+        "regid.example.short",
+        "Short",
+        "4",
+        &["--kind", "term", "--end", &end],
+    );
     let (req, resp) = site.files("second");
     site.sat(&["sync", "export", "--out", p(&req)]).ok();
     site.cloud
