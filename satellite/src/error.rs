@@ -89,6 +89,17 @@ pub enum Error {
     #[error("bundle refused: {0}")]
     Bundle(#[from] sync_format::Error),
 
+    /// A first registration brought a cloud CA the operator has not vouched for.
+    #[error(
+        "bundle refused: the authorization is signed under a cloud CA this satellite does not \
+         trust yet, with the SHA-256 fingerprint {found}. Check that fingerprint with the \
+         cloud's operator (the mock cloud prints it with `mock-cloud ca`), then accept it by \
+         giving it with the authorization (`satellite register import FILE \
+         --cloud-ca-fingerprint {found}`, or the console's and the operator API's \
+         cloud_ca_fingerprint), or set [cloud] ca_file to the cloud's CA certificate"
+    )]
+    UntrustedCloudCa { found: String },
+
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 
@@ -123,6 +134,7 @@ impl Error {
             Error::Crypto(_) => "crypto",
             Error::Cloud(_) => "cloud",
             Error::Bundle(e) => e.code(),
+            Error::UntrustedCloudCa { .. } => "unpinned_ca",
             Error::Io(_) => "io",
             Error::Tampered(_) => "tampered",
             Error::Internal(_) => "internal",
@@ -142,7 +154,8 @@ impl Error {
             | Error::TooManyRequests(_)
             | Error::State(_)
             | Error::Removed(_)
-            | Error::ManualClockDisabled => 2,
+            | Error::ManualClockDisabled
+            | Error::UntrustedCloudCa { .. } => 2,
             Error::Bundle(e) if !e.is_local_failure() => 2,
             Error::Tampered(_) => 3,
             _ => 1,

@@ -8,8 +8,11 @@
 //! 3. [`import_authorization`] verifies it and registers the satellite in one transaction.
 //!
 //! Trust in the cloud's CA: the CA of `[cloud] ca_file` if configured, else the CA an earlier
-//! registration pinned, else (first registration by file) the CA the authorization carries,
-//! which must then have signed it and be the CA the payload names; it is pinned from then on.
+//! registration pinned, else (a first registration) the CA the authorization carries, but only
+//! when its SHA-256 fingerprint is the one the operator gives (read from the cloud out of
+//! band); it must have signed the authorization and be the CA the payload names, and is pinned
+//! from then on. Never trust on first use. Whatever the CA, only the cloud's bundle signer
+//! may sign an authorization (`sync_format::pki::SignerRole`).
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -18,7 +21,7 @@ use openssl::asn1::Asn1Time;
 use openssl::x509::X509;
 use sync_format::manifest::{BundleKind, Header, ANY_RECEIVER};
 use sync_format::payload::{RegistrationAuthorization, RegistrationRequest};
-use sync_format::pki::{self, CertRole, CertSpec, Signer, Trust};
+use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole, Trust};
 use sync_format::{BundleWriter, ReadOptions};
 
 use crate::clock::{self, Clock, DAY};
@@ -121,13 +124,20 @@ pub(crate) fn trusted_ca(config: &Config, pinned: Option<&str>) -> Result<Option
         .map_err(|e| Error::invalid(format!("the cloud CA is not a PEM certificate: {e}")))
 }
 
+/// Reads the cloud CA fingerprint an operator gives (`SHA256:AB:…`, openssl's form, or hex).
+pub fn parse_ca_fingerprint(text: &str) -> Result<[u8; 32]> {
+    pki::parse_fingerprint(text).map_err(|e| Error::invalid(e.to_string()))
+}
+
 /// Verifies an authorization bundle and registers the satellite with what it carries.
-/// Refusals change nothing and say why.
+/// `accept_ca` is the SHA-256 fingerprint of the cloud CA the operator vouches for, needed
+/// when no CA is configured or pinned. Refusals change nothing and say why.
 pub fn import_authorization(
     store: &Store,
     config: &Config,
     clock: &dyn Clock,
     bytes: &[u8],
+    accept_ca: Option<&[u8; 32]>,
 ) -> Result<Registered> {
     let now = clock.now();
     let mut conn = store.conn()?;
@@ -135,9 +145,18 @@ pub fn import_authorization(
         .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
 
     let anchor = trusted_ca(config, me.cloud_ca_pem.as_deref())?;
+    if let (Some(a), Some(given)) = (&anchor, accept_ca) {
+        if openssl::sha::sha256(&a.to_der()?) != *given {
+            return Err(Error::invalid(format!(
+                "the cloud CA fingerprint given does not match the cloud CA this satellite \
+                 already trusts ({}); leave it out, or correct it",
+                pki::sha256_fingerprint(a)?
+            )));
+        }
+    }
     let anchors: Vec<X509> = anchor.iter().cloned().collect();
     let trust = if anchors.is_empty() {
-        Trust::EmbeddedRoot
+        Trust::Fingerprint(accept_ca)
     } else {
         Trust::Anchors(&anchors)
     };
@@ -147,7 +166,12 @@ pub fn import_authorization(
         Some(&me.satellite_id),
         now,
     );
-    let mut bundle = sync_format::open(Cursor::new(bytes), &opts)?;
+    let mut bundle = match sync_format::open(Cursor::new(bytes), &opts) {
+        Err(sync_format::Error::UnpinnedCa { found }) => {
+            return Err(Error::UntrustedCloudCa { found })
+        }
+        other => other?,
+    };
     let auth: RegistrationAuthorization = bundle.payload()?;
     let manifest = bundle.manifest().clone();
 
@@ -202,6 +226,13 @@ pub fn import_authorization(
             "the authorization's satellite certificate is not valid: {e}"
         ))
     })?;
+    if pki::bundle_role(&cert)? != Some((SignerRole::Satellite, me.satellite_id.clone())) {
+        return Err(Error::Conflict(
+            "the authorization's satellite certificate does not certify this satellite as a \
+             bundle signer; refusing it"
+                .into(),
+        ));
+    }
     let key = crate::identity::signing_key(store.data_dir())?;
     if !cert.public_key()?.public_eq(&key) {
         return Err(Error::Conflict(
@@ -298,6 +329,7 @@ pub fn register_network(
     clock: &dyn Clock,
     url: &str,
     ca_override: Option<&std::path::Path>,
+    accept_ca: Option<&[u8; 32]>,
     wait: Duration,
 ) -> Result<NetworkOutcome> {
     let mut conn = store.conn()?;
@@ -317,6 +349,17 @@ pub fn register_network(
         },
     };
     let client = CloudClient::new(url, &ca_pem, &config.cloud.proxy)?;
+    // The CA the operator gave for the cloud's TLS vouches for the authorization too, when
+    // it is the CA that signed it; otherwise the operator gives its fingerprint.
+    let tls_ca = match (accept_ca, ca_override) {
+        (None, Some(_)) => {
+            let ca = X509::from_pem(&ca_pem)
+                .map_err(|e| Error::invalid(format!("--ca is not a PEM certificate: {e}")))?;
+            Some(openssl::sha::sha256(&ca.to_der()?))
+        }
+        _ => None,
+    };
+    let accept_ca = accept_ca.or(tls_ca.as_ref());
 
     // The request the cloud holds, if we are waiting for one from this cloud.
     let pending = match (me.state.as_str(), me.registration_request_id.as_deref()) {
@@ -338,7 +381,7 @@ pub fn register_network(
     loop {
         match answer {
             Answer::Bundle(bytes) => {
-                return import_authorization(store, config, clock, &bytes)
+                return import_authorization(store, config, clock, &bytes, accept_ca)
                     .map(NetworkOutcome::Registered)
             }
             Answer::Pending(message) => {
@@ -391,7 +434,7 @@ mod tests {
         signer: Signer,
     }
 
-    fn spec(cn: &str, role: CertRole) -> CertSpec<'_> {
+    fn spec<'a>(cn: &'a str, role: CertRole<'a>) -> CertSpec<'a> {
         CertSpec {
             common_name: cn,
             organization: "test",
@@ -405,7 +448,13 @@ mod tests {
         let ca_key = pki::new_p256_key().unwrap();
         let ca = pki::self_signed(&ca_key, &spec("ca", CertRole::Ca)).unwrap();
         let key = pki::new_p256_key().unwrap();
-        let cert = pki::issue(&ca, &ca_key, &key, &spec("signer", CertRole::Signer)).unwrap();
+        let cert = pki::issue(
+            &ca,
+            &ca_key,
+            &key,
+            &spec("signer", CertRole::Bundle(SignerRole::Cloud, "cloud-x")),
+        )
+        .unwrap();
         let signer = Signer::new(key, vec![cert, ca.clone()]).unwrap();
         FakeCloud { ca, ca_key, signer }
     }
@@ -424,7 +473,10 @@ mod tests {
             &named.ca,
             &named.ca_key,
             &key,
-            &spec("sat", CertRole::Signer),
+            &spec(
+                "sat",
+                CertRole::Bundle(SignerRole::Satellite, &me.satellite_id),
+            ),
         )
         .unwrap();
         let now = clock::system_now();
@@ -473,17 +525,35 @@ mod tests {
         let (_, request_id) = make_request(&store, &cfg, &SystemClock, "manual", None).unwrap();
         let (a, b) = (fake_cloud(), fake_cloud());
 
-        // Signed under A, but naming B as the cloud CA: refused, nothing changes.
-        let bad = authorization(&store, &request_id, &a, &b);
-        let err = import_authorization(&store, &cfg, &SystemClock, &bad).unwrap_err();
-        assert!(err.to_string().contains("was signed under"), "{err}");
-        let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
-        assert_eq!(me.state, "unregistered");
-        assert!(me.cloud_ca_pem.is_none());
+        let fp = |c: &FakeCloud| openssl::sha::sha256(&c.ca.to_der().unwrap());
+        let unregistered = || {
+            let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
+            assert_eq!(me.state, "unregistered");
+            assert!(me.cloud_ca_pem.is_none());
+        };
 
-        // Signed under A and naming A: registered, and A is pinned.
+        // No fingerprint given, or B's: refused, naming A's fingerprint; nothing changes.
         let good = authorization(&store, &request_id, &a, &a);
-        let r = import_authorization(&store, &cfg, &SystemClock, &good).unwrap();
+        for given in [None, Some(fp(&b))] {
+            let err = import_authorization(&store, &cfg, &SystemClock, &good, given.as_ref())
+                .unwrap_err();
+            assert_eq!(err.code(), "unpinned_ca");
+            assert_eq!(err.exit_code(), 2);
+            let found = pki::sha256_fingerprint(&a.ca).unwrap();
+            assert!(err.to_string().contains(&found), "{err}");
+            assert!(err.to_string().contains("--cloud-ca-fingerprint"), "{err}");
+            unregistered();
+        }
+
+        // Signed under A (whose fingerprint is given), but naming B as the cloud CA: refused.
+        let bad = authorization(&store, &request_id, &a, &b);
+        let err =
+            import_authorization(&store, &cfg, &SystemClock, &bad, Some(&fp(&a))).unwrap_err();
+        assert!(err.to_string().contains("was signed under"), "{err}");
+        unregistered();
+
+        // Signed under A, naming A, A's fingerprint given: registered, and A is pinned.
+        let r = import_authorization(&store, &cfg, &SystemClock, &good, Some(&fp(&a))).unwrap();
         assert_eq!(r.account, "Acme");
         let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
         assert_eq!(me.state, "registered");

@@ -87,6 +87,22 @@ pub enum Error {
     #[error("bundle is signed by an untrusted certificate: {0}")]
     UntrustedSigner(String),
 
+    #[error("bundle is signed under a cloud CA this satellite does not trust yet (its SHA-256 fingerprint is {found})")]
+    UnpinnedCa { found: String },
+
+    #[error("{0}")]
+    BadFingerprint(String),
+
+    #[error("a {kind} bundle may be signed only by {expected}, but this one is signed by {found}")]
+    WrongSigner {
+        kind: String,
+        expected: String,
+        found: String,
+    },
+
+    #[error("the manifest names the sender {sender:?}, but the signer's certificate is for {certified:?}")]
+    SenderMismatch { sender: String, certified: String },
+
     #[error("signature of manifest.json does not verify (the manifest was altered or signed by another key)")]
     BadSignature,
 
@@ -154,6 +170,10 @@ impl Error {
             Error::UnsupportedAlgorithm(_) => "unsupported_algorithm",
             Error::BadCertificate(_) => "bad_certificate",
             Error::UntrustedSigner(_) => "untrusted_signer",
+            Error::UnpinnedCa { .. } => "unpinned_ca",
+            Error::BadFingerprint(_) => "bad_fingerprint",
+            Error::WrongSigner { .. } => "wrong_signer",
+            Error::SenderMismatch { .. } => "sender_mismatch",
             Error::BadSignature => "bad_signature",
             Error::BadSeal(_) => "bad_seal",
             Error::Expired { .. } => "expired",

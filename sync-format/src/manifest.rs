@@ -60,6 +60,20 @@ impl BundleKind {
 
     /// Payload entries a bundle of this kind may carry (besides manifest, signature and
     /// chain). `payload.json` is always required.
+    /// Who may sign a bundle of this kind under a trusted CA: the cloud's bundle signer for
+    /// what speaks for the cloud, a satellite for its sync requests; `None` for a
+    /// registration request, which its satellite signs with a self-signed certificate.
+    pub fn signer_role(self) -> Option<crate::pki::SignerRole> {
+        use crate::pki::SignerRole;
+        match self {
+            BundleKind::RegistrationRequest => None,
+            BundleKind::RegistrationAuthorization | BundleKind::SyncResponse => {
+                Some(SignerRole::Cloud)
+            }
+            BundleKind::SyncRequest => Some(SignerRole::Satellite),
+        }
+    }
+
     pub fn allowed_entries(self) -> &'static [&'static str] {
         match self {
             BundleKind::RegistrationRequest | BundleKind::RegistrationAuthorization => &[PAYLOAD],

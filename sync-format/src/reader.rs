@@ -229,6 +229,7 @@ fn verify_contents<A: Read + Seek>(
             found: manifest.kind.to_string(),
         });
     }
+    check_signer(&manifest, &chain[0], opts.trust)?;
     if let Some(me) = opts.receiver {
         if manifest.receiver != me {
             return Err(Error::WrongReceiver {
@@ -286,6 +287,56 @@ fn verify_contents<A: Read + Seek>(
     }
 
     Ok((manifest, chain))
+}
+
+/// Only the role the kind needs may sign it, and only for itself: the certificate's bundle
+/// role must be the kind's and the identity it names must be the manifest's `sender`. A
+/// self-signed registration request has no role to check (its reader decides about the key).
+fn check_signer(manifest: &Manifest, leaf: &X509Ref, trust: Trust<'_>) -> Result<()> {
+    if matches!(trust, Trust::SelfSigned) {
+        return Ok(());
+    }
+    let found = pki::bundle_role(leaf)?;
+    let Some(expected) = manifest.kind.signer_role() else {
+        // A registration request is only ever read as self-signed.
+        return Err(Error::WrongSigner {
+            kind: manifest.kind.to_string(),
+            expected: "the satellite's own self-signed key".into(),
+            found: describe_signer(found.as_ref(), leaf),
+        });
+    };
+    match found {
+        Some((role, id)) if role == expected => {
+            if id != manifest.sender {
+                return Err(Error::SenderMismatch {
+                    sender: manifest.sender.clone(),
+                    certified: id,
+                });
+            }
+            Ok(())
+        }
+        other => Err(Error::WrongSigner {
+            kind: manifest.kind.to_string(),
+            expected: expected.describe().to_string(),
+            found: describe_signer(other.as_ref(), leaf),
+        }),
+    }
+}
+
+/// Who a signer is, for a refusal: its role and holder, or its subject.
+fn describe_signer(role: Option<&(pki::SignerRole, String)>, leaf: &X509Ref) -> String {
+    match role {
+        Some((r, id)) => format!("{} ({id})", r.describe()),
+        None => {
+            let cn = leaf
+                .subject_name()
+                .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+                .next()
+                .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+                .unwrap_or_default();
+            format!("a certificate with no bundle role (subject {cn:?})")
+        }
+    }
 }
 
 /// Checks the seal: the file's last [`seal::SEAL_LEN`] bytes sign every byte before them.

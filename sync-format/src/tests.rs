@@ -11,7 +11,7 @@ use zip::write::SimpleFileOptions;
 
 use crate::manifest::{BundleKind, Header, ANY_RECEIVER};
 use crate::payload::*;
-use crate::pki::{self, CertRole, CertSpec, Signer, Trust};
+use crate::pki::{self, CertRole, CertSpec, Signer, SignerRole, Trust};
 use crate::{open, BundleWriter, Error, Limits, ReadOptions};
 
 const NOW: i64 = 1_800_000_000;
@@ -20,8 +20,13 @@ const CLOUD: &str = "cloud-01";
 
 struct Fixture {
     ca: X509,
+    ca_key: PKey<Private>,
+    /// The cloud's bundle signer (for CLOUD).
     signer_key: PKey<Private>,
     signer_cert: X509,
+    /// A registered satellite (SAT).
+    sat_key: PKey<Private>,
+    sat_cert: X509,
 }
 
 fn fixture() -> &'static Fixture {
@@ -41,27 +46,50 @@ fn fixture() -> &'static Fixture {
             &ca,
             &ca_key,
             &signer_key,
-            &spec("cloud signer", CertRole::Signer),
+            &spec("cloud signer", CertRole::Bundle(SignerRole::Cloud, CLOUD)),
+        )
+        .unwrap();
+        let sat_key = pki::new_p256_key().unwrap();
+        let sat_cert = pki::issue(
+            &ca,
+            &ca_key,
+            &sat_key,
+            &spec("satellite", CertRole::Bundle(SignerRole::Satellite, SAT)),
         )
         .unwrap();
         Fixture {
             ca,
+            ca_key,
             signer_key,
             signer_cert,
+            sat_key,
+            sat_cert,
         }
     })
 }
 
+/// The cloud's bundle signer.
 fn signer() -> Signer {
     let f = fixture();
     Signer::new(f.signer_key.clone(), vec![f.signer_cert.clone()]).unwrap()
 }
 
+/// The satellite SAT, registered.
+fn sat_signer() -> Signer {
+    let f = fixture();
+    Signer::new(f.sat_key.clone(), vec![f.sat_cert.clone()]).unwrap()
+}
+
 fn header(kind: BundleKind) -> Header {
+    let sender = if kind == BundleKind::SyncRequest {
+        SAT
+    } else {
+        CLOUD
+    };
     Header {
         kind,
         bundle_id: "b-1".into(),
-        sender: CLOUD.into(),
+        sender: sender.into(),
         receiver: SAT.into(),
         sequence: 7,
         created_at: NOW,
@@ -118,7 +146,7 @@ fn sync_request(h: Header, n: u64) -> Vec<u8> {
         pis.write(&pi(i)).unwrap();
     }
     assert_eq!(pis.finish(), n);
-    w.finish(&signer()).unwrap().0.into_inner()
+    w.finish(&sat_signer()).unwrap().0.into_inner()
 }
 
 fn valid() -> &'static [u8] {
@@ -240,7 +268,7 @@ fn resigned(f: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
     let mut v: serde_json::Value = serde_json::from_slice(&m.1).unwrap();
     f(&mut v);
     m.1 = serde_json::to_vec_pretty(&v).unwrap();
-    let sig = signer().sign(&m.1).unwrap();
+    let sig = sat_signer().sign(&m.1).unwrap();
     let s = e.iter_mut().find(|(n, _)| n == "manifest.sig").unwrap();
     s.1 = sig;
     rezip(&e)
@@ -427,7 +455,7 @@ fn hostile_corpus() {
 
     let mut e = entries(v);
     let m = e.iter_mut().find(|(n, _)| n == "manifest.json").unwrap();
-    let at = m.1.windows(8).position(|w| w == b"cloud-01").unwrap();
+    let at = m.1.windows(8).position(|w| w == b"sat-0001").unwrap();
     m.1[at + 7] = b'2';
     check("flipped byte in the manifest", refuse(&rezip(&e)), |e| {
         matches!(e, Error::BadSignature)
@@ -636,7 +664,7 @@ fn a_line_longer_than_the_limit_is_refused_without_reading_it_whole() {
     );
     n.write(&long).unwrap();
     n.finish();
-    let bytes = w.finish(&signer()).unwrap().0.into_inner();
+    let bytes = w.finish(&sat_signer()).unwrap().0.into_inner();
     let mut b = open(Cursor::new(bytes), &opts(BundleKind::SyncRequest)).unwrap();
     let first = b
         .ndjson::<PiRecord>("product_instances.ndjson")
@@ -647,6 +675,172 @@ fn a_line_longer_than_the_limit_is_refused_without_reading_it_whole() {
         matches!(first, Err(Error::PayloadInvalid { .. })),
         "{first:?}"
     );
+}
+
+// ---- forged signers: only the cloud speaks for the cloud -------------------------------
+
+/// A bundle of `kind` (a sync request's payload, else a sync response's) from `sender`, signed
+/// by `key` under `chain`.
+fn signed_by(kind: BundleKind, sender: &str, key: PKey<Private>, chain: Vec<X509>) -> Vec<u8> {
+    let mut h = header(kind);
+    h.sender = sender.into();
+    let mut w = BundleWriter::new(Cursor::new(Vec::new()), h).unwrap();
+    match kind {
+        BundleKind::SyncRequest => w.payload(&sync_request_payload(0)).unwrap(),
+        _ => w
+            .payload(&SyncResponse {
+                payload_version: 1,
+                satellite_id: SAT.into(),
+                acknowledged_request: "req-1".into(),
+                acknowledged_change: 0,
+                acknowledged_event: 0,
+                rejected: 0,
+                account: Account {
+                    name: "Acme".into(),
+                    export_controlled_allowed: true,
+                },
+                virtual_accounts: vec![],
+                next_sync_due: NOW + 10 * 365 * 86_400,
+            })
+            .unwrap(),
+    }
+    w.finish(&Signer::new(key, chain).unwrap())
+        .unwrap()
+        .0
+        .into_inner()
+}
+
+fn cert(
+    cn: &str,
+    role: CertRole<'_>,
+    issuer: Option<(&X509, &PKey<Private>)>,
+) -> (PKey<Private>, X509) {
+    let key = pki::new_p256_key().unwrap();
+    let spec = CertSpec {
+        common_name: cn,
+        organization: "forger",
+        role,
+        now: NOW,
+        days: 365,
+    };
+    let cert = match issuer {
+        Some((c, k)) => pki::issue(c, k, &key, &spec).unwrap(),
+        None => pki::self_signed(&key, &spec).unwrap(),
+    };
+    (key, cert)
+}
+
+#[test]
+fn forged_signers_never_speak_for_the_cloud() {
+    let f = fixture();
+    let ca = Some((&f.ca, &f.ca_key));
+    let response = BundleKind::SyncResponse;
+    let refuse_as = |bytes: &[u8], kind: BundleKind| open_bytes(bytes, &opts(kind)).unwrap_err();
+
+    // The satellite's own key (its cloud-issued certificate chains to the cloud CA), with the
+    // cloud's id as sender, or its own.
+    for sender in [CLOUD, SAT] {
+        let b = signed_by(
+            response,
+            sender,
+            f.sat_key.clone(),
+            vec![f.sat_cert.clone()],
+        );
+        let e = refuse_as(&b, response);
+        assert!(matches!(e, Error::WrongSigner { .. }), "{e}");
+        assert!(
+            e.to_string().contains("only by the cloud's bundle signer"),
+            "{e}"
+        );
+    }
+    // The same for an authorization.
+    let auth = BundleKind::RegistrationAuthorization;
+    let b = signed_by(auth, CLOUD, f.sat_key.clone(), vec![f.sat_cert.clone()]);
+    assert!(matches!(refuse_as(&b, auth), Error::WrongSigner { .. }));
+
+    // Another satellite's key.
+    let (k, c) = cert(
+        "other",
+        CertRole::Bundle(SignerRole::Satellite, "sat-0002"),
+        ca,
+    );
+    let e = refuse_as(&signed_by(response, CLOUD, k, vec![c]), response);
+    assert!(matches!(e, Error::WrongSigner { .. }), "{e}");
+
+    // A certificate the cloud CA issued with no bundle role (as every satellite's was before
+    // roles existed), and the CA's own key.
+    let (k, c) = cert("old satellite", CertRole::Signer, ca);
+    let e = refuse_as(&signed_by(response, CLOUD, k, vec![c]), response);
+    assert!(e.to_string().contains("no bundle role"), "{e}");
+    let e = refuse_as(
+        &signed_by(response, CLOUD, f.ca_key.clone(), vec![f.ca.clone()]),
+        response,
+    );
+    assert!(matches!(e, Error::WrongSigner { .. }), "{e}");
+
+    // A device CA (self-made) and a device key under it, and a self-made CA with the cloud's
+    // names issuing a cloud signer for the cloud's id: none chains to the cloud CA.
+    let (dca_key, dca) = cert("device CA", CertRole::Ca, None);
+    let (k, c) = cert("device", CertRole::Signer, Some((&dca, &dca_key)));
+    let e = refuse_as(
+        &signed_by(response, CLOUD, k, vec![c, dca.clone()]),
+        response,
+    );
+    assert!(matches!(e, Error::UntrustedSigner(_)), "{e}");
+    let e = refuse_as(
+        &signed_by(response, CLOUD, dca_key.clone(), vec![dca]),
+        response,
+    );
+    assert!(matches!(e, Error::UntrustedSigner(_)), "{e}");
+    let (rca_key, rca) = cert("cloud CA", CertRole::Ca, None);
+    let (k, c) = cert(
+        "cloud signer",
+        CertRole::Bundle(SignerRole::Cloud, CLOUD),
+        Some((&rca, &rca_key)),
+    );
+    let e = refuse_as(&signed_by(response, CLOUD, k, vec![c, rca]), response);
+    assert!(matches!(e, Error::UntrustedSigner(_)), "{e}");
+
+    // The cloud's signer role, but for another cloud than the sender named.
+    let (k, c) = cert(
+        "signer",
+        CertRole::Bundle(SignerRole::Cloud, "cloud-02"),
+        ca,
+    );
+    let e = refuse_as(&signed_by(response, CLOUD, k, vec![c]), response);
+    assert!(matches!(e, Error::SenderMismatch { .. }), "{e}");
+
+    // The other way: a sync request signed by the cloud's signer, or by a satellite for
+    // another satellite.
+    let e = refuse_as(
+        &signed_by(
+            BundleKind::SyncRequest,
+            SAT,
+            f.signer_key.clone(),
+            vec![f.signer_cert.clone()],
+        ),
+        BundleKind::SyncRequest,
+    );
+    assert!(e.to_string().contains("only by a satellite"), "{e}");
+    let e = refuse_as(
+        &signed_by(
+            BundleKind::SyncRequest,
+            "sat-0002",
+            f.sat_key.clone(),
+            vec![f.sat_cert.clone()],
+        ),
+        BundleKind::SyncRequest,
+    );
+    assert!(matches!(e, Error::SenderMismatch { .. }), "{e}");
+
+    // And the genuine ones pass.
+    let b = signed_by(
+        response,
+        CLOUD,
+        f.signer_key.clone(),
+        vec![f.signer_cert.clone()],
+    );
+    open(Cursor::new(b), &opts(response)).unwrap();
 }
 
 // ---- property: mutations never panic and never verify ----------------------------------

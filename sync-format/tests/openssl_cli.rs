@@ -10,7 +10,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use sync_format::manifest::{BundleKind, Header};
 use sync_format::payload::{PiOp, PiRecord, SyncCounts, SyncRequest};
-use sync_format::pki::{self, CertRole, CertSpec, Signer};
+use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole};
 use sync_format::BundleWriter;
 
 fn now() -> i64 {
@@ -20,7 +20,7 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn spec(cn: &str, role: CertRole) -> CertSpec<'_> {
+fn spec<'a>(cn: &'a str, role: CertRole<'a>) -> CertSpec<'a> {
     CertSpec {
         common_name: cn,
         organization: "test",
@@ -61,9 +61,10 @@ fn run_script(bundle: &Path, ca: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn bundle(key: PKey<Private>, chain: Vec<X509>) -> Vec<u8> {
+/// A sync request from "sat-1" (a registration request when `kind` says so), signed by `key`.
+fn bundle(kind: BundleKind, key: PKey<Private>, chain: Vec<X509>) -> Vec<u8> {
     let h = Header {
-        kind: BundleKind::SyncRequest,
+        kind,
         bundle_id: "b-1".into(),
         sender: "sat-1".into(),
         receiver: "cloud-1".into(),
@@ -84,6 +85,13 @@ fn bundle(key: PKey<Private>, chain: Vec<X509>) -> Vec<u8> {
         counts: SyncCounts::default(),
     })
     .unwrap();
+    if kind != BundleKind::SyncRequest {
+        return w
+            .finish(&Signer::new(key, chain).unwrap())
+            .unwrap()
+            .0
+            .into_inner();
+    }
     let mut n = w.ndjson("product_instances.ndjson").unwrap();
     for i in 0..3 {
         n.write(&PiRecord {
@@ -112,8 +120,9 @@ fn documented_openssl_commands_verify_a_bundle_and_reject_tampering() {
     let ca_key = pki::new_p256_key().unwrap();
     let ca = pki::self_signed(&ca_key, &spec("cloud CA", CertRole::Ca)).unwrap();
     let key = pki::new_p256_key().unwrap();
-    let cert = pki::issue(&ca, &ca_key, &key, &spec("satellite", CertRole::Signer)).unwrap();
-    let bytes = bundle(key, vec![cert]);
+    let sat = CertRole::Bundle(SignerRole::Satellite, "sat-1");
+    let cert = pki::issue(&ca, &ca_key, &key, &spec("satellite", sat)).unwrap();
+    let bytes = bundle(BundleKind::SyncRequest, key.clone(), vec![cert]);
 
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, ca.to_pem().unwrap()).unwrap();
@@ -122,6 +131,7 @@ fn documented_openssl_commands_verify_a_bundle_and_reject_tampering() {
     let (ok, out) = run_script(&good, &ca_path);
     assert!(ok, "verification of a good bundle failed:\n{out}");
     assert!(out.contains("signer.pem: OK"), "{out}");
+    assert!(out.contains("signer role: satellite sat-1"), "{out}");
     assert_eq!(
         out.matches("Verified OK").count(),
         2,
@@ -139,6 +149,27 @@ fn documented_openssl_commands_verify_a_bundle_and_reject_tampering() {
     std::fs::write(&other_path, other.to_pem().unwrap()).unwrap();
     let (ok, out) = run_script(&good, &other_path);
     assert!(!ok, "an untrusted CA must fail:\n{out}");
+
+    // Signed under the right CA by a certificate of the wrong role, of no role, or for
+    // another satellite: the role check fails.
+    for (what, role) in [
+        (
+            "the cloud's role",
+            CertRole::Bundle(SignerRole::Cloud, "sat-1"),
+        ),
+        ("no role", CertRole::Signer),
+        (
+            "another satellite",
+            CertRole::Bundle(SignerRole::Satellite, "sat-12"),
+        ),
+    ] {
+        let cert = pki::issue(&ca, &ca_key, &key, &spec("forger", role)).unwrap();
+        let p = dir.path().join("forged.zip");
+        std::fs::write(&p, bundle(BundleKind::SyncRequest, key.clone(), vec![cert])).unwrap();
+        let (ok, out) = run_script(&p, &ca_path);
+        assert!(!ok, "a signer of {what} must fail:\n{out}");
+        assert!(out.contains("signer.pem: OK"), "only the role fails: {out}");
+    }
 
     // Any single changed byte fails: one in the stored manifest (signature), one in the
     // zip metadata (seal), one in the compressed payload.
@@ -165,7 +196,7 @@ fn a_self_signed_registration_signer_verifies_against_itself() {
     let dir = tempfile::tempdir().unwrap();
     let key = pki::new_p256_key().unwrap();
     let cert = pki::self_signed(&key, &spec("satellite", CertRole::Signer)).unwrap();
-    let bytes = bundle(key, vec![cert.clone()]);
+    let bytes = bundle(BundleKind::RegistrationRequest, key, vec![cert.clone()]);
     let p = dir.path().join("req.zip");
     std::fs::write(&p, &bytes).unwrap();
     let ca = dir.path().join("self.pem");

@@ -46,7 +46,8 @@ for n in "${counts[@]}"; do
   mc license add --va Site --tag regid.bench.license --name "Bench License" --count $((n / 2))
   sat register export --out "$work/req.zip" >/dev/null
   mc satellite authorize "$work/req.zip" --name bench --va Site --out "$work/auth.zip"
-  sat register import "$work/auth.zip" >/dev/null
+  sat register import "$work/auth.zip" \
+    --cloud-ca-fingerprint "$("$bin/mock-cloud" --data-dir "$work/cloud" ca --fingerprint)" >/dev/null
   token=$(sat token create --va Site --days 30)
   # An operator account made here, in its own process: the server then skips the first-start
   # admin, whose argon2 hash (19 MiB for a moment) would otherwise be the peak RSS measured.

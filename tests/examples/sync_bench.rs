@@ -88,7 +88,8 @@ fn main() {
         Ok(())
     })
     .unwrap();
-    satellite::registration::import_authorization(&store, &cfg, &clock, &auth).unwrap();
+    let ca = openssl::sha::sha256(&cloud.ca_cert.to_der().unwrap());
+    satellite::registration::import_authorization(&store, &cfg, &clock, &auth, Some(&ca)).unwrap();
 
     println!("sync of {n} devices (one entitlement each)");
     phase("insert devices (SQL, setup)", || {

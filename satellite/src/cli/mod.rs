@@ -236,6 +236,12 @@ pub enum RegisterCommand {
     Import {
         /// The authorization file downloaded from the cloud.
         file: PathBuf,
+        /// The SHA-256 fingerprint of the cloud's CA, read from the cloud out of band (the
+        /// mock cloud prints it with `mock-cloud ca`), e.g. SHA256:AB:CD:…. Needed for a
+        /// first registration when [cloud] ca_file is not set: the satellite never trusts a
+        /// CA just because an authorization carries it.
+        #[arg(long, value_name = "SHA256:FINGERPRINT")]
+        cloud_ca_fingerprint: Option<String>,
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -248,9 +254,14 @@ pub enum RegisterCommand {
         #[arg(long, value_name = "URL")]
         cloud: Option<String>,
         /// CA certificate (PEM) to trust for the cloud (default: [cloud] ca_file, or the CA
-        /// pinned by an earlier registration).
+        /// pinned by an earlier registration). It vouches for the authorization too when it is
+        /// the CA that signed it.
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
+        /// The SHA-256 fingerprint of the cloud's bundle CA, when it is not the CA of --ca
+        /// (see `register import`).
+        #[arg(long, value_name = "SHA256:FINGERPRINT")]
+        cloud_ca_fingerprint: Option<String>,
         /// Keep asking for the answer this long, e.g. 60s or 10m (default: do not wait).
         #[arg(long, value_name = "DURATION")]
         wait: Option<String>,
@@ -915,7 +926,15 @@ fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
             );
             Ok(())
         }
-        RegisterCommand::Import { file, json } => {
+        RegisterCommand::Import {
+            file,
+            cloud_ca_fingerprint,
+            json,
+        } => {
+            let accept = cloud_ca_fingerprint
+                .as_deref()
+                .map(registration::parse_ca_fingerprint)
+                .transpose()?;
             let bytes = read_bundle_file(&file)?;
             let ctx = Context::open(config)?;
             let r = registration::import_authorization(
@@ -923,15 +942,21 @@ fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
                 &ctx.config,
                 ctx.clock.as_ref(),
                 &bytes,
+                accept.as_ref(),
             )?;
             print_registered(&r, json)
         }
         RegisterCommand::Network {
             cloud,
             ca,
+            cloud_ca_fingerprint,
             wait,
             json,
         } => {
+            let accept = cloud_ca_fingerprint
+                .as_deref()
+                .map(registration::parse_ca_fingerprint)
+                .transpose()?;
             let wait = match wait {
                 Some(w) => {
                     std::time::Duration::from_secs(clock::parse_duration(&w)?.unsigned_abs())
@@ -951,6 +976,7 @@ fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
                 ctx.clock.as_ref(),
                 &url,
                 ca.as_deref(),
+                accept.as_ref(),
                 wait,
             )? {
                 NetworkOutcome::Registered(r) => print_registered(&r, json),

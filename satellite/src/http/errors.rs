@@ -32,6 +32,7 @@ impl ResponseError for Error {
             // authorization until it expires, then runs in its grace period.
             Error::Removed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Bundle(e) if !e.is_local_failure() => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::UntrustedCloudCa { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Cloud(_) => StatusCode::BAD_GATEWAY,
             Error::DataDir { .. }
             | Error::File { .. }

@@ -82,8 +82,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the path of the cloud's CA certificate (satellites trust it).
-    Ca,
+    /// Print the path of the cloud's CA certificate (satellites trust it) on standard
+    /// output and its SHA-256 fingerprint on standard error. Give the fingerprint to a
+    /// satellite registering by file: `satellite register import FILE
+    /// --cloud-ca-fingerprint SHA256:…`.
+    Ca {
+        /// Print only the fingerprint (`SHA256:AB:CD:…`), on standard output.
+        #[arg(long)]
+        fingerprint: bool,
+    },
     /// Show or move the manual test clock (needs MOCK_CLOUD_TESTING_MANUAL_CLOCK=true).
     #[command(subcommand)]
     Clock(ClockCommand),
@@ -636,8 +643,14 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Ca => {
-            println!("{}", open()?.ca_path().display());
+        Command::Ca { fingerprint } => {
+            let cloud = open()?;
+            if fingerprint {
+                println!("{}", cloud.ca_fingerprint()?);
+            } else {
+                println!("{}", cloud.ca_path().display());
+                eprintln!("fingerprint: {}", cloud.ca_fingerprint()?);
+            }
             Ok(())
         }
         Command::Clock(cmd) => {

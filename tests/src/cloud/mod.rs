@@ -20,7 +20,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use satellite::datadir;
-use sync_format::pki::{self, CertRole, CertSpec, Signer};
+use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("cloud-migrations");
 
@@ -163,7 +163,8 @@ impl Cloud {
             )?)
         })?;
         let signer_key = key_file(&data_dir.join("signer.key.pem"))?;
-        let signer_cert = cert_file(&data_dir.join("signer.crt.pem"), || {
+        let signer_path = data_dir.join("signer.crt.pem");
+        let make_signer = || -> Result<X509> {
             Ok(pki::issue(
                 &ca_cert,
                 &ca_key,
@@ -171,12 +172,20 @@ impl Cloud {
                 &CertSpec {
                     common_name: "Mock Cloud bundle signer",
                     organization: "mock cloud",
-                    role: CertRole::Signer,
+                    role: CertRole::Bundle(SignerRole::Cloud, &cloud_id),
                     now,
                     days: 3650,
                 },
             )?)
-        })?;
+        };
+        let mut signer_cert = cert_file(&signer_path, make_signer)?;
+        // A signer made before bundle roles existed (or for another id) cannot sign for the
+        // cloud any more: issue it again under the same CA.
+        let role = pki::bundle_role(&signer_cert).ok().flatten();
+        if role != Some((SignerRole::Cloud, cloud_id.clone())) {
+            signer_cert = make_signer()?;
+            datadir::write_public(&signer_path, &signer_cert.to_pem()?)?;
+        }
         // The chain carries the CA too, so a satellite without a CA yet can pin it.
         let signer = Signer::new(signer_key, vec![signer_cert, ca_cert.clone()])?;
         Ok(Cloud {
@@ -233,6 +242,12 @@ impl Cloud {
 
     pub fn ca_key(&self) -> &PKey<Private> {
         &self.ca_key
+    }
+
+    /// The CA's SHA-256 fingerprint as `SHA256:AB:CD:…`, which an operator gives a satellite
+    /// registering by file (`register import --cloud-ca-fingerprint`).
+    pub fn ca_fingerprint(&self) -> Result<String> {
+        Ok(pki::sha256_fingerprint(&self.ca_cert)?)
     }
 
     pub fn ca_path(&self) -> PathBuf {

@@ -11,7 +11,7 @@ use sync_format::payload::{
     Account, LicenseKind, LicenseLine, RegistrationAuthorization, RegistrationRequest,
     VirtualAccount,
 };
-use sync_format::pki::{self, CertRole, CertSpec, Trust};
+use sync_format::pki::{self, CertRole, CertSpec, SignerRole, Trust};
 use sync_format::{BundleWriter, ReadOptions};
 
 use super::schema::{accounts, licenses, satellite_vas, satellites, virtual_accounts};
@@ -568,7 +568,7 @@ fn authorize_row(
         &CertSpec {
             common_name: &format!("satellite {name}"),
             organization: &account_name,
-            role: CertRole::Signer,
+            role: CertRole::Bundle(SignerRole::Satellite, &satellite_id),
             now,
             days: 730,
         },

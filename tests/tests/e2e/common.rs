@@ -136,6 +136,15 @@ impl MockCloud {
         self.dir.join("ca.crt.pem")
     }
 
+    /// The CA's fingerprint as `mock-cloud ca --fingerprint` prints it (`SHA256:…`).
+    pub fn fingerprint(&self) -> String {
+        self.run(&["ca", "--fingerprint"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.join("mock-cloud.db")
     }
@@ -203,6 +212,41 @@ pub fn sat_db(dir: &Path) -> PathBuf {
     dir.join("data/satellite.db")
 }
 
+/// Registers the satellite in `dir` with `cloud` by files, for `vas`, vouching for the
+/// cloud's CA by its fingerprint (as an operator copies it from `mock-cloud ca`). Returns
+/// the authorization file.
+pub fn register_by_files(dir: &Path, cloud: &MockCloud, name: &str, vas: &[&str]) -> PathBuf {
+    let req = dir.join("request.zip");
+    let auth = dir.join("authorization.zip");
+    sat(dir, &["register", "export", "--out", req.to_str().unwrap()]).ok();
+    let mut args = vec![
+        "satellite",
+        "authorize",
+        req.to_str().unwrap(),
+        "--name",
+        name,
+        "--out",
+        auth.to_str().unwrap(),
+    ];
+    for va in vas {
+        args.extend(["--va", va]);
+    }
+    cloud.run(&args).ok();
+    let fingerprint = cloud.fingerprint();
+    sat(
+        dir,
+        &[
+            "register",
+            "import",
+            auth.to_str().unwrap(),
+            "--cloud-ca-fingerprint",
+            &fingerprint,
+        ],
+    )
+    .ok();
+    auth
+}
+
 /// A registered satellite with the seeded cloud's VAs Lab and Ops, serving on loopback.
 pub struct Site {
     pub dir: PathBuf,
@@ -216,25 +260,7 @@ impl Site {
         cloud.seed();
         let s = dir.join("sat");
         std::fs::create_dir_all(&s).unwrap();
-        let req = s.join("request.zip");
-        let auth = s.join("authorization.zip");
-        sat(&s, &["register", "export", "--out", req.to_str().unwrap()]).ok();
-        cloud
-            .run(&[
-                "satellite",
-                "authorize",
-                req.to_str().unwrap(),
-                "--name",
-                "site",
-                "--va",
-                "Lab",
-                "--va",
-                "Ops",
-                "--out",
-                auth.to_str().unwrap(),
-            ])
-            .ok();
-        sat(&s, &["register", "import", auth.to_str().unwrap()]).ok();
+        register_by_files(&s, &cloud, "site", &["Lab", "Ops"]);
         let running = start_satellite(&s);
         Site {
             dir: s,

@@ -8,7 +8,8 @@ use satellite_e2e::harness::{bin, dump_sqlite};
 use satellite_e2e::webdriver::{self, Browser};
 
 use crate::common::{
-    sat, sat_db, start_satellite, start_satellite_env, MockCloud, Site, ADMIN_PASSWORD,
+    register_by_files, sat, sat_db, start_satellite, start_satellite_env, MockCloud, Site,
+    ADMIN_PASSWORD,
 };
 
 /// Where screenshots go: `target/screenshots/`, kept as CI artifacts.
@@ -59,21 +60,7 @@ fn response_for_another_satellite(site: &Site, work: &Path) -> PathBuf {
     let other = work.join("other");
     std::fs::create_dir_all(&other).unwrap();
     let p = |name: &str| other.join(name).display().to_string();
-    sat(&other, &["register", "export", "--out", &p("req.zip")]).ok();
-    site.cloud
-        .run(&[
-            "satellite",
-            "authorize",
-            &p("req.zip"),
-            "--name",
-            "other",
-            "--va",
-            "Spare",
-            "--out",
-            &p("auth.zip"),
-        ])
-        .ok();
-    sat(&other, &["register", "import", &p("auth.zip")]).ok();
+    register_by_files(&other, &site.cloud, "other", &["Spare"]);
     sat(&other, &["sync", "export", "--out", &p("sync.zip")]).ok();
     site.cloud
         .process(&other.join("sync.zip"), &other.join("resp.zip"));
@@ -434,11 +421,25 @@ fn registration_and_network_sync_through_the_operator_api() {
             granted.to_str().unwrap(),
         ])
         .ok();
+    // Without the cloud CA's fingerprint: refused, naming the fingerprint found.
+    let before = store(&dir);
+    let granted = std::fs::read(&granted).unwrap();
+    let r = call(&running, "POST", "/registration/import", Some(&granted));
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["code"], "unpinned_ca");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&cloud.fingerprint()));
+    assert_eq!(store(&dir), before);
     let r = call(
         &running,
         "POST",
-        "/registration/import",
-        Some(&std::fs::read(&granted).unwrap()),
+        &format!(
+            "/registration/import?cloud_ca_fingerprint={}",
+            cloud.fingerprint()
+        ),
+        Some(&granted),
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["account"], "Acme");

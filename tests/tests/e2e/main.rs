@@ -10,3 +10,4 @@ mod foundation;
 mod registration;
 mod service;
 mod sync;
+mod trust;

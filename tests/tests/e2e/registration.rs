@@ -3,38 +3,11 @@
 
 use std::path::Path;
 
-use crate::common::{sat, sat_db, satellite, status, MockCloud};
+use crate::common::{register_by_files, sat, sat_db, satellite, status, MockCloud};
 use satellite_e2e::harness::{self, dump_sqlite};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
-}
-
-/// Registers the satellite in `dir` with `cloud` by files, for `vas`.
-fn register_by_files(
-    dir: &Path,
-    cloud: &MockCloud,
-    name: &str,
-    vas: &[&str],
-) -> std::path::PathBuf {
-    let req = dir.join("request.zip");
-    let auth = dir.join("authorization.zip");
-    sat(dir, &["register", "export", "--out", req.to_str().unwrap()]).ok();
-    let mut args = vec![
-        "satellite",
-        "authorize",
-        req.to_str().unwrap(),
-        "--name",
-        name,
-        "--out",
-        auth.to_str().unwrap(),
-    ];
-    for va in vas {
-        args.extend(["--va", va]);
-    }
-    cloud.run(&args).ok();
-    sat(dir, &["register", "import", auth.to_str().unwrap()]).ok();
-    auth
 }
 
 fn assert_refused(out: &harness::Output, needle: &str) {
@@ -193,20 +166,27 @@ fn authorizations_for_another_satellite_or_request_or_from_an_unknown_ca_are_ref
         .ok();
 
     // B's authorization uploaded to A.
+    let fingerprint = cloud.fingerprint();
+    let import = |dir: &Path, auth: &Path| {
+        sat(
+            dir,
+            &[
+                "register",
+                "import",
+                auth.to_str().unwrap(),
+                "--cloud-ca-fingerprint",
+                &fingerprint,
+            ],
+        )
+    };
     let before = dump_sqlite(&sat_db(&a));
-    let out = sat(
-        &a,
-        &["register", "import", b.join("auth.zip").to_str().unwrap()],
-    );
+    let out = import(&a, &b.join("auth.zip"));
     assert_refused(&out, "addressed to");
     assert_eq!(dump_sqlite(&sat_db(&a)), before);
 
     // A's authorization uploaded to the copy, which never made that request.
     let before = dump_sqlite(&sat_db(&a_copy));
-    let out = sat(
-        &a_copy,
-        &["register", "import", a.join("auth.zip").to_str().unwrap()],
-    );
+    let out = import(&a_copy, &a.join("auth.zip"));
     assert_refused(&out, "never made");
     assert_eq!(dump_sqlite(&sat_db(&a_copy)), before);
 
@@ -249,11 +229,7 @@ fn authorizations_for_another_satellite_or_request_or_from_an_unknown_ca_are_ref
     assert_eq!(dump_sqlite(&sat_db(&c)), before);
 
     // And A's own authorization still registers A.
-    sat(
-        &a,
-        &["register", "import", a.join("auth.zip").to_str().unwrap()],
-    )
-    .ok();
+    import(&a, &a.join("auth.zip")).ok();
     assert_eq!(status(&a)["state"], "registered");
 }
 

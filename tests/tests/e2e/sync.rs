@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::common::{sat, sat_db, satellite, Dev, MockCloud, Site};
+use crate::common::{register_by_files, sat, sat_db, satellite, Dev, MockCloud, Site};
 use satellite_e2e::harness::dump_sqlite;
 
 const DNA: &str = "regid.example.dna-advantage";
@@ -175,23 +175,7 @@ fn refused_responses_leave_the_store_unchanged() {
     // Another satellite of the same cloud, with its own response.
     let other = t.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
-    let oreq = other.join("reg.zip");
-    let oauth = other.join("auth.zip");
-    sat(&other, &["register", "export", "--out", p(&oreq)]).ok();
-    site.cloud
-        .run(&[
-            "satellite",
-            "authorize",
-            p(&oreq),
-            "--name",
-            "other",
-            "--va",
-            "Spare",
-            "--out",
-            p(&oauth),
-        ])
-        .ok();
-    sat(&other, &["register", "import", p(&oauth)]).ok();
+    register_by_files(&other, &site.cloud, "other", &["Spare"]);
     let (osync, oresp) = (other.join("s.zip"), other.join("r.zip"));
     sat(&other, &["sync", "export", "--out", p(&osync)]).ok();
     site.cloud

@@ -271,25 +271,46 @@ async fn registration_export(state: web::Data<AppState>) -> Result<HttpResponse>
     Ok(zip(bytes, "registration-request.zip"))
 }
 
-/// Reads an authorization file (as `satellite register import`).
+/// Reads an authorization file (as `satellite register import`); `cloud_ca_fingerprint`
+/// vouches for the cloud CA on a first registration.
 pub async fn import_registration_file(
     state: &AppState,
     bytes: Bytes,
+    cloud_ca_fingerprint: Option<&str>,
 ) -> Result<crate::registration::Registered> {
     let state = state.clone();
+    let accept = cloud_ca_fingerprint
+        .filter(|f| !f.trim().is_empty())
+        .map(crate::registration::parse_ca_fingerprint)
+        .transpose()?;
     blocking(move || {
         crate::registration::import_authorization(
             &state.store,
             &state.config,
             state.clock.as_ref(),
             &bytes,
+            accept.as_ref(),
         )
     })
     .await
 }
 
-async fn registration_import(state: web::Data<AppState>, body: Bytes) -> Result<HttpResponse> {
-    Ok(json(&import_registration_file(&state, body).await?))
+/// `?cloud_ca_fingerprint=SHA256:…` of `POST /registration/import`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationImportQuery {
+    #[serde(default)]
+    cloud_ca_fingerprint: Option<String>,
+}
+
+async fn registration_import(
+    state: web::Data<AppState>,
+    q: Query<RegistrationImportQuery>,
+    body: Bytes,
+) -> Result<HttpResponse> {
+    Ok(json(
+        &import_registration_file(&state, body, q.cloud_ca_fingerprint.as_deref()).await?,
+    ))
 }
 
 async fn tokens_list(state: web::Data<AppState>) -> Result<HttpResponse> {

@@ -1026,7 +1026,7 @@ async fn render_registration(
         let _ = write!(
             body,
             r#"<h2>1. Download the registration file</h2><p>Upload it to the cloud ("New satellite"); it answers with an authorization file.</p><form method="post" action="/console/registration/file" class="box">{0}<button type="submit" id="download-registration-file">Download registration file</button></form>
-<h2>2. Upload the authorization file</h2><form method="post" action="/console/registration/import" enctype="multipart/form-data" class="box" id="authorization-form">{0}<label for="authorization">Authorization file (.zip)</label><input type="file" id="authorization" name="authorization" accept=".zip,application/zip"><p><button type="submit" id="upload-authorization">Upload</button></p></form>"#,
+<h2>2. Upload the authorization file</h2><form method="post" action="/console/registration/import" enctype="multipart/form-data" class="box" id="authorization-form">{0}<label for="authorization">Authorization file (.zip)</label><input type="file" id="authorization" name="authorization" accept=".zip,application/zip"><label for="cloud-ca-fingerprint">Cloud CA fingerprint (SHA-256, from the cloud's operator; needed unless [cloud] ca_file is set or a CA is pinned)</label><input type="text" id="cloud-ca-fingerprint" name="cloud_ca_fingerprint" placeholder="SHA256:AB:CD:…" autocomplete="off" spellcheck="false"><p><button type="submit" id="upload-authorization">Upload</button></p></form>"#,
             csrf_field(who)
         );
     }
@@ -1057,7 +1057,8 @@ async fn registration_import(
 ) -> Result<HttpResponse> {
     let r = async {
         let up = form.file("authorization")?;
-        let r = api::import_registration_file(&state, up.data.clone()).await?;
+        let fingerprint = form.field("cloud_ca_fingerprint");
+        let r = api::import_registration_file(&state, up.data.clone(), fingerprint).await?;
         Ok(format!(
             "Registered with the smart account {:?}: virtual accounts {}; {} license line(s).",
             r.account,

@@ -1,0 +1,418 @@
+//! Only the cloud speaks for the cloud. Genuine bundles from the mock cloud, signed again by
+//! every other key a site or an attacker can hold (the satellite's own, another satellite's,
+//! the satellite's device CA, a device's, and a self-made CA with the cloud's names), are
+//! refused by `register import`, `sync import`, the operator API's upload (the console's
+//! path) and a network sync, with a message that says why and the store unchanged.
+
+use std::io::{Cursor, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+use openssl::x509::X509;
+use satellite_e2e::harness::{self, dump_sqlite, query_strings};
+use sync_format::manifest::{BundleKind, Header};
+use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole};
+use sync_format::BundleWriter;
+
+use crate::common::{register_by_files, sat, sat_db, satellite, Dev, MockCloud, Site};
+
+/// A key and the chain it signs under, with what each kind of reader must answer.
+struct Forger {
+    what: &'static str,
+    key: PKey<Private>,
+    chain: Vec<X509>,
+    /// The refusal of a first registration (the cloud CA vouched for by its fingerprint).
+    at_registration: &'static str,
+    /// The refusal of a sync response (the cloud CA pinned).
+    at_sync: &'static str,
+}
+
+const WRONG_ROLE: &str = "may be signed only by the cloud's bundle signer";
+
+fn pem_file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn key_of(data: &Path, name: &str) -> PKey<Private> {
+    PKey::private_key_from_pem(&pem_file(&data.join("keys").join(name))).unwrap()
+}
+
+/// The satellite's cloud-issued certificate, from its store.
+fn satellite_cert(dir: &Path) -> X509 {
+    let pem = query_strings(&sat_db(dir), "SELECT certificate_pem AS v FROM satellite");
+    X509::from_pem(pem[0].as_bytes()).unwrap()
+}
+
+/// Everyone who is not the cloud's bundle signer, for the satellite in `site_dir`.
+fn forgers(site_dir: &Path, other_dir: &Path, cloud: &MockCloud, dev: &Dev) -> Vec<Forger> {
+    let cloud_ca = X509::from_pem(&pem_file(&cloud.ca())).unwrap();
+    let data = site_dir.join("data");
+    let device_ca = X509::from_pem(&pem_file(&data.join("keys/device-ca.crt.pem"))).unwrap();
+    let device_ca_key = key_of(&data, "device-ca.key.pem");
+    // The device's own key under a certificate its satellite's device CA issues (as the
+    // satellite does at registration), and a self-made CA named like the cloud's issuing a
+    // cloud signer for the cloud's very id.
+    let cloud_id =
+        query_strings(&sat_db(site_dir), "SELECT cloud_id AS v FROM satellite")[0].clone();
+    let spec = |cn: &'static str, role| CertSpec {
+        common_name: cn,
+        organization: "mock cloud",
+        role,
+        now: satellite::clock::system_now(),
+        days: 30,
+    };
+    let device_cert = pki::issue(
+        &device_ca,
+        &device_ca_key,
+        &dev.key,
+        &spec("TEST-PID:SN-F", CertRole::Signer),
+    )
+    .unwrap();
+    let rogue_key = pki::new_p256_key().unwrap();
+    let rogue_ca = pki::self_signed(&rogue_key, &spec("Mock Cloud Root CA", CertRole::Ca)).unwrap();
+    let rogue_signer_key = pki::new_p256_key().unwrap();
+    let rogue_signer = pki::issue(
+        &rogue_ca,
+        &rogue_key,
+        &rogue_signer_key,
+        &spec(
+            "Mock Cloud bundle signer",
+            CertRole::Bundle(SignerRole::Cloud, &cloud_id),
+        ),
+    )
+    .unwrap();
+    vec![
+        Forger {
+            what: "the satellite's own key",
+            key: key_of(&data, "satellite.key.pem"),
+            chain: vec![satellite_cert(site_dir), cloud_ca.clone()],
+            at_registration: WRONG_ROLE,
+            at_sync: WRONG_ROLE,
+        },
+        Forger {
+            what: "another satellite's key",
+            key: key_of(&other_dir.join("data"), "satellite.key.pem"),
+            chain: vec![satellite_cert(other_dir), cloud_ca],
+            at_registration: WRONG_ROLE,
+            at_sync: WRONG_ROLE,
+        },
+        Forger {
+            what: "the device CA",
+            key: device_ca_key,
+            chain: vec![device_ca.clone()],
+            at_registration: "carries no CA certificate",
+            at_sync: "untrusted certificate",
+        },
+        Forger {
+            what: "a device's key",
+            key: dev.key.clone(),
+            chain: vec![device_cert, device_ca],
+            at_registration: "does not trust yet",
+            at_sync: "untrusted certificate",
+        },
+        Forger {
+            what: "a self-made CA with the cloud's names",
+            key: rogue_signer_key,
+            chain: vec![rogue_signer, rogue_ca],
+            at_registration: "does not trust yet",
+            at_sync: "untrusted certificate",
+        },
+    ]
+}
+
+/// `bundle` with every entry and manifest field as the cloud wrote them, signed by `f`.
+fn resign(bundle: &[u8], f: &Forger) -> Vec<u8> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bundle)).unwrap();
+    let mut entry = |name: &str| {
+        let mut out = Vec::new();
+        zip.by_name(name).unwrap().read_to_end(&mut out).unwrap();
+        out
+    };
+    let m: serde_json::Value = serde_json::from_slice(&entry("manifest.json")).unwrap();
+    let s = |k: &str| m[k].as_str().unwrap().to_string();
+    let header = Header {
+        kind: BundleKind::parse(&s("kind")).unwrap(),
+        bundle_id: s("bundle_id"),
+        sender: s("sender"),
+        receiver: s("receiver"),
+        sequence: m["sequence"].as_u64().unwrap(),
+        created_at: m["created_at"].as_i64().unwrap(),
+        not_after: m["not_after"].as_i64().unwrap(),
+        in_reply_to: m["in_reply_to"].as_str().map(str::to_string),
+    };
+    let names: Vec<String> = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut w = BundleWriter::new(Cursor::new(Vec::new()), header).unwrap();
+    for name in names {
+        let bytes = entry(&name);
+        if name == "payload.json" {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            w.payload(&v).unwrap();
+            continue;
+        }
+        let mut n = w.ndjson(&name).unwrap();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            n.write(&serde_json::from_slice::<serde_json::Value>(line).unwrap())
+                .unwrap();
+        }
+        n.finish();
+    }
+    let signer = Signer::new(f.key.clone(), f.chain.clone()).unwrap();
+    w.finish(&signer).unwrap().0.into_inner()
+}
+
+fn refused(out: &harness::Output, needle: &str, what: &str) {
+    assert_eq!(out.code, 2, "{what}: expected exit 2: {out:?}");
+    assert!(
+        out.stderr.contains("bundle refused") && out.stderr.contains(needle),
+        "{what}: expected {needle:?} in: {}",
+        out.stderr
+    );
+}
+
+/// An HTTPS server on loopback that answers every request with `body` (a zip), with the key
+/// and certificate of `cloud`'s own TLS endpoint: someone who took over the cloud's address
+/// and TLS key, to show the bundle's signer is checked whatever the channel. It serves at
+/// most `limit` connections and stops when dropped.
+struct Impostor {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Impostor {
+    fn start(cloud: &MockCloud, body: Vec<u8>, limit: usize) -> Impostor {
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        b.set_private_key_file(cloud.dir.join("tls.key.pem"), SslFiletype::PEM)
+            .unwrap();
+        b.set_certificate_chain_file(cloud.dir.join("tls.crt.pem"))
+            .unwrap();
+        let acceptor = b.build();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming().take(limit) {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(tcp) = conn else { continue };
+                let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let Ok(mut tls) = acceptor.accept(tcp) else {
+                    continue;
+                };
+                // Read the request head and its body, then answer.
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = tls.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if raw.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes());
+                let _ = tls.write_all(&body);
+                let _ = tls.shutdown();
+            }
+        });
+        Impostor {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn bundles_signed_by_anyone_but_the_clouds_signer_are_refused_everywhere() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let token = site.token("Lab", &[]);
+    let dev = Dev::register(&site, &token, "SN-F");
+    // Another satellite of the same cloud (registered: its certificate chains to the CA).
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    register_by_files(&other, &site.cloud, "other", &["Spare"]);
+    let forgers = forgers(&site.dir, &other, &site.cloud, &dev);
+
+    // ---- a first registration: a fresh satellite and its genuine authorization.
+    let fresh = t.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    site.cloud.run(&["va", "create", "Acme", "Fresh"]).ok();
+    let req = fresh.join("request.zip");
+    let auth = fresh.join("authorization.zip");
+    sat(
+        &fresh,
+        &["register", "export", "--out", req.to_str().unwrap()],
+    )
+    .ok();
+    site.cloud
+        .run(&[
+            "satellite",
+            "authorize",
+            req.to_str().unwrap(),
+            "--name",
+            "fresh",
+            "--va",
+            "Fresh",
+            "--out",
+            auth.to_str().unwrap(),
+        ])
+        .ok();
+    let fingerprint = site.cloud.fingerprint();
+    let genuine = std::fs::read(&auth).unwrap();
+    let forged = fresh.join("forged.zip");
+    for f in &forgers {
+        std::fs::write(&forged, resign(&genuine, f)).unwrap();
+        let before = dump_sqlite(&sat_db(&fresh));
+        let out = sat(
+            &fresh,
+            &[
+                "register",
+                "import",
+                forged.to_str().unwrap(),
+                "--cloud-ca-fingerprint",
+                &fingerprint,
+            ],
+        );
+        refused(&out, f.at_registration, f.what);
+        assert_eq!(dump_sqlite(&sat_db(&fresh)), before, "{}", f.what);
+    }
+    // Without the fingerprint, the genuine authorization is refused too, naming it.
+    let out = sat(&fresh, &["register", "import", auth.to_str().unwrap()]);
+    refused(&out, &fingerprint, "no fingerprint");
+    assert!(out.stderr.contains("--cloud-ca-fingerprint"), "{out:?}");
+    // The genuine one, vouched for, registers.
+    sat(
+        &fresh,
+        &[
+            "register",
+            "import",
+            auth.to_str().unwrap(),
+            "--cloud-ca-fingerprint",
+            &fingerprint,
+        ],
+    )
+    .ok();
+
+    // ---- sync responses: by file, through the operator API (the console's upload calls the
+    // same import), and over the network.
+    let (request, response) = site.files("forged");
+    site.sat(&["sync", "export", "--out", request.to_str().unwrap()])
+        .ok();
+    site.cloud.process(&request, &response);
+    let genuine = std::fs::read(&response).unwrap();
+    let admin = site
+        .sat(&["user", "api-token", "create", "admin"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let bearer = format!("Bearer {admin}");
+    // A first call notes the token's use, which is not what is compared.
+    site.sat
+        .console
+        .request_with(
+            "GET",
+            "/api/v1/operator/me",
+            None,
+            &[("Authorization", &bearer)],
+        )
+        .unwrap();
+    let forged = site.dir.join("resigned.zip");
+    for f in &forgers {
+        let bytes = resign(&genuine, f);
+        std::fs::write(&forged, &bytes).unwrap();
+        let before = dump_sqlite(&sat_db(&site.dir));
+        let out = site.sat(&["sync", "import", forged.to_str().unwrap()]);
+        refused(&out, f.at_sync, f.what);
+        let r = site
+            .sat
+            .console
+            .request_with(
+                "POST",
+                "/api/v1/operator/sync/import",
+                Some(&bytes),
+                &[("Authorization", &bearer)],
+            )
+            .unwrap();
+        assert_eq!(
+            r.status,
+            422,
+            "{}: {}",
+            f.what,
+            String::from_utf8_lossy(&r.body)
+        );
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(f.at_sync), "{}: {msg}", f.what);
+        assert_eq!(dump_sqlite(&sat_db(&site.dir)), before, "{}", f.what);
+    }
+
+    // Over the network, from an impostor at the cloud's address with the cloud's TLS key.
+    let (server, _) = site.cloud.serve(t.path(), &[]);
+    drop(server);
+    let before = site.sat(&["license", "list", "--json"]).ok().stdout;
+    let last = |dir: &Path| {
+        query_strings(
+            &sat_db(dir),
+            "SELECT COALESCE(CAST(last_sync_at AS TEXT), '') AS v FROM satellite",
+        )
+    };
+    let last_before = last(&site.dir);
+    for f in &forgers[..2] {
+        let impostor = Impostor::start(&site.cloud, resign(&genuine, f), 4);
+        let mut c = satellite(&site.dir);
+        c.env(
+            "SATELLITE_CLOUD_URL",
+            format!("https://localhost:{}", impostor.port),
+        )
+        .args(["sync", "now"]);
+        let out = harness::run(&mut c);
+        assert_ne!(out.code, 0, "{}: {out:?}", f.what);
+        assert!(out.stderr.contains(WRONG_ROLE), "{}: {out:?}", f.what);
+        drop(impostor);
+    }
+    assert_eq!(site.sat(&["license", "list", "--json"]).ok().stdout, before);
+    assert_eq!(last(&site.dir), last_before);
+
+    // And the genuine response applies.
+    let out = site
+        .sat(&["sync", "import", response.to_str().unwrap()])
+        .ok();
+    assert!(out.stdout.contains("applied"), "{out:?}");
+}
