@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(String),
 
+    /// A request body over the route's limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+
     /// Too many attempts (failed logins); the message says how long to wait.
     #[error("{0}")]
     TooManyRequests(String),
@@ -122,6 +126,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Conflict(_) => "conflict",
             Error::TooManyRequests(_) => "too_many_requests",
+            Error::PayloadTooLarge(_) => "payload_too_large",
             Error::State(_) => "state",
             Error::Removed(_) => "satellite_removed",
             Error::ManualClockDisabled => "manual_clock_disabled",
@@ -152,6 +157,7 @@ impl Error {
             | Error::Forbidden(_)
             | Error::Conflict(_)
             | Error::TooManyRequests(_)
+            | Error::PayloadTooLarge(_)
             | Error::State(_)
             | Error::Removed(_)
             | Error::ManualClockDisabled

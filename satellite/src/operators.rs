@@ -592,32 +592,30 @@ pub const LOCKOUT_SECONDS: i64 = 300;
 /// Keys remembered at most (oldest windows are forgotten first).
 const MAX_KEYS: usize = 10_000;
 
-/// Counts failed logins per key (user name, client address) in fixed windows; after
-/// [`MAX_FAILURES`] the key is refused until its window ends.
+/// Counts password attempts (logins, and changes of one's own password) per key (user name,
+/// client address) in fixed windows. An attempt is counted *before* its password is checked,
+/// under one lock, so attempts made at once can never check more than [`MAX_FAILURES`]
+/// passwords per key and window; a successful one gives its count back.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     windows: Mutex<HashMap<String, (i64, u32)>>,
 }
 
 impl LoginLimiter {
-    /// Refuses when any of `keys` is locked out, naming how long to wait.
-    pub fn check(&self, keys: &[String], now: i64) -> Result<()> {
-        let w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+    /// Counts one attempt for each of `keys`, or refuses (counting nothing) when any of them
+    /// has used its attempts in its window, naming how long to wait.
+    pub fn attempt(&self, keys: &[String], now: i64) -> Result<()> {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         for k in keys {
             if let Some((start, n)) = w.get(k) {
                 let left = start + LOCKOUT_SECONDS - now;
                 if *n >= MAX_FAILURES && left > 0 {
                     return Err(Error::TooManyRequests(format!(
-                        "too many failed logins: try again in {left} s"
+                        "too many failed logins or password attempts: try again in {left} s"
                     )));
                 }
             }
         }
-        Ok(())
-    }
-
-    pub fn failed(&self, keys: &[String], now: i64) {
-        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if w.len() >= MAX_KEYS {
             w.retain(|_, (start, _)| *start + LOCKOUT_SECONDS > now);
         }
@@ -628,12 +626,21 @@ impl LoginLimiter {
             }
             e.1 += 1;
         }
+        Ok(())
     }
 
+    /// The attempt counted for `keys` succeeded: the first key (the account) starts again;
+    /// the others (the address) only get that attempt back, so one valid account does not
+    /// buy more guesses at the others.
     pub fn succeeded(&self, keys: &[String]) {
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            w.remove(k);
+        if let Some((first, rest)) = keys.split_first() {
+            w.remove(first);
+            for k in rest {
+                if let Some(e) = w.get_mut(k) {
+                    e.1 = e.1.saturating_sub(1);
+                }
+            }
         }
     }
 }
@@ -746,16 +753,36 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_lock_out_for_the_window() {
+    fn attempts_lock_out_for_the_window() {
         let l = LoginLimiter::default();
-        let keys = vec!["user:admin".to_string()];
+        let keys = vec!["user:admin".to_string(), "ip:1".to_string()];
         for _ in 0..MAX_FAILURES {
-            l.check(&keys, 10).unwrap();
-            l.failed(&keys, 10);
+            l.attempt(&keys, 10).unwrap();
         }
-        let e = l.check(&keys, 11).unwrap_err();
+        let e = l.attempt(&keys, 11).unwrap_err();
         assert!(e.to_string().contains("try again in 299 s"), "{e}");
-        l.check(&keys, 10 + LOCKOUT_SECONDS).unwrap();
-        assert!(l.check(&["user:other".to_string()], 11).is_ok());
+        l.attempt(&keys, 10 + LOCKOUT_SECONDS).unwrap();
+        assert!(l.attempt(&["user:other".to_string()], 11).is_ok());
+    }
+
+    #[test]
+    fn attempts_at_once_never_check_more_than_the_limit() {
+        let l = std::sync::Arc::new(LoginLimiter::default());
+        let keys = vec!["user:admin".to_string(), "ip:1".to_string()];
+        let passed: u32 = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..40)
+                .map(|_| {
+                    let (l, keys) = (l.clone(), keys.clone());
+                    s.spawn(move || u32::from(l.attempt(&keys, 10).is_ok()))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(passed, MAX_FAILURES);
+        // A success gives the address its attempt back and clears the account.
+        l.succeeded(&keys);
+        l.attempt(&["user:admin".to_string()], 10).unwrap();
+        l.attempt(&["ip:1".to_string()], 10).unwrap();
+        assert!(l.attempt(&["ip:1".to_string()], 10).is_err());
     }
 }

@@ -17,6 +17,21 @@ use crate::clock;
 use crate::db::{self, events::EventRow, pools};
 use crate::error::{Error, Result};
 
+/// A cell as a spreadsheet may read it: text that begins with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return would be taken for a formula (a device chooses its own name), so it gets a
+/// leading `'`, which spreadsheets show as text. Plain numbers (a negative balance) stay.
+fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let number = cell.strip_prefix('-').is_some_and(|n| {
+        !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.') && !n.starts_with('.')
+    });
+    if risky && !number {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 /// Rows of text under a header, to print or to export.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
@@ -45,7 +60,9 @@ impl Table {
         let fail = |e: csv::Error| Error::Internal(format!("cannot write CSV: {e}"));
         w.write_record(&self.headers).map_err(fail)?;
         for r in &self.rows {
-            w.write_record(r).map_err(fail)?;
+            let cells: Vec<_> = r.iter().map(|c| neutralise(c)).collect();
+            w.write_record(cells.iter().map(|c| c.as_bytes()))
+                .map_err(fail)?;
         }
         let bytes = w
             .into_inner()
@@ -413,6 +430,31 @@ mod tests {
             t.csv().unwrap(),
             "Name,Note\r\n\"Lab, West\",\"say \"\"hi\"\"\"\r\nZürich 東京,\"two\nlines\"\r\nplain,\r\n"
         );
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_are_neutralised() {
+        let mut t = Table::new(&["Name", "Balance"]);
+        for name in [
+            "=HYPERLINK(\"x\")",
+            "+1+2",
+            "-2+3+cmd|' /C calc'!A0",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            t.push(vec![name.into(), "-50".into()]);
+        }
+        t.push(vec!["router-1".into(), "12.5".into()]);
+        let csv = t.csv().unwrap();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+        for row in &rows[..6] {
+            assert!(row[0].starts_with('\''), "{:?}", &row[0]);
+            assert_eq!(&row[1], "-50", "numbers stay numbers");
+        }
+        assert_eq!(&rows[6][0], "router-1");
+        assert_eq!(&rows[6][1], "12.5");
     }
 
     #[test]

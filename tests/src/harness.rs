@@ -228,13 +228,20 @@ impl Https {
             .connect("localhost", tcp)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let body = body.unwrap_or_default();
-        let extra: String = headers
+        let mut extra: String = headers
             .iter()
             .map(|(k, v)| format!("{k}: {v}\r\n"))
             .collect();
+        // JSON unless the caller names another content type.
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            extra.push_str("Content-Type: application/json\r\n");
+        }
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
+             Content-Length: {}\r\n{extra}\r\n",
             body.len()
         );
         tls.write_all(head.as_bytes())?;

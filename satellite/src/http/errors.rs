@@ -28,6 +28,7 @@ impl ResponseError for Error {
             Error::Conflict(_) | Error::State(_) | Error::Tampered(_) => StatusCode::CONFLICT,
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             // A device treats this as a lost license authority: it keeps its current
             // authorization until it expires, then runs in its grace period.
             Error::Removed(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -416,3 +416,80 @@ fn bundles_signed_by_anyone_but_the_clouds_signer_are_refused_everywhere() {
         .ok();
     assert!(out.stdout.contains("applied"), "{out:?}");
 }
+
+/// Posts a login form to the console; the answer's status.
+fn post_login(console: &harness::Https, user: &str, password: &str) -> u16 {
+    let body = format!("username={user}&password={password}&next=%2Fconsole%2F");
+    console
+        .request_with(
+            "POST",
+            "/console/login",
+            Some(body.as_bytes()),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+        )
+        .unwrap()
+        .status
+}
+
+#[test]
+fn password_attempts_at_once_check_at_most_the_limit() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("sat");
+    std::fs::create_dir_all(&dir).unwrap();
+    let running = crate::common::start_satellite(&dir);
+    let console = &running.console;
+
+    // 40 logins at once with wrong passwords: at most 5 passwords are checked (401), every
+    // other attempt is refused before its check (429).
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..40)
+            .map(|i| s.spawn(move || post_login(console, "admin", &format!("wrong-{i}"))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 5, "passwords checked: {statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        40 - checked,
+        "{statuses:?}"
+    );
+    // Even the right password is refused now.
+    assert_eq!(
+        post_login(console, "admin", crate::common::ADMIN_PASSWORD),
+        429
+    );
+
+    // Changing one's own password is limited the same way (per account and address, counted
+    // apart from logins).
+    let token = sat(&dir, &["user", "api-token", "create", "admin"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let bearer = format!("Bearer {token}");
+    let change = |current: &str| {
+        let body = serde_json::json!({
+            "current_password": current, "new_password": "a-new-password-for-tests"
+        });
+        console
+            .request_with(
+                "POST",
+                "/api/v1/operator/me/password",
+                Some(body.to_string().as_bytes()),
+                &[("Authorization", &bearer)],
+            )
+            .unwrap()
+            .status
+    };
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..40)
+            .map(|i| s.spawn(move || change(&format!("wrong-{i}"))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 400).count();
+    assert_eq!(checked, 5, "passwords checked: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 35);
+    assert_eq!(change(crate::common::ADMIN_PASSWORD), 429);
+}

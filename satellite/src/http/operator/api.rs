@@ -7,14 +7,14 @@ use std::io::Cursor;
 use actix_web::http::header;
 use actix_web::http::Method;
 use actix_web::web::{self, Bytes, Json, Path, Query};
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{act, db, Caller, Kind, RouteInfo, RouteSink};
 use crate::alerts;
 use crate::error::{Error, Result};
 use crate::http::{blocking, AppState};
-use crate::operators::{self, Role};
+use crate::operators::{self, Principal, Role};
 use crate::report::{self, Table};
 
 pub fn declare(r: &mut impl RouteSink) {
@@ -133,24 +133,43 @@ struct MyPasswordBody {
 
 async fn my_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Caller(who): Caller,
     body: Json<MyPasswordBody>,
 ) -> Result<HttpResponse> {
     let b = body.into_inner();
-    let name = who.username.clone();
     Ok(json(
-        &act(&state, &who, move |c, now, actor| {
-            operators::change_own_password(
-                c,
-                &name,
-                &b.current_password,
-                &b.new_password,
-                now,
-                actor,
-            )
-        })
-        .await?,
+        &change_own_password(&state, &req, &who, b.current_password, b.new_password).await?,
     ))
+}
+
+/// Changes the caller's own password (API and console), under the same limit on attempts as
+/// logins: counted before the current password is checked, per account and client address.
+pub async fn change_own_password(
+    state: &AppState,
+    req: &HttpRequest,
+    who: &Principal,
+    current: String,
+    new: String,
+) -> Result<operators::OperatorView> {
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let keys = vec![
+        format!("password:{}", who.username),
+        format!("password-ip:{ip}"),
+    ];
+    state.console.logins.attempt(&keys, state.clock.now())?;
+    let name = who.username.clone();
+    let changed = act(state, who, move |c, now, actor| {
+        operators::change_own_password(c, &name, &current, &new, now, actor)
+    })
+    .await;
+    if changed.is_ok() {
+        state.console.logins.succeeded(&keys);
+    }
+    changed
 }
 
 async fn status(state: web::Data<AppState>) -> Result<HttpResponse> {

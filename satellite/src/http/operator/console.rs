@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::api::{self, NewTokenBody};
 use super::html::{self, button, csrf_field, esc, Flash};
-use super::{act, db, Caller, FormData, Kind, RouteInfo, RouteSink, SESSION_COOKIE};
+use super::{act, db, session_cookie, Caller, FormData, Kind, RouteInfo, RouteSink};
 use crate::alerts;
 use crate::error::{Error, Result};
 use crate::http::AppState;
@@ -282,7 +282,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: FormData) -> 
     }
     let keys = vec![format!("user:{username}"), format!("ip:{ip}")];
     let now = state.clock.now();
-    if let Err(e) = state.console.logins.check(&keys, now) {
+    if let Err(e) = state.console.logins.attempt(&keys, now) {
         tracing::warn!(%username, %ip, "login refused: too many failed attempts");
         return login_form(&next, e.status_code(), Some(Flash::Error(e.to_string())));
     }
@@ -290,11 +290,9 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: FormData) -> 
     let session = db(&state, move |c| operators::login(c, &name, &password, now)).await;
     match session {
         Ok(s) => {
-            // The account's count starts again; the address's does not, so one valid
-            // account does not buy more guesses at the others.
-            state.console.logins.succeeded(&keys[..1]);
+            state.console.logins.succeeded(&keys);
             tracing::info!(username = %s.principal.username, %ip, "operator logged in");
-            let cookie = Cookie::build(SESSION_COOKIE, s.secret)
+            let cookie = Cookie::build(session_cookie(state.config.server.plain_http), s.secret)
                 .path("/")
                 .http_only(true)
                 .secure(!state.config.server.plain_http)
@@ -309,7 +307,6 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: FormData) -> 
         }
         Err(e) => {
             if matches!(e, Error::Unauthorized(_)) {
-                state.console.logins.failed(&keys, now);
                 tracing::warn!(%username, %ip, "failed login");
             }
             let (status, flash) = outcome(Err(e));
@@ -321,7 +318,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, form: FormData) -> 
 async fn logout(state: web::Data<AppState>, Caller(who): Caller) -> Result<HttpResponse> {
     let id = session_of(&who).to_string();
     db(&state, move |c| operators::logout(c, &id)).await?;
-    let mut gone = Cookie::build(SESSION_COOKIE, "")
+    let mut gone = Cookie::build(session_cookie(state.config.server.plain_http), "")
         .path("/")
         .http_only(true)
         .secure(!state.config.server.plain_http)
@@ -1194,16 +1191,13 @@ async fn account(Caller(who): Caller) -> HttpResponse {
 
 async fn account_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Caller(who): Caller,
     form: FormData,
 ) -> HttpResponse {
     let current = form.field("current_password").unwrap_or("").to_string();
     let new = form.field("new_password").unwrap_or("").to_string();
-    let name = who.username.clone();
-    let changed = act(&state, &who, move |c, now, actor| {
-        operators::change_own_password(c, &name, &current, &new, now, actor)
-    })
-    .await;
+    let changed = api::change_own_password(&state, &req, &who, current, new).await;
     match changed {
         Ok(_) => login_form(
             "/console/",

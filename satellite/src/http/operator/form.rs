@@ -103,9 +103,15 @@ impl FromRequest for FormData {
         let ct = content_type(req.headers());
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = bytes
-                .await
-                .map_err(|e| Error::invalid(format!("cannot read the form: {e}")))?;
+            let bytes = bytes.await.map_err(|e| {
+                if e.as_response_error().status_code()
+                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                {
+                    Error::PayloadTooLarge(format!("the form is too large: {e}"))
+                } else {
+                    Error::invalid(format!("cannot read the form: {e}"))
+                }
+            })?;
             FormData::parse(&ct, &bytes)
         })
     }

@@ -32,12 +32,28 @@ pub use console::ConsoleState;
 pub use form::FormData;
 
 /// Name of the browser session cookie.
-pub const SESSION_COOKIE: &str = "satellite_session";
+pub const SESSION_COOKIE: &str = "__Host-satellite_session";
+/// The session cookie's name under `[server] plain_http`, where a browser would refuse the
+/// `__Host-` prefix (it needs `Secure`).
+pub const PLAIN_SESSION_COOKIE: &str = "satellite_session";
+
+/// The session cookie's name: `__Host-` prefixed over TLS, so that a browser keeps it to
+/// this host, `Secure` and path `/`, and no other host or path can set or shadow it.
+pub fn session_cookie(plain_http: bool) -> &'static str {
+    if plain_http {
+        PLAIN_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// Header carrying the CSRF token for API calls made with a browser session.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest upload (sync response, authorization file) through the console or API. Larger
 /// bundles go through the CLI, which streams them.
 pub const UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
+/// The largest body of a route open to anyone (the login form): nothing unauthenticated
+/// makes the server buffer more than this.
+pub const OPEN_BODY_LIMIT: usize = 16 * 1024;
 
 /// What a route answers with, which decides how a refusal looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,11 +124,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 role,
                 kind,
             } = route;
+            // Bodies of open routes stay small; large ones (uploads) only behind the gate,
+            // which authenticates before the handler reads any body.
+            let limit = if role.is_some() {
+                UPLOAD_LIMIT
+            } else {
+                OPEN_BODY_LIMIT
+            };
             // The method is a resource guard, so two resources may share a path.
             self.0.service(
                 web::resource(path)
                     .guard(guard::Method(method.clone()))
-                    .app_data(web::PayloadConfig::new(UPLOAD_LIMIT))
+                    .app_data(web::PayloadConfig::new(limit))
                     .wrap(from_fn(move |req, next| gate(role, kind, req, next)))
                     .route(web::method(method).to(handler)),
             );
@@ -164,7 +187,9 @@ async fn gate(
         return Err(Error::Internal("no application state".into()).into());
     };
     let token = bearer(&req);
-    let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let cookie = req
+        .cookie(session_cookie(state.config.server.plain_http))
+        .map(|c| c.value().to_string());
     let now = state.clock.now();
     let store = state.store.clone();
     let who = blocking(move || {
@@ -258,11 +283,16 @@ fn refuse<B>(
     with_headers(req.into_response(resp), kind).map_into_right_body()
 }
 
-/// Headers of every operator response: nothing cached, no framing, no referrer; the console
-/// loads nothing from anywhere else.
+/// Headers of every operator response: HTTPS only (HSTS), nothing cached, no framing, no
+/// referrer; the console loads nothing from anywhere else.
 fn with_headers<B>(mut res: ServiceResponse<B>, kind: Kind) -> ServiceResponse<B> {
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Browsers take it only over HTTPS; a year, and only this host (it may be an address).
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -230,6 +230,9 @@ async fn browser_session_cookie_csrf_and_login_limit_async() {
         .find(|c| c.name() == SESSION_COOKIE)
         .unwrap()
         .into_owned();
+    assert!(cookie.name().starts_with("__Host-"));
+    assert_eq!(cookie.path(), Some("/"));
+    assert_eq!(cookie.domain(), None);
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.secure(), Some(true));
     assert_eq!(
@@ -249,6 +252,11 @@ async fn browser_session_cookie_csrf_and_login_limit_async() {
     assert_eq!(resp.status(), StatusCode::OK);
     let csp = resp.headers().get(header::CONTENT_SECURITY_POLICY).unwrap();
     assert!(csp.to_str().unwrap().contains("default-src 'self'"));
+    let hsts = resp
+        .headers()
+        .get(header::STRICT_TRANSPORT_SECURITY)
+        .unwrap();
+    assert_eq!(hsts.to_str().unwrap(), "max-age=31536000");
     let page = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
     let at = page.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
     let csrf = &page[at..at + page[at..].find('"').unwrap()];
@@ -340,6 +348,16 @@ async fn browser_session_cookie_csrf_and_login_limit_async() {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let page = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
     assert!(page.contains("too many failed logins"), "{page}");
+
+    // A login body beyond the cap of open routes is refused, whoever sends it.
+    let big = TestRequest::post()
+        .uri("/console/login")
+        .peer_addr("127.0.0.2:5000".parse().unwrap())
+        .insert_header(("content-type", "application/x-www-form-urlencoded"))
+        .set_payload(vec![b'a'; super::OPEN_BODY_LIMIT + 1])
+        .to_request();
+    let resp = test::call_service(&app, big).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[test]
