@@ -124,9 +124,12 @@ pub(crate) fn trusted_ca(config: &Config, pinned: Option<&str>) -> Result<Option
         .map_err(|e| Error::invalid(format!("the cloud CA is not a PEM certificate: {e}")))
 }
 
-/// Reads the cloud CA fingerprint an operator gives (`SHA256:AB:…`, openssl's form, or hex).
-pub fn parse_ca_fingerprint(text: &str) -> Result<[u8; 32]> {
-    pki::parse_fingerprint(text).map_err(|e| Error::invalid(e.to_string()))
+/// Reads the cloud CA fingerprint an operator gives, if any (`SHA256:AB:…`, openssl's form,
+/// or hex; empty is none).
+pub fn accepted_ca(text: Option<&str>) -> Result<Option<[u8; 32]>> {
+    text.filter(|t| !t.trim().is_empty())
+        .map(|t| pki::parse_fingerprint(t).map_err(|e| Error::invalid(e.to_string())))
+        .transpose()
 }
 
 /// Verifies an authorization bundle and registers the satellite with what it carries.

@@ -931,10 +931,7 @@ fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
             cloud_ca_fingerprint,
             json,
         } => {
-            let accept = cloud_ca_fingerprint
-                .as_deref()
-                .map(registration::parse_ca_fingerprint)
-                .transpose()?;
+            let accept = registration::accepted_ca(cloud_ca_fingerprint.as_deref())?;
             let bytes = read_bundle_file(&file)?;
             let ctx = Context::open(config)?;
             let r = registration::import_authorization(
@@ -953,10 +950,7 @@ fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
             wait,
             json,
         } => {
-            let accept = cloud_ca_fingerprint
-                .as_deref()
-                .map(registration::parse_ca_fingerprint)
-                .transpose()?;
+            let accept = registration::accepted_ca(cloud_ca_fingerprint.as_deref())?;
             let wait = match wait {
                 Some(w) => {
                     std::time::Duration::from_secs(clock::parse_duration(&w)?.unsigned_abs())

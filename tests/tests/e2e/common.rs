@@ -232,6 +232,13 @@ pub fn register_by_files(dir: &Path, cloud: &MockCloud, name: &str, vas: &[&str]
         args.extend(["--va", va]);
     }
     cloud.run(&args).ok();
+    import_authorization(dir, cloud, &auth).ok();
+    auth
+}
+
+/// `satellite register import AUTH --cloud-ca-fingerprint FP` in `dir`, with the fingerprint of
+/// `cloud`'s CA.
+pub fn import_authorization(dir: &Path, cloud: &MockCloud, auth: &Path) -> Output {
     let fingerprint = cloud.fingerprint();
     sat(
         dir,
@@ -243,8 +250,6 @@ pub fn register_by_files(dir: &Path, cloud: &MockCloud, name: &str, vas: &[&str]
             &fingerprint,
         ],
     )
-    .ok();
-    auth
 }
 
 /// A registered satellite with the seeded cloud's VAs Lab and Ops, serving on loopback.

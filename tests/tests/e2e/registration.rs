@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::common::{register_by_files, sat, sat_db, satellite, status, MockCloud};
+use crate::common::{
+    import_authorization, register_by_files, sat, sat_db, satellite, status, MockCloud,
+};
 use satellite_e2e::harness::{self, dump_sqlite};
 
 fn tmp() -> tempfile::TempDir {
@@ -166,19 +168,7 @@ fn authorizations_for_another_satellite_or_request_or_from_an_unknown_ca_are_ref
         .ok();
 
     // B's authorization uploaded to A.
-    let fingerprint = cloud.fingerprint();
-    let import = |dir: &Path, auth: &Path| {
-        sat(
-            dir,
-            &[
-                "register",
-                "import",
-                auth.to_str().unwrap(),
-                "--cloud-ca-fingerprint",
-                &fingerprint,
-            ],
-        )
-    };
+    let import = |dir: &Path, auth: &Path| import_authorization(dir, &cloud, auth);
     let before = dump_sqlite(&sat_db(&a));
     let out = import(&a, &b.join("auth.zip"));
     assert_refused(&out, "addressed to");

@@ -18,7 +18,9 @@ use sync_format::manifest::{BundleKind, Header};
 use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole};
 use sync_format::BundleWriter;
 
-use crate::common::{register_by_files, sat, sat_db, satellite, Dev, MockCloud, Site};
+use crate::common::{
+    import_authorization, register_by_files, sat, sat_db, satellite, Dev, MockCloud, Site,
+};
 
 /// A key and the chain it signs under, with what each kind of reader must answer.
 struct Forger {
@@ -300,16 +302,7 @@ fn bundles_signed_by_anyone_but_the_clouds_signer_are_refused_everywhere() {
     for f in &forgers {
         std::fs::write(&forged, resign(&genuine, f)).unwrap();
         let before = dump_sqlite(&sat_db(&fresh));
-        let out = sat(
-            &fresh,
-            &[
-                "register",
-                "import",
-                forged.to_str().unwrap(),
-                "--cloud-ca-fingerprint",
-                &fingerprint,
-            ],
-        );
+        let out = import_authorization(&fresh, &site.cloud, &forged);
         refused(&out, f.at_registration, f.what);
         assert_eq!(dump_sqlite(&sat_db(&fresh)), before, "{}", f.what);
     }
@@ -318,17 +311,7 @@ fn bundles_signed_by_anyone_but_the_clouds_signer_are_refused_everywhere() {
     refused(&out, &fingerprint, "no fingerprint");
     assert!(out.stderr.contains("--cloud-ca-fingerprint"), "{out:?}");
     // The genuine one, vouched for, registers.
-    sat(
-        &fresh,
-        &[
-            "register",
-            "import",
-            auth.to_str().unwrap(),
-            "--cloud-ca-fingerprint",
-            &fingerprint,
-        ],
-    )
-    .ok();
+    import_authorization(&fresh, &site.cloud, &auth).ok();
 
     // ---- sync responses: by file, through the operator API (the console's upload calls the
     // same import), and over the network.

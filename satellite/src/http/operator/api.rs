@@ -298,10 +298,7 @@ pub async fn import_registration_file(
     cloud_ca_fingerprint: Option<&str>,
 ) -> Result<crate::registration::Registered> {
     let state = state.clone();
-    let accept = cloud_ca_fingerprint
-        .filter(|f| !f.trim().is_empty())
-        .map(crate::registration::parse_ca_fingerprint)
-        .transpose()?;
+    let accept = crate::registration::accepted_ca(cloud_ca_fingerprint)?;
     blocking(move || {
         crate::registration::import_authorization(
             &state.store,
