@@ -352,10 +352,12 @@ pub fn register_network(
         },
     };
     let client = CloudClient::new(url, &ca_pem, &config.cloud.proxy)?;
-    // The CA the operator gave for the cloud's TLS vouches for the authorization too, when
-    // it is the CA that signed it; otherwise the operator gives its fingerprint.
+    // On a first registration (no CA configured or pinned), the CA the operator gave for the
+    // cloud's TLS vouches for the authorization too, when it is the CA that signed it;
+    // otherwise the operator gives its fingerprint.
+    let first = trusted_ca(config, me.cloud_ca_pem.as_deref())?.is_none();
     let tls_ca = match (accept_ca, ca_override) {
-        (None, Some(_)) => {
+        (None, Some(_)) if first => {
             let ca = X509::from_pem(&ca_pem)
                 .map_err(|e| Error::invalid(format!("--ca is not a PEM certificate: {e}")))?;
             Some(openssl::sha::sha256(&ca.to_der()?))
