@@ -28,6 +28,45 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const EXPORT_RESTRICTED: &str = "EXPORT_RESTRICTED";
 pub const INSUFFICIENT_LICENSES: &str = "Insufficient Licenses";
 
+/// The most licenses of one entitlement one VA may hold, over all its lines: far beyond any
+/// real pool, and far enough below `i64::MAX` that no sum of counts can wrap.
+pub const MAX_QUANTITY: i64 = 1_000_000_000_000;
+
+/// Checks license lines as they come from the cloud (an authorization, a sync response): each
+/// quantity is 0..=[`MAX_QUANTITY`] and the lines of one VA and tag add up to no more, with
+/// checked arithmetic. A response that breaks it is refused whole, never wrapped.
+#[derive(Debug, Default)]
+pub struct LineTotals {
+    totals: std::collections::HashMap<(String, String), i64>,
+}
+
+impl LineTotals {
+    pub fn add(&mut self, va: &str, line: &sync_format::payload::LicenseLine) -> Result<()> {
+        if line.tag.trim().is_empty() || !(0..=MAX_QUANTITY).contains(&line.quantity) {
+            return Err(crate::error::Error::invalid(format!(
+                "the cloud sent an invalid license line for {:?} in {:?}: a tag and a \
+                 quantity of 0 to {MAX_QUANTITY} are needed, got {}",
+                line.tag, va, line.quantity
+            )));
+        }
+        let total = self
+            .totals
+            .entry((va.to_string(), line.tag.clone()))
+            .or_insert(0);
+        *total = total
+            .checked_add(line.quantity)
+            .filter(|t| *t <= MAX_QUANTITY)
+            .ok_or_else(|| {
+                crate::error::Error::invalid(format!(
+                    "the cloud's license lines for {:?} in {:?} add up to more than \
+                     {MAX_QUANTITY}; refusing them",
+                    line.tag, va
+                ))
+            })?;
+        Ok(())
+    }
+}
+
 /// A VA's pool of one entitlement at a time.
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -57,7 +96,7 @@ pub fn pool(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -> Res
             _ => true,
         })
         .map(|l| l.2)
-        .sum();
+        .fold(0i64, i64::saturating_add);
     Ok(Pool {
         found,
         purchased,
@@ -410,4 +449,31 @@ pub fn pool_report(conn: &mut SqliteConnection, now: i64) -> Result<Vec<PoolStat
     }
     out.sort_by(|a, b| (&a.virtual_account, &a.tag).cmp(&(&b.virtual_account, &b.tag)));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn license_lines_that_would_wrap_the_total_are_refused() {
+        use sync_format::payload::{LicenseKind, LicenseLine};
+        let line = |q: i64| LicenseLine {
+            tag: "t".into(),
+            name: "T".into(),
+            description: String::new(),
+            kind: LicenseKind::Perpetual,
+            quantity: q,
+            start: None,
+            end: None,
+            restricted: false,
+        };
+        let mut t = super::LineTotals::default();
+        for bad in [-1, i64::MAX, super::MAX_QUANTITY + 1] {
+            assert!(t.add("Lab", &line(bad)).is_err(), "{bad}");
+        }
+        t.add("Lab", &line(super::MAX_QUANTITY - 1)).unwrap();
+        t.add("Ops", &line(super::MAX_QUANTITY)).unwrap();
+        t.add("Lab", &line(1)).unwrap();
+        let e = t.add("Lab", &line(1)).unwrap_err();
+        assert!(e.to_string().contains("add up to more than"), "{e}");
+    }
 }

@@ -152,6 +152,28 @@ pub fn p256_csr(pem: &str) -> Option<Result<DeviceKey>> {
     })
 }
 
+/// Signature algorithms a CSR may use: ECDSA or RSA PKCS#1 v1.5 with SHA-256, -384 or -512.
+/// SHA-1 and MD5 (collisions can be made) and anything else are refused.
+const CSR_SIGNATURE_ALGORITHMS: &[&[u8]] = &[
+    OID_ECDSA_SHA256,
+    &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03], // ecdsa-with-SHA384
+    &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04], // ecdsa-with-SHA512
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b], // sha256WithRSAEncryption
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+];
+
+/// Whether a CSR (PEM) is signed with one of [`CSR_SIGNATURE_ALGORITHMS`]; `None` when its
+/// outer structure cannot be read.
+pub fn csr_signature_accepted(pem: &str) -> Option<bool> {
+    let der = pem_to_der(pem, "CERTIFICATE REQUEST")?;
+    let (csr, _) = expect(&der, SEQUENCE)?;
+    let (_info, after_info) = expect(csr.content, SEQUENCE)?;
+    let (alg, _) = expect(after_info, SEQUENCE)?;
+    let (oid, _) = expect(alg.content, OID)?;
+    Some(CSR_SIGNATURE_ALGORITHMS.contains(&oid.content))
+}
+
 // ---- writing -------------------------------------------------------------------------
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {

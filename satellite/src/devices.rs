@@ -151,6 +151,12 @@ fn csr_key(csr_pem: &str) -> Result<(DeviceKey, Option<PKey<Public>>)> {
 fn openssl_csr_key(csr_pem: &str) -> Result<PKey<Public>> {
     let csr = X509Req::from_pem(csr_pem.as_bytes())
         .map_err(|_| Error::invalid("csr_pem is not a PEM certificate signing request"))?;
+    if crate::der::csr_signature_accepted(csr_pem) != Some(true) {
+        return Err(Error::invalid(
+            "the CSR must be signed with SHA-256, SHA-384 or SHA-512 (ECDSA or RSA); SHA-1 \
+             and MD5 are refused",
+        ));
+    }
     let key = csr
         .public_key()
         .map_err(|_| Error::invalid("the CSR's public key cannot be read"))?;
@@ -494,8 +500,21 @@ impl IdentityCache {
     }
 }
 
+/// How far a counter may run ahead of the greater of the device's last counter and the
+/// satellite's time in milliseconds: enough for any count of requests or clock skew (about
+/// 49 days in milliseconds), and a device can never push its counter to where no later
+/// request could follow it (such as `i64::MAX`).
+pub const COUNTER_STEP: i64 = 1 << 32;
+
+/// The highest counter a device may send now.
+pub fn counter_ceiling(last: i64, now: i64) -> i64 {
+    last.max(now.saturating_mul(1000))
+        .saturating_add(COUNTER_STEP)
+}
+
 /// In the writer: the instance as it is now, still active, and the counter higher than
-/// any before (a replayed or reordered request is refused). Records the contact.
+/// any before (a replayed or reordered request is refused) but not beyond
+/// [`counter_ceiling`]. Records the contact.
 pub(crate) fn fresh(
     conn: &mut SqliteConnection,
     pi_uuid: &str,
@@ -511,6 +530,13 @@ pub(crate) fn fresh(
         return Err(Error::Conflict(format!(
             "replayed or out-of-order request: counter {counter} is not above {}",
             pi.last_counter
+        )));
+    }
+    let ceiling = counter_ceiling(pi.last_counter, now);
+    if counter > ceiling {
+        return Err(Error::invalid(format!(
+            "counter {counter} jumps too far ahead: at most {ceiling} now (the last counter or \
+             the time in milliseconds, plus {COUNTER_STEP}); nothing was recorded"
         )));
     }
     db::touch(conn, pi.id, now, counter)?;
@@ -989,6 +1015,50 @@ pub(crate) mod tests {
         c.transaction(|c| commit_registration(c, key, token, &p, now))
             .unwrap()
             .pi_id
+    }
+
+    fn csr_with(key: &PKey<openssl::pkey::Private>, md: MessageDigest) -> String {
+        let mut b = openssl::x509::X509Req::builder().unwrap();
+        b.set_pubkey(key).unwrap();
+        b.sign(key, md).unwrap();
+        String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn csrs_signed_with_sha1_or_md5_are_refused() {
+        let ec = sync_format::pki::new_p256_key().unwrap();
+        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        for (key, md) in [
+            (&ec, MessageDigest::sha256()),
+            (&ec, MessageDigest::sha384()),
+            (&rsa, MessageDigest::sha256()),
+            (&rsa, MessageDigest::sha512()),
+        ] {
+            csr_key(&csr_with(key, md)).unwrap();
+        }
+        for (key, md) in [
+            (&ec, MessageDigest::sha1()),
+            (&rsa, MessageDigest::sha1()),
+            (&rsa, MessageDigest::md5()),
+        ] {
+            let e = csr_key(&csr_with(key, md)).unwrap_err();
+            assert!(e.to_string().contains("SHA-1 and MD5 are refused"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_counter_cannot_jump_where_no_request_could_follow() {
+        let (store, _dir, token, key, ca) = site();
+        let mut c = store.conn().unwrap();
+        let pi = register(&mut c, &key, &ca, &token, "SN-C");
+        let now = SystemClock.now();
+        let e = fresh(&mut c, &pi, i64::MAX, now).unwrap_err();
+        assert!(e.to_string().contains("jumps too far ahead"), "{e}");
+        // Nothing was recorded: a sane counter still passes, and so does a timestamp in ms.
+        fresh(&mut c, &pi, 1, now).unwrap();
+        fresh(&mut c, &pi, now * 1000, now).unwrap();
+        assert!(fresh(&mut c, &pi, counter_ceiling(now * 1000, now) + 1, now).is_err());
+        fresh(&mut c, &pi, counter_ceiling(now * 1000, now), now).unwrap();
     }
 
     /// The statements of the writer's hot paths are prepared once and then served from the

@@ -126,7 +126,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Conflict(_) => "conflict",
             Error::TooManyRequests(_) => "too_many_requests",
-            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::PayloadTooLarge(_) => "too_large",
             Error::State(_) => "state",
             Error::Removed(_) => "satellite_removed",
             Error::ManualClockDisabled => "manual_clock_disabled",

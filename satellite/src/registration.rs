@@ -252,6 +252,12 @@ pub fn import_authorization(
         ));
     }
 
+    let mut checked = crate::compliance::LineTotals::default();
+    for va in &auth.virtual_accounts {
+        for line in &va.licenses {
+            checked.add(&va.name, line)?;
+        }
+    }
     let lines = auth.virtual_accounts.iter().map(|v| v.licenses.len()).sum();
     let va_names: Vec<String> = auth
         .virtual_accounts

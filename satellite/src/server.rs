@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, HttpServer};
 
 use crate::error::{Error, Result};
@@ -23,15 +24,21 @@ pub async fn serve(state: AppState) -> Result<()> {
     };
 
     let app_state = state.clone();
-    let server = HttpServer::new(move || App::new().configure(http::configure(app_state.clone())))
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(http::errors::as_json))
+            .configure(http::configure(app_state.clone()))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
     // The console's own listener, when it has one: the operator API and console only.
     let console_state = state.clone();
     let console = cfg.console.own_listener().map(|addr| {
         let server = HttpServer::new(move || {
-            App::new().configure(http::configure_console(console_state.clone()))
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler(http::errors::as_json))
+                .configure(http::configure_console(console_state.clone()))
         })
         .workers(1)
         .disable_signals()

@@ -65,6 +65,101 @@ impl ResponseError for Error {
     }
 }
 
+/// The documented error body for `status`, with `code` and `message`.
+fn body(status: StatusCode, code: &str, message: String) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message,
+        },
+    })
+}
+
+/// Unknown routes (the app's default service): the documented 404.
+pub async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
+    body(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such route: {} {}", req.method(), req.path()),
+    )
+}
+
+/// A path parameter that does not parse (`/tokens/abc`): 400 naming it.
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let r = body(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        format!("invalid path parameter: {err}"),
+    );
+    actix_web::error::InternalError::from_response(err, r).into()
+}
+
+/// A query string that does not parse: 400 naming the problem.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let r = body(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        format!("invalid query string: {err}"),
+    );
+    actix_web::error::InternalError::from_response(err, r).into()
+}
+
+/// Every other error answer that actix makes itself in plain text (a 405, a 413 for a body
+/// over a route's limit, ...) becomes the documented JSON; JSON and HTML (console pages)
+/// answers pass unchanged. Wraps both apps of `serve`.
+pub fn as_json<B: actix_web::body::MessageBody + 'static>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::http::header::CONTENT_TYPE;
+    use actix_web::middleware::ErrorHandlerResponse;
+    let ct = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.starts_with("application/json") || ct.starts_with("text/html") {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (method, path) = (
+        res.request().method().clone(),
+        res.request().path().to_string(),
+    );
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", format!("no such route: {method} {path}")),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "too_large",
+            format!("the request body is larger than {path} accepts"),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("content_type", "unsupported content type".to_string())
+        }
+        s if s.is_server_error() => (
+            "internal",
+            "internal error; see the satellite's log".to_string(),
+        ),
+        s => (
+            "invalid",
+            s.canonical_reason().unwrap_or("bad request").to_string(),
+        ),
+    };
+    let (req, _) = res.into_parts();
+    let r = body(status, code, message);
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, r).map_into_right_body(),
+    ))
+}
+
 /// Maps a JSON body that could not be read to a 400 (or 413) naming the problem.
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as J;

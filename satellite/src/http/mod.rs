@@ -52,6 +52,9 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .limit(limit)
                     .error_handler(|err, _req| errors::json_error(err)),
             )
+            .app_data(web::PathConfig::default().error_handler(errors::path_error))
+            .app_data(web::QueryConfig::default().error_handler(errors::query_error))
+            .default_service(web::to(errors::no_route))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .service(
@@ -81,6 +84,9 @@ pub fn configure_console(state: AppState) -> impl FnOnce(&mut web::ServiceConfig
                     .limit(limit)
                     .error_handler(|err, _req| errors::json_error(err)),
             )
+            .app_data(web::PathConfig::default().error_handler(errors::path_error))
+            .app_data(web::QueryConfig::default().error_handler(errors::query_error))
+            .default_service(web::to(errors::no_route))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz));
         operator::configure(cfg);

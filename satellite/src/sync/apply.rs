@@ -280,7 +280,7 @@ fn apply_in<R: Read + Seek>(
                     .entry((va.name.clone(), l.tag.clone()))
                     .or_insert((l.name.clone(), 0));
                 if l.end_at.is_none_or(|end| end > at) {
-                    e.1 += l.quantity;
+                    e.1 = e.1.saturating_add(l.quantity);
                 }
             }
             va.name
@@ -314,6 +314,7 @@ fn apply_in<R: Read + Seek>(
     }
     pools::delete_lines(conn)?;
     let mut after: Totals = BTreeMap::new();
+    let mut checked = crate::compliance::LineTotals::default();
     let mut add = |conn: &mut SqliteConnection, rec: &LicenseRecord| -> Result<()> {
         let va_id = *va_ids.get(&rec.va).ok_or_else(|| {
             Error::invalid(format!(
@@ -322,12 +323,7 @@ fn apply_in<R: Read + Seek>(
                 rec.va
             ))
         })?;
-        if rec.line.quantity < 0 || rec.line.tag.trim().is_empty() {
-            return Err(Error::invalid(format!(
-                "the response has an invalid license line for {:?} in {:?}",
-                rec.line.tag, rec.va
-            )));
-        }
+        checked.add(&rec.va, &rec.line)?;
         pools::insert_line(conn, at, va_id, &rec.line)?;
         let e = after
             .entry((rec.va.clone(), rec.line.tag.clone()))

@@ -142,9 +142,10 @@ pub fn license_add(cloud: &Cloud, l: &NewLicense) -> Result<()> {
 fn insert_license(c: &mut SqliteConnection, now: i64, l: &NewLicense) -> Result<()> {
     non_empty("tag", &l.tag)?;
     non_empty("name", &l.name)?;
-    if l.count < 0 {
+    let max = satellite::compliance::MAX_QUANTITY;
+    if !(0..=max).contains(&l.count) {
         return Err(CloudError::Invalid(format!(
-            "--count must be 0 or more, got {}",
+            "--count must be 0 to {max}, got {}",
             l.count
         )));
     }

@@ -628,7 +628,7 @@ fn usage_report(c: &mut SqliteConnection, now: i64) -> Result<Vec<Usage>> {
     }
     for (va, tag, kind, qty) in lines {
         let e = map.entry((va, tag)).or_default();
-        e.0 += qty;
+        e.0 = e.0.saturating_add(qty);
         e.2 |= kind == "reporting-only";
     }
     // Restricted licenses locked to devices are in use too.

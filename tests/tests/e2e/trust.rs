@@ -476,3 +476,43 @@ fn password_attempts_at_once_check_at_most_the_limit() {
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 35);
     assert_eq!(change(crate::common::ADMIN_PASSWORD), 429);
 }
+
+/// License counts from the cloud are checked, never wrapped: the cloud refuses a line beyond
+/// the maximum, and the satellite refuses lines that add up beyond it, whole, with the store
+/// unchanged.
+#[test]
+fn license_counts_that_would_wrap_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let out = site.cloud.run(&[
+        "license",
+        "add",
+        "--va",
+        "Lab",
+        "--tag",
+        "regid.example.huge",
+        "--name",
+        "Huge",
+        "--count",
+        &i64::MAX.to_string(),
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--count must be 0 to"), "{out:?}");
+    let max = satellite::compliance::MAX_QUANTITY.to_string();
+    for _ in 0..2 {
+        site.cloud
+            .add_license("Lab", "regid.example.huge", "Huge", &max, &[]);
+    }
+    let (request, response) = site.files("huge");
+    site.sat(&["sync", "export", "--out", request.to_str().unwrap()])
+        .ok();
+    site.cloud.process(&request, &response);
+    let before = dump_sqlite(&sat_db(&site.dir));
+    let out = site.sat(&["sync", "import", response.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("add up to more than") && out.stderr.contains("regid.example.huge"),
+        "{out:?}"
+    );
+    assert_eq!(dump_sqlite(&sat_db(&site.dir)), before);
+}

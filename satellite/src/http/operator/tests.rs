@@ -411,3 +411,63 @@ fn the_openapi_file_lists_every_api_route_with_its_role() {
     served.sort();
     assert_eq!(documented, served);
 }
+
+/// Errors actix makes itself (an unknown route, a path or query parameter that does not
+/// parse, a body over the limit) are the documented JSON, as the handlers' are.
+#[test]
+fn every_error_answer_is_the_documented_json() {
+    actix_web::rt::System::new().block_on(every_error_answer_is_the_documented_json_async());
+}
+
+async fn every_error_answer_is_the_documented_json_async() {
+    let f = fixture();
+    let app = test::init_service(
+        App::new()
+            .wrap(
+                actix_web::middleware::ErrorHandlers::new()
+                    .default_handler(crate::http::errors::as_json),
+            )
+            .configure(crate::http::configure(f.state.clone())),
+    )
+    .await;
+    let admin = f
+        .tokens
+        .iter()
+        .find(|(r, _)| *r == Role::Admin)
+        .map(|(_, t)| format!("Bearer {t}"))
+        .unwrap();
+    for (method, uri, status, code) in [
+        ("GET", "/no/such/route", 404, "not_found"),
+        ("GET", "/api/v1/devices/register", 404, "not_found"),
+        ("GET", "/api/v1/operator/tokens/abc", 400, "invalid"),
+        ("GET", "/api/v1/operator/events?limit=many", 400, "invalid"),
+    ] {
+        let req = TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(uri)
+            .insert_header(("authorization", admin.as_str()))
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), status, "{method} {uri}");
+        let body: crate::http::errors::ErrorBody =
+            serde_json::from_slice(&test::read_body(resp).await).unwrap_or_else(|e| {
+                panic!("{method} {uri}: not the documented JSON: {e}");
+            });
+        assert_eq!(
+            body.error.code, code,
+            "{method} {uri}: {}",
+            body.error.message
+        );
+        assert!(!body.error.message.is_empty());
+    }
+    // A raw body over the device listener's limit: actix's own 413, as the documented JSON.
+    let req = TestRequest::post()
+        .uri("/api/v1/devices/authorize")
+        .set_payload(vec![b' '; 2 * 1024 * 1024])
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: crate::http::errors::ErrorBody =
+        serde_json::from_slice(&test::read_body(resp).await).unwrap();
+    assert_eq!(body.error.code, "too_large", "{}", body.error.message);
+}
