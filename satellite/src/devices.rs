@@ -118,7 +118,20 @@ pub struct Prepared {
     pub cert_pem: String,
     pub serial: String,
     pub not_after: i64,
+    /// The request's body and its `X-Satellite-Signature`, when it carries one: what proves
+    /// that an active device registering again holds its current key.
+    pub proof: Option<KeyProof>,
 }
+
+/// A registration body and a signature over it (DER, SHA-256), as a device sends them.
+#[derive(Debug, Clone)]
+pub struct KeyProof {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// How long an operator's permission to register again without the key lasts by default.
+pub const REREGISTER_DEFAULT_HOURS: i64 = 24;
 
 /// The answer to a registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +265,76 @@ pub fn prepare(req: &RegisterRequest, ca: &DeviceCa, now: i64) -> Result<Prepare
         cert_pem,
         serial,
         not_after,
+        proof: None,
+    })
+}
+
+/// A device's identity belongs to its key: an active product instance registers again (a
+/// new key, or another VA as seed 001 allows) only when the request is signed by its current
+/// key, or while an operator lets it through ([`allow_reregister`]). Anyone else holding a
+/// token of any VA could otherwise take over its PID:SN and lock the real device out.
+fn check_reregistration(old: &PiRow, proof: Option<&KeyProof>, now: i64) -> Result<()> {
+    if old.state != "active" || old.reregister_allowed_until.is_some_and(|t| now < t) {
+        return Ok(());
+    }
+    let signed = match proof {
+        Some(p) => DeviceKey::from_stored(&old.public_key)?
+            .verify(&p.body, &p.signature)
+            .unwrap_or(false),
+        None => false,
+    };
+    if signed {
+        return Ok(());
+    }
+    Err(Error::Unauthorized(format!(
+        "product instance PID:{} SN:{} is registered and active: registering it again needs \
+         the signature of its current key (X-Satellite-Signature over the body), or an \
+         operator's permission (`satellite device allow-reregister`, or the console)",
+        old.pid, old.sn
+    )))
+}
+
+/// Lets an active device register again without its current key (it lost it) for `hours`
+/// (1..=168), with an event. The next registration of its PID:SN ends the permission.
+pub fn allow_reregister(
+    conn: &mut SqliteConnection,
+    who: &str,
+    hours: i64,
+    now: i64,
+    actor: &str,
+) -> Result<DeviceView> {
+    if !(1..=168).contains(&hours) {
+        return Err(Error::invalid(format!(
+            "hours must be 1 to 168, got {hours}"
+        )));
+    }
+    conn.immediate_transaction(|conn| {
+        let pi = find(conn, who)?;
+        if pi.state != "active" {
+            return Err(Error::Conflict(format!(
+                "product instance {who:?} is removed: it registers again with any valid token"
+            )));
+        }
+        let until = now + hours * 3600;
+        db::allow_reregister(conn, pi.id, until)?;
+        let va = pools::va_name(conn, pi.va_id)?;
+        events::append(
+            conn,
+            now,
+            &events::NewEvent {
+                kind: "pi_reregister_allowed",
+                va_name: Some(&va),
+                pi_uuid: Some(&pi.uuid),
+                message: format!(
+                    "The product instance {} may register again without its current key until {}.",
+                    pi.name,
+                    clock::format(until)
+                ),
+                actor,
+                ..Default::default()
+            },
+        )?;
+        show(conn, &pi.uuid)
     })
 }
 
@@ -331,6 +414,7 @@ pub fn commit_registration(
             new_pi_event(conn, &p.name, &uuid, &va_name, now)?;
         }
         Some(old) => {
+            check_reregistration(old, p.proof.as_ref(), now)?;
             if old.state == "active" && old.va_id != tok.va_id {
                 // Moving to another VA: its licenses do not follow.
                 compliance::release_all(conn, old, now)?;
@@ -687,6 +771,8 @@ pub fn prepare_renewal(
         cert_pem,
         serial,
         not_after,
+        // A renewal is a signed request already.
+        proof: None,
     })
 }
 
@@ -1044,6 +1130,67 @@ pub(crate) mod tests {
             let e = csr_key(&csr_with(key, md)).unwrap_err();
             assert!(e.to_string().contains("SHA-1 and MD5 are refused"), "{e}");
         }
+    }
+
+    #[test]
+    fn an_active_device_registers_again_only_with_its_key_or_an_operators_permission() {
+        let (store, _dir, token, key, ca) = site();
+        let mut c = store.conn().unwrap();
+        let now = SystemClock.now();
+        let request = |k: &PKey<openssl::pkey::Private>| RegisterRequest {
+            token: token.clone(),
+            udi: Udi {
+                pid: "P".into(),
+                sn: "SN-K".into(),
+                uuid: None,
+                host_id: None,
+                mac: None,
+            },
+            csr_pem: csr_with(k, MessageDigest::sha256()),
+            name: None,
+        };
+        let sign = |k: &PKey<openssl::pkey::Private>, body: &[u8]| {
+            let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), k).unwrap();
+            s.update(body).unwrap();
+            KeyProof {
+                body: body.to_vec(),
+                signature: s.sign_to_vec().unwrap(),
+            }
+        };
+        let mut register = |k: &PKey<openssl::pkey::Private>, proof: Option<KeyProof>| {
+            let mut p = prepare(&request(k), &ca, now).unwrap();
+            p.proof = proof;
+            c.transaction(|c| commit_registration(c, &key, &token, &p, now))
+        };
+        let k1 = sync_format::pki::new_p256_key().unwrap();
+        let pi = register(&k1, None).unwrap().pi_id;
+
+        // Someone with a token but not the key: refused, with or without a signature of
+        // their own; the device keeps its key.
+        let k2 = sync_format::pki::new_p256_key().unwrap();
+        for proof in [None, Some(sign(&k2, b"body"))] {
+            let e = register(&k2, proof).unwrap_err();
+            assert!(matches!(e, Error::Unauthorized(_)), "{e}");
+            assert!(
+                e.to_string().contains("signature of its current key"),
+                "{e}"
+            );
+        }
+        let stored = |c: &mut SqliteConnection| db::by_uuid(c, &pi).unwrap().unwrap().public_key;
+        let mut c2 = store.conn().unwrap();
+        let before = stored(&mut c2);
+
+        // The device itself, signing with its current key, moves to a new key.
+        register(&k2, Some(sign(&k1, b"body"))).unwrap();
+        assert_ne!(stored(&mut c2), before);
+
+        // Lost key: an operator lets it through once.
+        let k3 = sync_format::pki::new_p256_key().unwrap();
+        assert!(register(&k3, None).is_err());
+        allow_reregister(&mut c2, "P:SN-K", 1, now, "cli:op").unwrap();
+        register(&k3, None).unwrap();
+        assert!(register(&sync_format::pki::new_p256_key().unwrap(), None).is_err());
+        assert!(allow_reregister(&mut c2, "P:SN-K", 0, now, "cli:op").is_err());
     }
 
     #[test]

@@ -346,6 +346,19 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Let an active product instance that lost its key register again without it. A
+    /// device's identity belongs to its key: registering an active PID:SN again needs the
+    /// signature of its current key, or this permission (ended by the next registration).
+    AllowReregister {
+        /// The product instance: PI id or PID:SN.
+        device: String,
+        /// How long the permission lasts, 1 to 168 hours.
+        #[arg(long, default_value_t = crate::devices::REREGISTER_DEFAULT_HOURS)]
+        hours: i64,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Move a product instance to another of the satellite's virtual accounts. Its licenses
     /// do not follow: it asks again in its new virtual account.
     Transfer {
@@ -780,6 +793,14 @@ fn device_command(config: Config, cmd: DeviceCommand) -> Result<()> {
         DeviceCommand::Show { device, json } => print(&devices::show(&mut conn, &device)?, json),
         DeviceCommand::Remove { device, json } => print(
             &devices::remove(&mut conn, &device, now, &operator())?,
+            json,
+        ),
+        DeviceCommand::AllowReregister {
+            device,
+            hours,
+            json,
+        } => print(
+            &devices::allow_reregister(&mut conn, &device, hours, now, &operator())?,
             json,
         ),
         DeviceCommand::Transfer { device, va, json } => print(

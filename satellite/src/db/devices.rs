@@ -31,6 +31,8 @@ pub struct PiRow {
     pub last_counter: i64,
     pub state: String,
     pub removed_at: Option<i64>,
+    /// Until when an operator lets the device register again without its current key.
+    pub reregister_allowed_until: Option<i64>,
 }
 
 pub fn by_uuid(conn: &mut SqliteConnection, uuid: &str) -> Result<Option<PiRow>> {
@@ -112,7 +114,16 @@ pub fn reregister(conn: &mut SqliteConnection, id: i64, d: &Identity<'_>, now: i
             pi::last_contact_at.eq(now),
             pi::state.eq("active"),
             pi::removed_at.eq(None::<i64>),
+            pi::reregister_allowed_until.eq(None::<i64>),
         ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Lets the device register again without its current key until `until`.
+pub fn allow_reregister(conn: &mut SqliteConnection, id: i64, until: i64) -> Result<()> {
+    diesel::update(pi::table.find(id))
+        .set(pi::reregister_allowed_until.eq(until))
         .execute(conn)?;
     Ok(())
 }

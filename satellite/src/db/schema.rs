@@ -104,6 +104,7 @@ diesel::table! {
         state -> Text,
         removed_at -> Nullable<BigInt>,
         change_seq -> BigInt,
+        reregister_allowed_until -> Nullable<BigInt>,
     }
 }
 

@@ -51,7 +51,11 @@ async fn signed<T: DeserializeOwned>(
     parse(body)
 }
 
-pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse> {
+pub async fn register(
+    state: web::Data<AppState>,
+    http_req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
     let req: RegisterRequest = parse(&body)?;
     let now = state.clock.now();
     // A forged or mistyped token is turned away before any work; whether it is still valid
@@ -61,7 +65,20 @@ pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> Result<Ht
             crate::tokens::Refusal::Unknown.message().into(),
         ));
     }
-    let prepared = devices::prepare(&req, &state.device_ca, now)?;
+    let mut prepared = devices::prepare(&req, &state.device_ca, now)?;
+    // An active device registering again proves it holds its current key by signing.
+    if let Some(sig) = http_req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        let signature = openssl::base64::decode_block(sig.trim())
+            .map_err(|_| Error::Unauthorized(format!("{SIGNATURE_HEADER} is not base64")))?;
+        prepared.proof = Some(devices::KeyProof {
+            body: body.to_vec(),
+            signature,
+        });
+    }
     let key = state.token_key.clone();
     let identity = devices::DeviceIdentity {
         key: prepared.device_key.clone(),

@@ -368,6 +368,28 @@ impl Site {
     }
 }
 
+/// Posts `body` to the device API with `X-Satellite-Signature` made by `key` over its bytes.
+pub fn post_signed(
+    site: &Site,
+    path: &str,
+    body: &serde_json::Value,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> harness::Response {
+    let bytes = body.to_string().into_bytes();
+    let mut s = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key).unwrap();
+    s.update(&bytes).unwrap();
+    let sig = openssl::base64::encode_block(&s.sign_to_vec().unwrap());
+    site.sat
+        .https
+        .request_with(
+            "POST",
+            path,
+            Some(&bytes),
+            &[("X-Satellite-Signature", &sig)],
+        )
+        .unwrap()
+}
+
 /// A device driven by hand, for precise requests.
 pub struct Dev {
     pub key: openssl::pkey::PKey<openssl::pkey::Private>,
@@ -432,20 +454,7 @@ impl Dev {
         self.counter += 1;
         body["pi_id"] = self.pi_id.clone().into();
         body["counter"] = self.counter.into();
-        let bytes = body.to_string().into_bytes();
-        let mut s =
-            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key).unwrap();
-        s.update(&bytes).unwrap();
-        let sig = openssl::base64::encode_block(&s.sign_to_vec().unwrap());
-        site.sat
-            .https
-            .request_with(
-                "POST",
-                path,
-                Some(&bytes),
-                &[("X-Satellite-Signature", &sig)],
-            )
-            .unwrap()
+        post_signed(site, path, &body, key)
     }
 
     pub fn signed(

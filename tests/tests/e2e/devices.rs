@@ -1,7 +1,7 @@
 //! Devices: tokens, registration, authorization and compliance through the real device API,
 //! driven by `device-sim` and by hand; every refusal leaving the store as it was.
 
-use crate::common::{register_body, Dev, Site};
+use crate::common::{post_signed, register_body, Dev, Site};
 use satellite_e2e::harness::dump_sqlite;
 
 const DNA: &str = "regid.example.dna-advantage"; // 50 in Lab
@@ -152,17 +152,16 @@ fn devices_are_listed_shown_transferred_and_removed_by_operators() {
         "Ops has no DNA licenses"
     );
 
-    // Re-registering with a token of another VA moves the device back.
+    // Re-registering with a token of another VA moves the device back (signed by the
+    // device's current key: its identity belongs to it).
     let lab_again = site.token("Lab", &[]);
     let key = sync_format::pki::new_p256_key().unwrap();
-    let r = site
-        .sat
-        .https
-        .post_json(
-            "/api/v1/devices/register",
-            &register_body(&lab_again, "TEST-PID", "SN-OP-1", &key),
-        )
-        .unwrap();
+    let r = post_signed(
+        &site,
+        "/api/v1/devices/register",
+        &register_body(&lab_again, "TEST-PID", "SN-OP-1", &key),
+        &d.key,
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["moved_from"], "Ops");
     assert_eq!(

@@ -516,3 +516,76 @@ fn license_counts_that_would_wrap_are_refused() {
     );
     assert_eq!(dump_sqlite(&sat_db(&site.dir)), before);
 }
+
+/// A device's identity belongs to its key: a token holder (of any VA) cannot take over an
+/// active PID:SN; the real device moves VAs by signing with its key; an operator lets a
+/// device that lost its key through.
+#[test]
+fn a_token_holder_cannot_take_over_a_device() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let lab = site.token("Lab", &[]);
+    let ops = site.token("Ops", &[]);
+    let mut d = Dev::register(&site, &lab, "SN-T");
+    let dna = "regid.example.dna-advantage";
+    d.authorize(&site, dna, 3);
+    let path = "/api/v1/devices/register";
+
+    // Someone else, with valid tokens of either VA and a key of their own.
+    let thief = sync_format::pki::new_p256_key().unwrap();
+    let before = dump_sqlite(&sat_db(&site.dir));
+    for token in [&lab, &ops] {
+        let body = crate::common::register_body(token, "TEST-PID", "SN-T", &thief);
+        let r = site.sat.https.post_json(path, &body).unwrap();
+        assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("signature of its current key"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let r = crate::common::post_signed(&site, path, &body, &thief);
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(dump_sqlite(&sat_db(&site.dir)), before);
+    // The real device is not locked out and keeps its licenses.
+    let a = d.authorize(&site, dna, 3);
+    assert_eq!(a["entitlements"][0]["status"], "AUTHORIZED", "{a}");
+    assert_eq!(site.pool("Lab", dna).1, 3);
+
+    // The device lost its key: an operator lets it through, once.
+    let out = site
+        .sat(&[
+            "device",
+            "allow-reregister",
+            "TEST-PID:SN-T",
+            "--hours",
+            "2",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(out["pi_id"], d.pi_id.as_str());
+    let fresh = sync_format::pki::new_p256_key().unwrap();
+    let body = crate::common::register_body(&lab, "TEST-PID", "SN-T", &fresh);
+    let r = site.sat.https.post_json(path, &body).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["pi_id"],
+        d.pi_id.as_str(),
+        "the same product instance"
+    );
+    let body = crate::common::register_body(&lab, "TEST-PID", "SN-T", &thief);
+    assert_eq!(site.sat.https.post_json(path, &body).unwrap().status, 401);
+    let events = site.sat(&["event", "list", "--json"]).ok().json();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "pi_reregister_allowed"),
+        "{events}"
+    );
+}

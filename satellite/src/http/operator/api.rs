@@ -54,6 +54,12 @@ pub fn declare(r: &mut impl RouteSink) {
     route!(get, "/devices/{id}", Auditor, device_show);
     route!(delete, "/devices/{id}", Operator, device_remove);
     route!(post, "/devices/{id}/transfer", Operator, device_transfer);
+    route!(
+        post,
+        "/devices/{id}/allow-reregister",
+        Operator,
+        device_allow_reregister
+    );
     route!(get, "/licenses", Auditor, licenses);
     route!(get, "/alerts", Auditor, alerts_list);
     route!(post, "/alerts/check", Operator, alerts_check);
@@ -503,6 +509,36 @@ async fn device_transfer(
     Ok(json(
         &act(&state, &who, move |c, now, actor| {
             crate::devices::transfer(c, &id, &va, now, actor)
+        })
+        .await?,
+    ))
+}
+
+/// The body of `POST /devices/{id}/allow-reregister` (optional).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AllowReregisterBody {
+    #[serde(default)]
+    hours: Option<i64>,
+}
+
+async fn device_allow_reregister(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<String>,
+    body: Bytes,
+) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    let b: AllowReregisterBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AllowReregisterBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::invalid(format!("invalid request body: {e}")))?
+    };
+    let hours = b.hours.unwrap_or(crate::devices::REREGISTER_DEFAULT_HOURS);
+    Ok(json(
+        &act(&state, &who, move |c, now, actor| {
+            crate::devices::allow_reregister(c, &id, hours, now, actor)
         })
         .await?,
     ))

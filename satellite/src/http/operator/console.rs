@@ -59,6 +59,12 @@ pub fn declare(r: &mut impl RouteSink) {
     route!(post, "/tokens/{id}/remove", Some(Operator), token_remove);
     route!(get, "/devices", Some(Auditor), devices);
     route!(post, "/devices/{id}/remove", Some(Operator), device_remove);
+    route!(
+        post,
+        "/devices/{id}/allow-reregister",
+        Some(Operator),
+        device_allow_reregister
+    );
     route!(get, "/alerts", Some(Auditor), alerts_page);
     route!(post, "/alerts/{id}/dismiss", Some(Operator), alert_dismiss);
     route!(
@@ -654,6 +660,11 @@ async fn render_devices(
         if who.role >= Role::Operator && d.state != "removed" {
             button(
                 who,
+                &format!("/console/devices/{}/allow-reregister", d.pi_id),
+                "Allow re-registration (24 h)",
+                "",
+            ) + &button(
+                who,
                 &format!("/console/devices/{}/remove", d.pi_id),
                 "Remove",
                 "danger",
@@ -688,6 +699,37 @@ async fn device_remove(
         format!(
             "Product instance {} ({}) removed; its licenses are released.",
             v.name, v.pi_id
+        )
+    });
+    after(r, |f| {
+        render_devices(&state, &who, DeviceQuery::default(), f)
+    })
+    .await
+}
+
+/// Lets a device that lost its key register again without it, for a day.
+async fn device_allow_reregister(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<String>,
+) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    let r = act(&state, &who, move |c, now, actor| {
+        crate::devices::allow_reregister(
+            c,
+            &id,
+            crate::devices::REREGISTER_DEFAULT_HOURS,
+            now,
+            actor,
+        )
+    })
+    .await
+    .map(|v| {
+        format!(
+            "Product instance {} ({}) may register again without its current key for {} hours.",
+            v.name,
+            v.pi_id,
+            crate::devices::REREGISTER_DEFAULT_HOURS
         )
     });
     after(r, |f| {
