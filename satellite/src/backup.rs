@@ -1,15 +1,21 @@
 //! Backups of a running satellite and their restore into a stopped data directory.
 //!
 //! A backup is a zip file: `backup.json` (what it is, of which satellite, when, the schema
-//! it was taken at, counts, and the SHA-256 of every other entry), `satellite.db` (a
-//! consistent copy made with SQLite's `VACUUM INTO`, which reads in one transaction, so it
-//! is taken while devices register and syncs apply), and the files of `keys/` and `tls/`.
-//! It holds private keys: it is written 0600; keep it like the data directory itself.
+//! it was taken at, counts, and the SHA-256 of every other entry), `backup.sig` (the
+//! satellite's ECDSA P-256/SHA-256 signature of the exact bytes of `backup.json`),
+//! `satellite.db` (a consistent copy made with SQLite's `VACUUM INTO`, which reads in one
+//! transaction, so it is taken while devices register and syncs apply), and the files of
+//! `keys/` and `tls/`. It holds private keys: it is written 0600; keep it like the data
+//! directory itself. With a passphrase (`backup --encrypt`) the whole zip is sealed with
+//! AES-256-GCM under a key derived by scrypt (memory-hard), so a stolen copy reveals nothing
+//! and cannot be altered unnoticed.
 //!
-//! Restore refuses a running data directory (the lock `serve` holds), a damaged backup, and
-//! a backup of another satellite unless forced. The database it replaces is kept beside it.
+//! Restore refuses a running data directory (the lock `serve` holds), a damaged, altered or
+//! unsigned backup, and a backup of another satellite unless forced. It never inflates an
+//! entry beyond its declared size (nor a size out of proportion to its compressed one), and
+//! streams entries to disk. The database it replaces is kept beside it.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use diesel::prelude::*;
@@ -22,8 +28,22 @@ use crate::db::{self, Store};
 use crate::error::{Error, Result};
 
 pub const FORMAT: &str = "satellite-backup";
-pub const VERSION: u32 = 1;
+/// 2: signed (`backup.sig`). 1 (unsigned) is restored only with `--force`.
+pub const VERSION: u32 = 2;
 const MANIFEST: &str = "backup.json";
+const SIGNATURE: &str = "backup.sig";
+/// The first bytes of an encrypted backup; a JSON line of parameters follows, then the
+/// ciphertext and the 16-byte GCM tag. The magic and the parameter line are authenticated.
+const ENCRYPTED_MAGIC: &[u8] = b"satellite-backup-encrypted-v1\n";
+/// scrypt cost: 2^15 x 8 x 128 bytes = 32 MiB of memory per derivation.
+const SCRYPT_N: u64 = 1 << 15;
+const SCRYPT_R: u64 = 8;
+const SCRYPT_P: u64 = 1;
+/// The most one entry may inflate to; and how far beyond its compressed size (entries under
+/// a MiB excepted), so a small hostile file cannot make a restore write gigabytes.
+const MAX_ENTRY: u64 = 64 << 30;
+const MAX_RATIO: u64 = 1000;
+const RATIO_EXEMPT: u64 = 1 << 20;
 const DATABASE: &str = "satellite.db";
 /// Subdirectories of the data directory a backup carries.
 const DIRS: [&str; 2] = ["keys", "tls"];
@@ -153,11 +173,198 @@ impl Drop for Scratch {
 pub struct BackupOutcome {
     pub file: PathBuf,
     pub bytes: u64,
+    /// Sealed with a passphrase.
+    pub encrypted: bool,
     pub manifest: Manifest,
 }
 
-/// Takes a backup of the store (running or not) into `out`.
-pub fn backup(store: &Store, now: i64, out: &Path) -> Result<BackupOutcome> {
+/// A backup passphrase: at least 12 characters.
+pub fn check_passphrase(p: &str) -> Result<()> {
+    if p.chars().count() < 12 {
+        return Err(Error::invalid(
+            "the backup passphrase must be at least 12 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn scrypt_key(passphrase: &str, salt: &[u8]) -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    openssl::pkcs5::scrypt(
+        passphrase.as_bytes(),
+        salt,
+        SCRYPT_N,
+        SCRYPT_R,
+        SCRYPT_P,
+        64 << 20,
+        &mut key,
+    )?;
+    Ok(key)
+}
+
+/// The parameters line of an encrypted backup.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sealed {
+    kdf: String,
+    n: u64,
+    r: u64,
+    p: u64,
+    salt: String,
+    cipher: String,
+    nonce: String,
+}
+
+/// Encrypts the file `plain` into `out` (AES-256-GCM, key from `passphrase` by scrypt).
+fn encrypt(plain: &Path, out: &mut std::fs::File, passphrase: &str) -> Result<()> {
+    use openssl::symm::{Cipher, Crypter, Mode};
+    let mut salt = [0u8; 16];
+    let mut nonce = [0u8; 12];
+    openssl::rand::rand_bytes(&mut salt)?;
+    openssl::rand::rand_bytes(&mut nonce)?;
+    let key = scrypt_key(passphrase, &salt)?;
+    let b64 = openssl::base64::encode_block;
+    let params = Sealed {
+        kdf: "scrypt".into(),
+        n: SCRYPT_N,
+        r: SCRYPT_R,
+        p: SCRYPT_P,
+        salt: b64(&salt),
+        cipher: "aes-256-gcm".into(),
+        nonce: b64(&nonce),
+    };
+    let mut head = ENCRYPTED_MAGIC.to_vec();
+    head.extend(serde_json::to_vec(&params).map_err(|e| Error::Internal(e.to_string()))?);
+    head.push(b'\n');
+    let cipher = Cipher::aes_256_gcm();
+    let mut c = Crypter::new(cipher, Mode::Encrypt, &key, Some(&nonce))?;
+    c.aad_update(&head)?;
+    out.write_all(&head)?;
+    let mut input = std::fs::File::open(plain).map_err(|e| Error::file(plain, e))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut enc = vec![0u8; 64 * 1024 + cipher.block_size()];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let k = c.update(&buf[..n], &mut enc)?;
+        out.write_all(&enc[..k])?;
+    }
+    let k = c.finalize(&mut enc)?;
+    out.write_all(&enc[..k])?;
+    let mut tag = [0u8; 16];
+    c.get_tag(&mut tag)?;
+    out.write_all(&tag)?;
+    Ok(())
+}
+
+/// Whether the file at `path` is an encrypted backup.
+fn is_encrypted(path: &Path) -> Result<bool> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let mut magic = vec![0u8; ENCRYPTED_MAGIC.len()];
+    let mut got = 0;
+    while got < magic.len() {
+        match f.read(&mut magic[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got == magic.len() && magic == ENCRYPTED_MAGIC)
+}
+
+/// Decrypts the encrypted backup `path` into the file `plain`; refuses a wrong passphrase or
+/// any changed byte (the tag is checked before the caller reads anything of `plain`).
+fn decrypt(path: &Path, plain: &Path, passphrase: &str) -> Result<()> {
+    use openssl::symm::{Cipher, Crypter, Mode};
+    let bad =
+        |why: &str| Error::Invalid(format!("{} is not a usable backup: {why}", path.display()));
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::file(path, e))?
+        .len();
+    let mut f =
+        std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::file(path, e))?);
+    let mut head = Vec::new();
+    (&mut f).take(4096).read_until(b'\n', &mut head)?;
+    let mut line = Vec::new();
+    (&mut f).take(4096).read_until(b'\n', &mut line)?;
+    if head != ENCRYPTED_MAGIC || line.last() != Some(&b'\n') {
+        return Err(bad("its encryption header is damaged"));
+    }
+    let params: Sealed = serde_json::from_slice(&line[..line.len() - 1])
+        .map_err(|e| bad(&format!("its encryption header is damaged: {e}")))?;
+    let b64d = |s: &str| {
+        openssl::base64::decode_block(s).map_err(|_| bad("its encryption header is damaged"))
+    };
+    let (salt, nonce) = (b64d(&params.salt)?, b64d(&params.nonce)?);
+    if params.kdf != "scrypt"
+        || params.cipher != "aes-256-gcm"
+        || nonce.len() != 12
+        || params.n > 1 << 20
+        || params.r > 32
+        || params.p > 16
+    {
+        return Err(bad(
+            "it is sealed with parameters this version does not use",
+        ));
+    }
+    let mut key = [0u8; 32];
+    openssl::pkcs5::scrypt(
+        passphrase.as_bytes(),
+        &salt,
+        params.n,
+        params.r,
+        params.p,
+        1 << 30,
+        &mut key,
+    )?;
+    head.extend_from_slice(&line);
+    let body = len
+        .checked_sub(head.len() as u64 + 16)
+        .ok_or_else(|| bad("it is truncated"))?;
+    let cipher = Cipher::aes_256_gcm();
+    let mut c = Crypter::new(cipher, Mode::Decrypt, &key, Some(&nonce))?;
+    c.aad_update(&head)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(plain)
+        .map_err(|e| Error::file(plain, e))?;
+    datadir::restrict_file(plain)?;
+    let mut r = (&mut f).take(body);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut dec = vec![0u8; 64 * 1024 + cipher.block_size()];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let k = c.update(&buf[..n], &mut dec)?;
+        out.write_all(&dec[..k])?;
+    }
+    let mut tag = [0u8; 16];
+    f.read_exact(&mut tag).map_err(|_| bad("it is truncated"))?;
+    c.set_tag(&tag)?;
+    let k = c
+        .finalize(&mut dec)
+        .map_err(|_| bad("the passphrase is wrong, or the file was altered"))?;
+    out.write_all(&dec[..k])?;
+    out.sync_all().map_err(|e| Error::file(plain, e))?;
+    Ok(())
+}
+
+/// Takes a backup of the store (running or not) into `out`, sealed with `passphrase` if
+/// one is given.
+pub fn backup(
+    store: &Store,
+    now: i64,
+    out: &Path,
+    passphrase: Option<&str>,
+) -> Result<BackupOutcome> {
+    if let Some(p) = passphrase {
+        check_passphrase(p)?;
+    }
     let tmp = Scratch(
         store
             .data_dir()
@@ -215,14 +422,29 @@ pub fn backup(store: &Store, now: i64, out: &Path) -> Result<BackupOutcome> {
         entries,
     };
 
+    let manifest_bytes =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    let signature = {
+        let key = crate::identity::signing_key(store.data_dir())?;
+        let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
+        signer.update(&manifest_bytes)?;
+        signer.sign_to_vec()?
+    };
+
     let partial = out.with_extension("partial");
+    // An encrypted backup's zip is written in the scratch directory first (the zip writer
+    // seeks), then sealed into `partial`.
+    let zip_path = match passphrase {
+        Some(_) => tmp.0.join("backup.zip"),
+        None => partial.clone(),
+    };
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&partial)
-        .map_err(|e| Error::file(&partial, e))?;
-    datadir::restrict_file(&partial)?;
+        .open(&zip_path)
+        .map_err(|e| Error::file(&zip_path, e))?;
+    datadir::restrict_file(&zip_path)?;
     let write = || -> Result<std::fs::File> {
         let mut z = zip::ZipWriter::new(file);
         let opts = zip::write::SimpleFileOptions::default()
@@ -230,9 +452,9 @@ pub fn backup(store: &Store, now: i64, out: &Path) -> Result<BackupOutcome> {
             .unix_permissions(0o600);
         let zerr = |e: zip::result::ZipError| Error::Internal(format!("writing the backup: {e}"));
         z.start_file(MANIFEST, opts).map_err(zerr)?;
-        z.write_all(
-            &serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?,
-        )?;
+        z.write_all(&manifest_bytes)?;
+        z.start_file(SIGNATURE, opts).map_err(zerr)?;
+        z.write_all(&signature)?;
         for (name, path) in &files {
             z.start_file(name.as_str(), opts).map_err(zerr)?;
             let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
@@ -240,7 +462,22 @@ pub fn backup(store: &Store, now: i64, out: &Path) -> Result<BackupOutcome> {
         }
         z.finish().map_err(zerr)
     };
-    let file = match write() {
+    let sealed = write().and_then(|file| match passphrase {
+        None => Ok(file),
+        Some(p) => {
+            drop(file);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&partial)
+                .map_err(|e| Error::file(&partial, e))?;
+            datadir::restrict_file(&partial)?;
+            encrypt(&zip_path, &mut f, p)?;
+            Ok(f)
+        }
+    });
+    let file = match sealed {
         Ok(f) => f,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
@@ -254,36 +491,63 @@ pub fn backup(store: &Store, now: i64, out: &Path) -> Result<BackupOutcome> {
     Ok(BackupOutcome {
         file: out.to_path_buf(),
         bytes,
+        encrypted: passphrase.is_some(),
         manifest,
     })
 }
 
-/// A backup's entries: (name, bytes).
-pub type Entries = Vec<(String, Vec<u8>)>;
+/// A backup read and checked: its manifest, the exact bytes it was signed over, its
+/// signature, and its entries written to files (name, staged path).
+struct Unpacked {
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    signature: Option<Vec<u8>>,
+    staged: Vec<(String, PathBuf)>,
+}
 
-/// Reads and checks a backup: its manifest and every entry against its digest.
-pub fn read(path: &Path) -> Result<(Manifest, Entries)> {
+/// Reads the backup zip at `zip_path` (shown as `shown`): its manifest, its signature, and
+/// every entry, each streamed into `stage` and checked against its digest, inflated no
+/// further than its declared size (and that in proportion to its compressed size).
+fn read_into(zip_path: &Path, shown: &Path, stage: &Path) -> Result<Unpacked> {
     let bad =
-        |why: String| Error::Invalid(format!("{} is not a usable backup: {why}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+        |why: String| Error::Invalid(format!("{} is not a usable backup: {why}", shown.display()));
+    let file = std::fs::File::open(zip_path).map_err(|e| Error::file(zip_path, e))?;
     let mut z = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
-    let mut manifest_bytes = Vec::new();
-    z.by_name(MANIFEST)
-        .map_err(|_| bad(format!("no {MANIFEST}")))?
-        .take(1 << 20)
-        .read_to_end(&mut manifest_bytes)?;
+    let small =
+        |z: &mut zip::ZipArchive<std::fs::File>, name: &str, max: u64| -> Result<Option<Vec<u8>>> {
+            let Ok(f) = z.by_name(name) else {
+                return Ok(None);
+            };
+            let mut out = Vec::new();
+            f.take(max + 1).read_to_end(&mut out)?;
+            if out.len() as u64 > max {
+                return Err(bad(format!("{name} is larger than {max} bytes")));
+            }
+            Ok(Some(out))
+        };
+    let manifest_bytes =
+        small(&mut z, MANIFEST, 1 << 20)?.ok_or_else(|| bad(format!("no {MANIFEST}")))?;
+    let signature = small(&mut z, SIGNATURE, 1024)?;
     let m: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
-    if m.format != FORMAT || m.version != VERSION {
+    if m.format != FORMAT || !(1..=VERSION).contains(&m.version) {
         return Err(bad(format!(
-            "format {:?} version {}, expected {FORMAT:?} version {VERSION}",
+            "format {:?} version {}, expected {FORMAT:?} version 1 to {VERSION}",
             m.format, m.version
         )));
     }
     if !m.entries.contains_key(DATABASE) {
         return Err(bad(format!("no {DATABASE}")));
     }
-    let mut out = Vec::new();
+    let unexpected = z
+        .file_names_raw()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .find(|n| n != MANIFEST && n != SIGNATURE && !m.entries.contains_key(n));
+    if let Some(name) = unexpected {
+        return Err(bad(format!("unexpected entry {name:?}")));
+    }
+    let mut staged = Vec::new();
+    let mut total: u64 = 0;
     for (name, expected) in &m.entries {
         let ok_name = name == DATABASE
             || DIRS.iter().any(|d| {
@@ -294,18 +558,105 @@ pub fn read(path: &Path) -> Result<(Manifest, Entries)> {
         if !ok_name {
             return Err(bad(format!("unexpected entry {name:?}")));
         }
-        let mut bytes = Vec::new();
-        z.by_name(name)
-            .map_err(|_| bad(format!("{name} is missing")))?
-            .read_to_end(&mut bytes)?;
-        if &digest(&bytes) != expected {
+        let f = z
+            .by_name(name)
+            .map_err(|_| bad(format!("{name} is missing")))?;
+        let (size, packed) = (f.size(), f.compressed_size());
+        if size > MAX_ENTRY || (size > RATIO_EXEMPT && size / packed.max(1) > MAX_RATIO) {
+            return Err(bad(format!(
+                "{name} would inflate to {size} bytes from {packed}: refusing to read it"
+            )));
+        }
+        total = total.saturating_add(size);
+        if total > MAX_ENTRY {
+            return Err(bad(format!(
+                "its entries inflate to more than {MAX_ENTRY} bytes"
+            )));
+        }
+        let target = stage.join(name);
+        if let Some(parent) = target.parent() {
+            datadir::ensure_subdir(parent)?;
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&target)
+            .map_err(|e| Error::file(&target, e))?;
+        datadir::restrict_file(&target)?;
+        // Never more than declared, whatever the data inflates to.
+        let mut r = f.take(size + 1);
+        let mut hasher = openssl::sha::Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got: u64 = 0;
+        loop {
+            let n = r.read(&mut buf).map_err(|e| bad(format!("{name}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            if got > size {
+                return Err(bad(format!("{name} inflates beyond its declared size")));
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+        }
+        if &hex::encode(hasher.finish()) != expected {
             return Err(bad(format!(
                 "{name} does not match its digest (damaged or altered)"
             )));
         }
-        out.push((name.clone(), bytes));
+        out.sync_all().map_err(|e| Error::file(&target, e))?;
+        staged.push((name.clone(), target));
     }
-    Ok((m, out))
+    Ok(Unpacked {
+        manifest: m,
+        manifest_bytes,
+        signature,
+        staged,
+    })
+}
+
+/// The signature of `backup.json` must be by this satellite's key: the key of the data
+/// directory it is restored into when that directory holds the same satellite (a backup
+/// signed again by any other key is refused), else the key the backup itself carries.
+fn verify_signature(
+    r: &Unpacked,
+    data_dir: &Path,
+    target_is_same: bool,
+    shown: &Path,
+) -> Result<()> {
+    let bad =
+        |why: String| Error::Invalid(format!("{} is not a usable backup: {why}", shown.display()));
+    let Some(sig) = &r.signature else {
+        return Err(bad(format!(
+            "it is not signed ({MANIFEST} without {SIGNATURE}, version {})",
+            r.manifest.version
+        )));
+    };
+    let key = if target_is_same && crate::identity::key_path(data_dir).exists() {
+        crate::identity::signing_key(data_dir)?
+    } else {
+        let path = r
+            .staged
+            .iter()
+            .find(|(n, _)| *n == "keys/satellite.key.pem")
+            .map(|(_, p)| p)
+            .ok_or_else(|| bad("it carries no satellite key".into()))?;
+        let pem = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+        openssl::pkey::PKey::private_key_from_pem(&pem)
+            .map_err(|_| bad("its satellite key is not readable".into()))?
+    };
+    let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)?;
+    v.update(&r.manifest_bytes)?;
+    if v.verify(sig).unwrap_or(false) {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "its signature does not verify: {MANIFEST} was altered after the backup was made, \
+             or it was signed by another key than this satellite's"
+        )))
+    }
 }
 
 /// What a restore did.
@@ -320,43 +671,70 @@ pub struct RestoreOutcome {
     pub migrations_applied: Vec<String>,
 }
 
-/// Restores a backup into a stopped data directory.
+/// Restores a backup into a stopped data directory. An encrypted backup needs its
+/// `passphrase`. `force` replaces another satellite's data, and accepts an unsigned backup
+/// of an older version.
 pub fn restore(
     storage: &crate::config::StorageConfig,
     path: &Path,
     force: bool,
     now: i64,
+    passphrase: Option<&str>,
 ) -> Result<RestoreOutcome> {
     let data_dir = storage.data_dir.clone();
-    let (m, entries) = read(path)?;
+    if !path.is_file() {
+        return Err(Error::file(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such backup file"),
+        ));
+    }
     let _lock = lock(&data_dir, "restore needs the satellite stopped")?;
+    // Everything is unpacked beside its place first (same file system), then moved in.
+    let stage = Scratch(data_dir.join(format!(".restore-{}", uuid::Uuid::new_v4())));
+    datadir::ensure_subdir(&stage.0)?;
+    let zip_path = if is_encrypted(path)? {
+        let p = passphrase.ok_or_else(|| {
+            Error::invalid(format!(
+                "{} is encrypted: give its passphrase (SATELLITE_BACKUP_PASSPHRASE or \
+                 --passphrase-file)",
+                path.display()
+            ))
+        })?;
+        let plain = stage.0.join(".backup.zip");
+        decrypt(path, &plain, p)?;
+        plain
+    } else {
+        path.to_path_buf()
+    };
+    let files = stage.0.join("files");
+    datadir::ensure_subdir(&files)?;
+    let r = read_into(&zip_path, path, &files)?;
+    let m = r.manifest.clone();
     let db_path = data_dir.join(DATABASE);
-    if db_path.exists() && !force {
+    let target = if db_path.exists() {
         let mut c = SqliteConnection::establish(&db_path.to_string_lossy())
             .map_err(|e| Error::State(format!("{}: {e}", db_path.display())))?;
-        if let Ok((id, name)) = identity_of(&mut c) {
-            if id != m.satellite_id {
-                return Err(Error::Conflict(format!(
-                    "this backup is of satellite {} ({:?}), but {} holds satellite {id} \
-                     ({name:?}): refusing to replace another satellite; use --force to do it \
-                     anyway",
-                    m.satellite_id,
-                    m.satellite_name,
-                    data_dir.display()
-                )));
-            }
+        identity_of(&mut c).ok()
+    } else {
+        None
+    };
+    if let Some((id, name)) = &target {
+        if *id != m.satellite_id && !force {
+            return Err(Error::Conflict(format!(
+                "this backup is of satellite {} ({:?}), but {} holds satellite {id} \
+                 ({name:?}): refusing to replace another satellite; use --force to do it \
+                 anyway",
+                m.satellite_id,
+                m.satellite_name,
+                data_dir.display()
+            )));
         }
     }
-    // Everything is written beside its place first, then moved in.
-    let mut staged = Vec::new();
-    for (name, bytes) in &entries {
-        let target = data_dir.join(name);
-        if let Some(parent) = target.parent() {
-            datadir::ensure_subdir(parent)?;
-        }
-        let tmp = target.with_extension("restoring");
-        datadir::write_private(&tmp, bytes)?;
-        staged.push((tmp, target));
+    let same = target.as_ref().is_some_and(|(id, _)| *id == m.satellite_id);
+    if m.version >= 2 || r.signature.is_some() || !force {
+        verify_signature(&r, &data_dir, same, path)?;
+    } else {
+        tracing::warn!(file = %path.display(), "restoring an unsigned backup of version 1 (--force)");
     }
     let previous = if db_path.exists() {
         let keep = data_dir.join(format!("satellite.db.before-restore-{now}"));
@@ -371,8 +749,12 @@ pub fn restore(
             std::fs::remove_file(&p).map_err(|e| Error::file(&p, e))?;
         }
     }
-    for (tmp, target) in staged {
-        std::fs::rename(&tmp, &target).map_err(|e| Error::file(&target, e))?;
+    for (name, staged) in &r.staged {
+        let target = data_dir.join(name);
+        if let Some(parent) = target.parent() {
+            datadir::ensure_subdir(parent)?;
+        }
+        std::fs::rename(staged, &target).map_err(|e| Error::file(&target, e))?;
     }
     // Open it as the server would: migrations bring an older backup up to date.
     let (_store, applied) = db::Store::open(storage)?;
@@ -385,4 +767,179 @@ pub fn restore(
         previous_database: previous,
         migrations_applied: applied,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::config::Config;
+
+    /// A satellite's store (initialised) and the storage config of a fresh data directory.
+    fn site() -> (Store, tempfile::TempDir, crate::config::StorageConfig) {
+        let (store, dir) = crate::db::testing::store();
+        let mut cfg = Config::load_from(None, &[]).unwrap();
+        cfg.storage.data_dir = store.data_dir().to_path_buf();
+        crate::identity::ensure(&store, &cfg, &SystemClock).unwrap();
+        let mut elsewhere = cfg.storage.clone();
+        elsewhere.data_dir = dir.path().join("elsewhere");
+        (store, dir, elsewhere)
+    }
+
+    fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        (0..z.len())
+            .map(|i| {
+                let mut f = z.by_index(i).unwrap();
+                let mut b = Vec::new();
+                f.read_to_end(&mut b).unwrap();
+                (String::from_utf8_lossy(f.name_raw()).into_owned(), b)
+            })
+            .collect()
+    }
+
+    fn rezip(path: &Path, entries: &[(String, Vec<u8>)]) {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        for (n, b) in entries {
+            z.start_file(n.as_str(), o).unwrap();
+            z.write_all(b).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    #[test]
+    fn a_signed_backup_restores_and_an_altered_one_is_refused() {
+        let (store, dir, elsewhere) = site();
+        let now = SystemClock.now();
+        let file = dir.path().join("b.zip");
+        backup(&store, now, &file, None).unwrap();
+        restore(&elsewhere, &file, false, now, None).unwrap();
+
+        // The database edited and its digest recomputed: the signature no longer holds.
+        let mut e = entries(&file);
+        let db = e.iter().position(|(n, _)| n == DATABASE).unwrap();
+        e[db].1.extend_from_slice(b"\0tampered");
+        let digest_of_db = digest(&e[db].1);
+        let m = e.iter().position(|(n, _)| n == MANIFEST).unwrap();
+        let mut manifest: Manifest = serde_json::from_slice(&e[m].1).unwrap();
+        manifest.entries.insert(DATABASE.into(), digest_of_db);
+        e[m].1 = serde_json::to_vec_pretty(&manifest).unwrap();
+        let tampered = dir.path().join("t.zip");
+        rezip(&tampered, &e);
+        let err = restore(&elsewhere, &tampered, false, now, None).unwrap_err();
+        assert!(
+            err.to_string().contains("signature does not verify"),
+            "{err}"
+        );
+
+        // Signed again by another key (with that key put in the backup): refused over the
+        // satellite whose backup it claims to be.
+        let other = crate::tls::new_p256_key().unwrap();
+        let mut s =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &other).unwrap();
+        s.update(&e[m].1).unwrap();
+        let sig = e.iter().position(|(n, _)| n == SIGNATURE).unwrap();
+        e[sig].1 = s.sign_to_vec().unwrap();
+        let k = e
+            .iter()
+            .position(|(n, _)| n == "keys/satellite.key.pem")
+            .unwrap();
+        e[k].1 = other.private_key_to_pem_pkcs8().unwrap();
+        manifest.entries.insert(k_name(), digest(&e[k].1));
+        e[m].1 = serde_json::to_vec_pretty(&manifest).unwrap();
+        let mut s =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &other).unwrap();
+        s.update(&e[m].1).unwrap();
+        e[sig].1 = s.sign_to_vec().unwrap();
+        rezip(&tampered, &e);
+        let before = std::fs::read(elsewhere.data_dir.join(DATABASE)).unwrap();
+        let err = restore(&elsewhere, &tampered, false, now, None).unwrap_err();
+        assert!(err.to_string().contains("signed by another key"), "{err}");
+        assert_eq!(
+            std::fs::read(elsewhere.data_dir.join(DATABASE)).unwrap(),
+            before
+        );
+
+        // No signature at all: refused.
+        e.retain(|(n, _)| n != SIGNATURE);
+        rezip(&tampered, &e);
+        let err = restore(&elsewhere, &tampered, false, now, None).unwrap_err();
+        assert!(err.to_string().contains("not signed"), "{err}");
+    }
+
+    fn k_name() -> String {
+        "keys/satellite.key.pem".into()
+    }
+
+    #[test]
+    fn an_encrypted_backup_needs_its_passphrase_and_every_byte() {
+        let (store, dir, elsewhere) = site();
+        let now = SystemClock.now();
+        let file = dir.path().join("b.enc");
+        let pass = "correct horse battery staple";
+        assert!(backup(&store, now, &file, Some("short")).is_err());
+        let b = backup(&store, now, &file, Some(pass)).unwrap();
+        assert!(b.encrypted);
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(bytes.starts_with(ENCRYPTED_MAGIC));
+        for plain in [&b"PRIVATE KEY"[..], b"SQLite format", b"backup.json"] {
+            assert!(
+                !bytes.windows(plain.len()).any(|w| w == plain),
+                "plaintext in it"
+            );
+        }
+        let err = restore(&elsewhere, &file, false, now, None).unwrap_err();
+        assert!(err.to_string().contains("is encrypted"), "{err}");
+        let err = restore(&elsewhere, &file, false, now, Some("wrong passphrase!")).unwrap_err();
+        assert!(err.to_string().contains("passphrase is wrong"), "{err}");
+        for at in [ENCRYPTED_MAGIC.len() + 20, bytes.len() / 2, bytes.len() - 1] {
+            let mut t = bytes.clone();
+            t[at] ^= 1;
+            let p = dir.path().join("t.enc");
+            std::fs::write(&p, &t).unwrap();
+            assert!(
+                restore(&elsewhere, &p, false, now, Some(pass)).is_err(),
+                "{at}"
+            );
+        }
+        assert!(!elsewhere.data_dir.join(DATABASE).exists());
+        restore(&elsewhere, &file, false, now, Some(pass)).unwrap();
+        assert!(elsewhere.data_dir.join(DATABASE).exists());
+    }
+
+    #[test]
+    fn an_entry_is_never_inflated_beyond_bounds() {
+        let (_store, dir, elsewhere) = site();
+        // 64 MiB of zeros deflates about 1030:1: refused before a byte is inflated.
+        let zeros = vec![0u8; 64 << 20];
+        let mut entries = BTreeMapLike::new();
+        entries.insert(DATABASE.to_string(), digest(&zeros));
+        let m = Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            satellite_id: "x".into(),
+            satellite_name: "x".into(),
+            created_at: String::new(),
+            software_version: String::new(),
+            schema: String::new(),
+            counts: Counts::default(),
+            entries,
+        };
+        let path = dir.path().join("bomb.zip");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(9));
+        z.start_file(MANIFEST, o).unwrap();
+        z.write_all(&serde_json::to_vec(&m).unwrap()).unwrap();
+        z.start_file(DATABASE, o).unwrap();
+        z.write_all(&zeros).unwrap();
+        z.finish().unwrap();
+        let err = restore(&elsewhere, &path, false, 0, None).unwrap_err();
+        assert!(err.to_string().contains("would inflate"), "{err}");
+        assert!(!elsewhere.data_dir.join(DATABASE).exists());
+    }
+
+    type BTreeMapLike = std::collections::BTreeMap<String, String>;
 }

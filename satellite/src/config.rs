@@ -18,6 +18,9 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/satellite.toml");
 
 /// Prefix of the environment variables that override single keys.
 pub const ENV_PREFIX: &str = "SATELLITE_";
+/// Environment variables of that prefix that are not configuration keys: secrets a single
+/// command reads (never stored, never in a file of the data directory).
+pub const NOT_CONFIG: &[&str] = &["SATELLITE_BACKUP_PASSPHRASE"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -258,6 +261,9 @@ fn merge_file(base: &mut toml::Table, file: toml::Table, origin: &str) -> Result
 fn merge_env(base: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
     let allowed_sections = sections(base);
     for (name, raw) in env {
+        if NOT_CONFIG.contains(&name.as_str()) {
+            continue;
+        }
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };

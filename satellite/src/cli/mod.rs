@@ -127,6 +127,14 @@ pub enum Command {
         /// Where to write the backup.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Seal the backup with a passphrase (AES-256-GCM, key by scrypt): taken from
+        /// --passphrase-file, else SATELLITE_BACKUP_PASSPHRASE; at least 12 characters.
+        #[arg(long)]
+        encrypt: bool,
+        /// A file whose first line is the passphrase (with --encrypt).
+        #[arg(long, value_name = "FILE", requires = "encrypt")]
+        passphrase_file: Option<PathBuf>,
+        /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -137,9 +145,15 @@ pub enum Command {
     Restore {
         /// The backup file.
         file: PathBuf,
-        /// Replace even another satellite's data.
+        /// Replace even another satellite's data (and accept an unsigned backup of an older
+        /// version).
         #[arg(long)]
         force: bool,
+        /// For an encrypted backup: a file whose first line is the passphrase (default:
+        /// SATELLITE_BACKUP_PASSPHRASE).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -457,9 +471,27 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Event(cmd) => reports::event_command(config, cmd),
         Command::Report(cmd) => reports::report_command(config, cmd),
         Command::User(cmd) => users::user_command(config, cmd),
-        Command::Backup { out, json } => {
+        Command::Backup {
+            out,
+            encrypt,
+            passphrase_file,
+            json,
+        } => {
+            let passphrase = if encrypt {
+                Some(
+                    backup_passphrase(passphrase_file.as_deref())?.ok_or_else(|| {
+                        Error::invalid(
+                            "--encrypt needs a passphrase: --passphrase-file FILE or \
+                         SATELLITE_BACKUP_PASSPHRASE",
+                        )
+                    })?,
+                )
+            } else {
+                None
+            };
             let ctx = Context::open(config)?;
-            let b = crate::backup::backup(&ctx.store, ctx.clock.now(), &out)?;
+            let b =
+                crate::backup::backup(&ctx.store, ctx.clock.now(), &out, passphrase.as_deref())?;
             if json {
                 println!("{}", to_json(&b)?);
             } else {
@@ -480,9 +512,16 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Restore { file, force, json } => {
+        Command::Restore {
+            file,
+            force,
+            passphrase_file,
+            json,
+        } => {
             let now = clock::system_now();
-            let r = crate::backup::restore(&config.storage, &file, force, now)?;
+            let passphrase = backup_passphrase(passphrase_file.as_deref())?;
+            let r =
+                crate::backup::restore(&config.storage, &file, force, now, passphrase.as_deref())?;
             if json {
                 println!("{}", to_json(&r)?);
             } else {
@@ -1016,6 +1055,17 @@ fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
             }
         }
     }
+}
+
+/// The backup passphrase: the first line of `file`, else SATELLITE_BACKUP_PASSPHRASE.
+fn backup_passphrase(file: Option<&std::path::Path>) -> Result<Option<String>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
+    }
+    Ok(std::env::var("SATELLITE_BACKUP_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty()))
 }
 
 /// Reads a bundle file given on the command line, refusing what is too large to be one

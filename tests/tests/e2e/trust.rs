@@ -589,3 +589,54 @@ fn a_token_holder_cannot_take_over_a_device() {
         "{events}"
     );
 }
+
+/// `backup --encrypt` seals the backup with a passphrase; `restore` needs it, refuses a wrong
+/// one, and restores with the right one.
+#[test]
+fn an_encrypted_backup_restores_only_with_its_passphrase() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let file = t.path().join("backup.enc");
+    let f = file.to_str().unwrap();
+    let out = site.sat(&["backup", "--out", f, "--encrypt"]);
+    assert_eq!(out.code, 2, "no passphrase: {out:?}");
+    let pass = "a passphrase for the tests";
+    let mut c = satellite(&site.dir);
+    c.env("SATELLITE_BACKUP_PASSPHRASE", pass)
+        .args(["backup", "--out", f, "--encrypt", "--json"]);
+    let b = harness::run(&mut c).ok().json();
+    assert_eq!(b["encrypted"], true, "{b}");
+
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let out = sat(&other, &["restore", f]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("is encrypted"), "{out:?}");
+    let wrong = t.path().join("wrong.txt");
+    std::fs::write(&wrong, "not the passphrase at all\n").unwrap();
+    let out = sat(
+        &other,
+        &["restore", f, "--passphrase-file", wrong.to_str().unwrap()],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("passphrase is wrong"), "{out:?}");
+    assert!(!sat_db(&other).exists());
+    let right = t.path().join("right.txt");
+    std::fs::write(&right, format!("{pass}\n")).unwrap();
+    let r = sat(
+        &other,
+        &[
+            "restore",
+            f,
+            "--passphrase-file",
+            right.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        sat(&other, &["status", "--json"]).ok().json()["satellite_id"],
+        r["satellite_id"]
+    );
+}
