@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub plain_http: bool,
     pub max_body_bytes: u64,
     pub workers: u32,
+    pub max_connections: u32,
+    pub max_connections_per_client: u32,
+    pub request_head_timeout_seconds: u32,
+    pub body_timeout_seconds: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -376,6 +380,10 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
         ("server", "plain_http") | ("testing", "manual_clock") => matches!(v, V::Boolean(_)),
         ("server", "max_body_bytes") => int_in(1024, 64 * 1024 * 1024),
         ("server", "workers") => int_in(0, 256),
+        ("server", "max_connections") => int_in(16, 1_000_000),
+        ("server", "max_connections_per_client") => int_in(1, 1_000_000),
+        ("server", "request_head_timeout_seconds") => int_in(1, 300),
+        ("server", "body_timeout_seconds") => int_in(1, 3600),
         ("storage", "data_dir") => matches!(v, V::String(s) if !s.trim().is_empty()),
         ("storage", "pool_size") => int_in(1, 64),
         ("storage", "busy_timeout_ms") => int_in(0, 600_000),
@@ -418,6 +426,10 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
         ("server", "plain_http") | ("testing", "manual_clock") => "true or false",
         ("server", "max_body_bytes") => "an integer from 1024 to 67108864",
         ("server", "workers") => "an integer from 0 (one per core) to 256",
+        ("server", "max_connections") => "an integer from 16 to 1000000",
+        ("server", "max_connections_per_client") => "an integer from 1 to 1000000",
+        ("server", "request_head_timeout_seconds") => "an integer from 1 to 300",
+        ("server", "body_timeout_seconds") => "an integer from 1 to 3600",
         ("storage", "data_dir") => "a non-empty directory path",
         ("storage", "pool_size") => "an integer from 1 to 64",
         ("storage", "busy_timeout_ms") => "an integer from 0 to 600000",

@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(String),
 
+    /// A request body not sent within its deadline.
+    #[error("{0}")]
+    RequestTimeout(String),
+
     /// A request body over the route's limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -127,6 +131,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooManyRequests(_) => "too_many_requests",
             Error::PayloadTooLarge(_) => "too_large",
+            Error::RequestTimeout(_) => "request_timeout",
             Error::State(_) => "state",
             Error::Removed(_) => "satellite_removed",
             Error::ManualClockDisabled => "manual_clock_disabled",
@@ -158,6 +163,7 @@ impl Error {
             | Error::Conflict(_)
             | Error::TooManyRequests(_)
             | Error::PayloadTooLarge(_)
+            | Error::RequestTimeout(_)
             | Error::State(_)
             | Error::Removed(_)
             | Error::ManualClockDisabled

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actix_web::middleware::ErrorHandlers;
+use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{App, HttpServer};
 
 use crate::error::{Error, Result};
@@ -23,13 +23,29 @@ pub async fn serve(state: AppState) -> Result<()> {
         n => n as usize,
     };
 
+    // Limits no client may exceed (see `http::limits`): connections per client address over
+    // both listeners, a deadline for a request's head and TLS handshake, one for its body,
+    // and connections in total (split among the device listener's workers; the console's
+    // one worker takes up to a tenth more).
+    let per_client =
+        http::limits::ClientConnections::new(cfg.server.max_connections_per_client as usize);
+    let head_timeout = Duration::from_secs(u64::from(cfg.server.request_head_timeout_seconds));
+    let body_timeout = Duration::from_secs(u64::from(cfg.server.body_timeout_seconds));
+    let total = cfg.server.max_connections as usize;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(move |req, next| {
+                http::limits::gate(body_timeout, req, next)
+            }))
             .wrap(ErrorHandlers::new().default_handler(http::errors::as_json))
             .configure(http::configure(app_state.clone()))
     })
     .workers(workers)
+    .max_connections(total.div_ceil(workers).max(1))
+    .client_request_timeout(head_timeout)
+    .tls_handshake_timeout(head_timeout)
+    .on_connect(http::limits::on_connect(per_client.clone()))
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
     // The console's own listener, when it has one: the operator API and console only.
@@ -37,10 +53,17 @@ pub async fn serve(state: AppState) -> Result<()> {
     let console = cfg.console.own_listener().map(|addr| {
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(move |req, next| {
+                    http::limits::gate(body_timeout, req, next)
+                }))
                 .wrap(ErrorHandlers::new().default_handler(http::errors::as_json))
                 .configure(http::configure_console(console_state.clone()))
         })
         .workers(1)
+        .max_connections((total / 10).max(16))
+        .client_request_timeout(head_timeout)
+        .tls_handshake_timeout(head_timeout)
+        .on_connect(http::limits::on_connect(per_client.clone()))
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
         (addr, server)

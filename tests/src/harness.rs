@@ -196,6 +196,45 @@ impl Https {
         }
     }
 
+    /// A TLS connection to the server from the loopback address `from` (127.0.0.x), so a
+    /// test can be several clients.
+    pub fn connect_from(
+        &self,
+        from: std::net::Ipv4Addr,
+    ) -> std::io::Result<openssl::ssl::SslStream<TcpStream>> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a new socket, owned by the TcpStream made from it (closed on error).
+        let tcp = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let tcp = TcpStream::from_raw_fd(fd);
+            let addr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(ip).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let local = addr(from, 0);
+            if libc::bind(fd, std::ptr::addr_of!(local).cast(), len) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let remote = addr(std::net::Ipv4Addr::LOCALHOST, self.port);
+            if libc::connect(fd, std::ptr::addr_of!(remote).cast(), len) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            tcp
+        };
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+        self.connector
+            .connect("localhost", tcp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
     pub fn get(&self, path: &str) -> std::io::Result<Response> {
         self.request("GET", path, None)
     }

@@ -29,6 +29,7 @@ impl ResponseError for Error {
             Error::ManualClockDisabled => StatusCode::FORBIDDEN,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             // A device treats this as a lost license authority: it keeps its current
             // authorization until it expires, then runs in its grace period.
             Error::Removed(_) => StatusCode::SERVICE_UNAVAILABLE,

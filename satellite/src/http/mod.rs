@@ -7,6 +7,7 @@
 mod devices;
 pub mod errors;
 mod health;
+pub mod limits;
 pub mod operator;
 
 use std::sync::atomic::AtomicBool;

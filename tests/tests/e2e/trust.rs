@@ -640,3 +640,87 @@ fn an_encrypted_backup_restores_only_with_its_passphrase() {
         r["satellite_id"]
     );
 }
+
+/// Reads an HTTP answer from a connection (until the peer closes or the head and body are in).
+fn answer_of<S: Read>(s: &mut S) -> (u16, String) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+        if let Ok(r) = harness::parse_response(&raw) {
+            let len = r.body.len();
+            let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+            let want = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if want.is_some_and(|w| len >= w) {
+                return (r.status, String::from_utf8_lossy(&r.body).into_owned());
+            }
+        }
+    }
+    harness::parse_response(&raw)
+        .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
+        .unwrap_or((0, String::new()))
+}
+
+/// One client cannot take the server: beyond its connection cap its requests get 429 (and
+/// other clients are served), and a body it trickles is cut off at the deadline, which frees
+/// its connections. A bounded load on loopback: 40 connections from one address.
+#[test]
+fn one_client_cannot_hold_the_server() {
+    use std::net::Ipv4Addr;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("sat");
+    std::fs::create_dir_all(&dir).unwrap();
+    let running = crate::common::start_satellite_env(
+        &dir,
+        &[
+            ("SATELLITE_SERVER_MAX_CONNECTIONS_PER_CLIENT", "8"),
+            ("SATELLITE_SERVER_BODY_TIMEOUT_SECONDS", "2"),
+        ],
+    );
+    let https = &running.https;
+    let (a, b) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
+    // Each connection starts a registration whose body never comes.
+    let head = "POST /api/v1/devices/register HTTP/1.1\r\nHost: localhost\r\n\
+                Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"tok";
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..40 {
+        let mut c = https.connect_from(a).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        held.push(c);
+    }
+    // Beyond the first 8, each is answered at once with 429 and closed.
+    for c in held.iter_mut().skip(8) {
+        let (status, body) = answer_of(c);
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("too many connections"), "{body}");
+        refused += 1;
+    }
+    assert_eq!(refused, 32);
+    held.truncate(8);
+    // Another client is served meanwhile.
+    let mut other = https.connect_from(b).unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(answer_of(&mut other).0, 200);
+    // The trickled bodies are cut off at the deadline, with the reason.
+    for c in held.iter_mut() {
+        let (status, body) = answer_of(c);
+        assert_eq!(status, 408, "{body}");
+        assert!(body.contains("not sent within 2 s"), "{body}");
+    }
+    drop(held);
+    // Its connections closed, the first client is served again.
+    let mut again = https.connect_from(a).unwrap();
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(answer_of(&mut again).0, 200);
+}
