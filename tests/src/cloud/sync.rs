@@ -198,12 +198,14 @@ pub fn process<R: Read + Seek>(
                 });
                 continue;
             };
-            if u.count < 0 {
+            // A device reports 0 to 1,000,000 of an entitlement (the satellite's own bound);
+            // anything else is refused, never summed (the cloud's totals cannot wrap).
+            if !(0..=1_000_000).contains(&u.count) {
                 rejected.push(ItemResult {
                     pi: u.pi.clone(),
                     record: "usage".into(),
                     status: "rejected".into(),
-                    reason: format!("negative count {} of {:?}", u.count, u.tag),
+                    reason: format!("count {} of {:?} is not 0 to 1000000", u.count, u.tag),
                 });
                 continue;
             }
@@ -624,7 +626,8 @@ fn usage_report(c: &mut SqliteConnection, now: i64) -> Result<Vec<Usage>> {
         .load(c)?;
     let mut map: std::collections::BTreeMap<(i64, String), (i64, i64, bool)> = Default::default();
     for (va, tag, count) in used {
-        map.entry((va, tag)).or_default().1 += count;
+        let e = map.entry((va, tag)).or_default();
+        e.1 = e.1.saturating_add(count);
     }
     for (va, tag, kind, qty) in lines {
         let e = map.entry((va, tag)).or_default();
