@@ -685,25 +685,40 @@ async fn devices(
     render_devices(&state, &who, q.into_inner(), None).await
 }
 
+/// A device action of the product-instance page: does it, then shows the page with what it
+/// did (`say`) or why not.
+async fn device_action<F>(
+    state: &AppState,
+    who: &Principal,
+    f: F,
+    say: impl FnOnce(&crate::devices::DeviceView) -> String,
+) -> Result<HttpResponse>
+where
+    F: FnOnce(&mut diesel::SqliteConnection, i64, &str) -> Result<crate::devices::DeviceView>
+        + Send
+        + 'static,
+{
+    let r = act(state, who, f).await.map(|v| say(&v));
+    after(r, |f| render_devices(state, who, DeviceQuery::default(), f)).await
+}
+
 async fn device_remove(
     state: web::Data<AppState>,
     Caller(who): Caller,
     id: Path<String>,
 ) -> Result<HttpResponse> {
     let id = id.into_inner();
-    let r = act(&state, &who, move |c, now, actor| {
-        crate::devices::remove(c, &id, now, actor)
-    })
-    .await
-    .map(|v| {
-        format!(
-            "Product instance {} ({}) removed; its licenses are released.",
-            v.name, v.pi_id
-        )
-    });
-    after(r, |f| {
-        render_devices(&state, &who, DeviceQuery::default(), f)
-    })
+    device_action(
+        &state,
+        &who,
+        move |c, now, actor| crate::devices::remove(c, &id, now, actor),
+        |v| {
+            format!(
+                "Product instance {} ({}) removed; its licenses are released.",
+                v.name, v.pi_id
+            )
+        },
+    )
     .await
 }
 
@@ -714,27 +729,19 @@ async fn device_allow_reregister(
     id: Path<String>,
 ) -> Result<HttpResponse> {
     let id = id.into_inner();
-    let r = act(&state, &who, move |c, now, actor| {
-        crate::devices::allow_reregister(
-            c,
-            &id,
-            crate::devices::REREGISTER_DEFAULT_HOURS,
-            now,
-            actor,
-        )
-    })
-    .await
-    .map(|v| {
-        format!(
-            "Product instance {} ({}) may register again without its current key for {} hours.",
-            v.name,
-            v.pi_id,
-            crate::devices::REREGISTER_DEFAULT_HOURS
-        )
-    });
-    after(r, |f| {
-        render_devices(&state, &who, DeviceQuery::default(), f)
-    })
+    let hours = crate::devices::REREGISTER_DEFAULT_HOURS;
+    device_action(
+        &state,
+        &who,
+        move |c, now, actor| crate::devices::allow_reregister(c, &id, hours, now, actor),
+        |v| {
+            format!(
+                "Product instance {} ({}) may register again without its current key for \
+                 {hours} hours.",
+                v.name, v.pi_id
+            )
+        },
+    )
     .await
 }
 
