@@ -174,6 +174,8 @@ pub struct Https {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    /// Header lines as (lower-case name, value).
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -315,7 +317,17 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     {
         body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
     }
-    Ok(Response { status, body })
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {

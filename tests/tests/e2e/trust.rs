@@ -171,6 +171,82 @@ fn resign(bundle: &[u8], f: &Forger) -> Vec<u8> {
     w.finish(&signer).unwrap().0.into_inner()
 }
 
+/// `text` as the console's pages escape it.
+fn html_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The console, logged in as the first admin, as a browser drives it.
+struct Console<'a> {
+    https: &'a harness::Https,
+    cookie: String,
+    csrf: String,
+}
+
+impl<'a> Console<'a> {
+    fn log_in(https: &'a harness::Https) -> Console<'a> {
+        let body = format!(
+            "username=admin&password={}&next=%2Fconsole%2Fsync",
+            crate::common::ADMIN_PASSWORD
+        );
+        let r = https
+            .request_with(
+                "POST",
+                "/console/login",
+                Some(body.as_bytes()),
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+            )
+            .unwrap();
+        assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+        let cookie = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.split(';').next().unwrap().to_string())
+            .unwrap();
+        let page = https
+            .request_with("GET", "/console/sync", None, &[("Cookie", &cookie)])
+            .unwrap();
+        let page = String::from_utf8_lossy(&page.body).into_owned();
+        let at = page.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+        let csrf = page[at..at + page[at..].find('"').unwrap()].to_string();
+        Console {
+            https,
+            cookie,
+            csrf,
+        }
+    }
+
+    /// Uploads `bytes` as the sync response file of the console's sync page; the page.
+    fn upload(&self, bytes: &[u8]) -> String {
+        let boundary = "----satellite-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"response\"; \
+             filename=\"response.zip\"\r\nContent-Type: application/zip\r\n\r\n",
+            self.csrf
+        )
+        .into_bytes();
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        let r = self
+            .https
+            .request_with(
+                "POST",
+                "/console/sync/preview",
+                Some(&body),
+                &[("Cookie", &self.cookie), ("Content-Type", &ct)],
+            )
+            .unwrap();
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+}
+
 fn refused(out: &harness::Output, needle: &str, what: &str) {
     assert_eq!(out.code, 2, "{what}: expected exit 2: {out:?}");
     assert!(
@@ -365,6 +441,23 @@ fn bundles_signed_by_anyone_but_the_clouds_signer_are_refused_everywhere() {
         assert!(msg.contains(f.at_sync), "{}: {msg}", f.what);
         assert_eq!(dump_sqlite(&sat_db(&site.dir)), before, "{}", f.what);
     }
+
+    // The console's own upload (a browser's multipart form, with a session and its CSRF
+    // token): refused on the page with the reason, nothing kept to apply.
+    let console = Console::log_in(&site.sat.console);
+    for f in &forgers {
+        let before = dump_sqlite(&sat_db(&site.dir));
+        let page = console.upload(&resign(&genuine, f));
+        assert!(
+            page.contains("bundle refused") && page.contains(&html_escaped(f.at_sync)),
+            "{}: {page}",
+            f.what
+        );
+        assert!(!page.contains("id=\"apply-response\""), "{}", f.what);
+        assert_eq!(dump_sqlite(&sat_db(&site.dir)), before, "{}", f.what);
+    }
+    // And the genuine response previews there (then is applied below, by file).
+    assert!(console.upload(&genuine).contains("id=\"apply-response\""));
 
     // Over the network, from an impostor at the cloud's address with the cloud's TLS key.
     let (server, _) = site.cloud.serve(t.path(), &[]);
