@@ -28,7 +28,7 @@ use crate::db::{self, Store};
 use crate::error::{Error, Result};
 
 pub const FORMAT: &str = "satellite-backup";
-/// 2: signed (`backup.sig`). 1 (unsigned) is restored only with `--force`.
+/// 2: signed (`backup.sig`). 1 (unsigned) is refused.
 pub const VERSION: u32 = 2;
 const MANIFEST: &str = "backup.json";
 const SIGNATURE: &str = "backup.sig";
@@ -630,7 +630,9 @@ fn verify_signature(
         |why: String| Error::Invalid(format!("{} is not a usable backup: {why}", shown.display()));
     let Some(sig) = &r.signature else {
         return Err(bad(format!(
-            "it is not signed ({MANIFEST} without {SIGNATURE}, version {})",
+            "it is not signed ({MANIFEST} without {SIGNATURE}, version {}); a backup of \
+             version 1, made before backups were signed, is restored by the version that made \
+             it",
             r.manifest.version
         )));
     };
@@ -672,8 +674,7 @@ pub struct RestoreOutcome {
 }
 
 /// Restores a backup into a stopped data directory. An encrypted backup needs its
-/// `passphrase`. `force` replaces another satellite's data, and accepts an unsigned backup
-/// of an older version.
+/// `passphrase`. `force` replaces another satellite's data.
 pub fn restore(
     storage: &crate::config::StorageConfig,
     path: &Path,
@@ -731,11 +732,8 @@ pub fn restore(
         }
     }
     let same = target.as_ref().is_some_and(|(id, _)| *id == m.satellite_id);
-    if m.version >= 2 || r.signature.is_some() || !force {
-        verify_signature(&r, &data_dir, same, path)?;
-    } else {
-        tracing::warn!(file = %path.display(), "restoring an unsigned backup of version 1 (--force)");
-    }
+    verify_signature(&r, &data_dir, same, path)?;
+
     let previous = if db_path.exists() {
         let keep = data_dir.join(format!("satellite.db.before-restore-{now}"));
         std::fs::rename(&db_path, &keep).map_err(|e| Error::file(&db_path, e))?;

@@ -145,8 +145,7 @@ pub enum Command {
     Restore {
         /// The backup file.
         file: PathBuf,
-        /// Replace even another satellite's data (and accept an unsigned backup of an older
-        /// version).
+        /// Replace even another satellite's data.
         #[arg(long)]
         force: bool,
         /// For an encrypted backup: a file whose first line is the passphrase (default:

@@ -108,12 +108,12 @@ pub async fn gate(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let over = req
         .conn_data::<ConnGuard>()
-        .is_some_and(|g| g.over)
-        .then(|| req.conn_data::<ConnGuard>().map(|g| g.ip));
+        .filter(|g| g.over)
+        .map(|g| g.ip);
     if let Some(ip) = over {
         let e = Error::TooManyRequests(format!(
-            "too many connections from {}: at most [server] max_connections_per_client at once",
-            ip.map(|i| i.to_string()).unwrap_or_default()
+            "too many connections from {ip}: at most [server] max_connections_per_client at \
+             once"
         ));
         let mut res = e.error_response();
         res.headers_mut()
