@@ -817,3 +817,128 @@ fn one_client_cannot_hold_the_server() {
         .unwrap();
     assert_eq!(answer_of(&mut again).0, 200);
 }
+
+/// The small refusals of the issue, on the real binary: a CSR signed with SHA-1, a counter
+/// pushed to `i64::MAX` (the device keeps working), the documented JSON for an unknown route
+/// and a bad path parameter, HSTS on the console; a device-chosen name that a spreadsheet
+/// would run is neutralised in CSV.
+#[test]
+fn small_refusals_on_the_real_binary() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let token = site.token("Lab", &[]);
+    let path = "/api/v1/devices/register";
+
+    // SHA-1 CSR.
+    let key = sync_format::pki::new_p256_key().unwrap();
+    let mut b = openssl::x509::X509Req::builder().unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha1()).unwrap();
+    let mut body = crate::common::register_body(&token, "TEST-PID", "SN-SHA1", &key);
+    body["csr_pem"] = String::from_utf8(b.build().to_pem().unwrap())
+        .unwrap()
+        .into();
+    let r = site.sat.https.post_json(path, &body).unwrap();
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("SHA-1 and MD5 are refused"));
+
+    // A formula for a name; a counter at i64::MAX.
+    let key = sync_format::pki::new_p256_key().unwrap();
+    let mut body = crate::common::register_body(&token, "TEST-PID", "SN-CSV", &key);
+    body["name"] = "=HYPERLINK(\"http://evil.example\",\"x\")".into();
+    let mut d = Dev::register_with(&site, &body, key);
+    let jump = serde_json::json!({
+        "pi_id": d.pi_id, "counter": i64::MAX, "nonce": "n",
+        "entitlements": [{ "tag": "regid.example.dna-advantage", "count": 1 }]
+    });
+    let r = crate::common::post_signed(&site, "/api/v1/devices/authorize", &jump, &d.key);
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("jumps too far ahead"));
+    let a = d.authorize(&site, "regid.example.dna-advantage", 1);
+    assert_eq!(a["entitlements"][0]["status"], "AUTHORIZED", "{a}");
+    let csv = site.sat(&["report", "devices", "--csv"]).ok().stdout;
+    assert!(csv.contains("'=HYPERLINK("), "{csv}");
+    assert!(
+        !csv.contains(",=HYPERLINK(") && !csv.contains("\"=HYPERLINK("),
+        "{csv}"
+    );
+
+    // Errors actix makes are the documented JSON; the console sends HSTS.
+    for (uri, status, code) in [
+        ("/no/such/route", 404, "not_found"),
+        ("/api/v1/devices/nope", 404, "not_found"),
+    ] {
+        let r = site.sat.https.get(uri).unwrap();
+        assert_eq!(r.status, status);
+        assert_eq!(r.json()["error"]["code"], code);
+    }
+    let r = site.sat.console.get("/console/login").unwrap();
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "strict-transport-security" && v.starts_with("max-age=")),
+        "{:?}",
+        r.headers
+    );
+}
+
+/// A backup whose database was edited and its digest recomputed is refused, and so is one
+/// signed again by another key; the store stays as it was.
+#[test]
+fn a_tampered_backup_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let backup = t.path().join("backup.zip");
+    site.sat(&["backup", "--out", backup.to_str().unwrap()])
+        .ok();
+    // Restored into a stopped copy of the satellite: the genuine one first.
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    sat(&other, &["restore", backup.to_str().unwrap()]).ok();
+
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&backup).unwrap()).unwrap();
+    let mut entries: Vec<(String, Vec<u8>)> = (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).unwrap();
+            (String::from_utf8_lossy(f.name_raw()).into_owned(), b)
+        })
+        .collect();
+    let find = |e: &[(String, Vec<u8>)], n: &str| e.iter().position(|(k, _)| k == n).unwrap();
+    let (db, m) = (
+        find(&entries, "satellite.db"),
+        find(&entries, "backup.json"),
+    );
+    entries[db].1.extend_from_slice(b"\0edited");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&entries[m].1).unwrap();
+    manifest["entries"]["satellite.db"] = hex::encode(openssl::sha::sha256(&entries[db].1)).into();
+    entries[m].1 = serde_json::to_vec_pretty(&manifest).unwrap();
+    let write = |entries: &[(String, Vec<u8>)]| {
+        let path = t.path().join("tampered.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for (n, b) in entries {
+            w.start_file(n.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(b).unwrap();
+        }
+        w.finish().unwrap();
+        path
+    };
+    let before = dump_sqlite(&sat_db(&other));
+    let out = sat(&other, &["restore", write(&entries).to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("signature does not verify"), "{out:?}");
+    assert_eq!(dump_sqlite(&sat_db(&other)), before);
+
+    // Signed again by another key: refused over the satellite it claims to be.
+    let rogue = sync_format::pki::new_p256_key().unwrap();
+    let mut s = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &rogue).unwrap();
+    s.update(&entries[m].1).unwrap();
+    let sig = find(&entries, "backup.sig");
+    entries[sig].1 = s.sign_to_vec().unwrap();
+    let out = sat(&other, &["restore", write(&entries).to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("signed by another key"), "{out:?}");
+    assert_eq!(dump_sqlite(&sat_db(&other)), before);
+}
