@@ -60,7 +60,7 @@ impl std::fmt::Display for Role {
 /// How long a browser session lasts at most, in seconds.
 pub const SESSION_SECONDS: i64 = 8 * 3600;
 /// Shortest password accepted.
-pub const MIN_PASSWORD: usize = 10;
+pub use crate::config::MIN_PASSWORD;
 const MAX_PASSWORD: usize = 1024;
 /// Prefix of operator API tokens, so a leaked one is recognisable in logs and scanners.
 pub const API_TOKEN_PREFIX: &str = "satop_";

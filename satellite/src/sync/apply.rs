@@ -146,24 +146,28 @@ pub fn import<R: Read + Seek>(
     }
 
     if dry_run {
-        // The same reading as the real thing, inside a transaction that is rolled back.
-        let r = conn.immediate_transaction::<(), Error, _>(|conn| {
+        // The same reading as the real thing, inside a transaction that is always rolled
+        // back: the closure's only way out is an error, the preview or a real one.
+        let r = conn.immediate_transaction::<(), Rollback, _>(|conn| {
             apply_in(
                 conn,
                 at,
-                &m,
-                &resp,
-                &mut bundle,
-                mode,
-                &mut outcome,
-                progress,
+                Incoming {
+                    manifest: &m,
+                    payload: &resp,
+                    bundle: &mut bundle,
+                    mode,
+                },
+                Report {
+                    outcome: &mut outcome,
+                    progress,
+                },
             )?;
-            Err(Error::Internal("dry run".into()))
+            Err(Rollback::Preview)
         });
         match r {
-            Err(Error::Internal(s)) if s == "dry run" => {}
-            Err(e) => return Err(e),
-            Ok(()) => {}
+            Err(Rollback::Preview) | Ok(()) => {}
+            Err(Rollback::Failed(e)) => return Err(e),
         }
         outcome.status = "dry-run".into();
         outcome.message = "dry run: nothing was changed".into();
@@ -181,12 +185,16 @@ pub fn import<R: Read + Seek>(
         apply_in(
             conn,
             at,
-            &m,
-            &resp,
-            &mut bundle,
-            mode,
-            &mut outcome,
-            progress,
+            Incoming {
+                manifest: &m,
+                payload: &resp,
+                bundle: &mut bundle,
+                mode,
+            },
+            Report {
+                outcome: &mut outcome,
+                progress,
+            },
         )
     })?;
     outcome.status = "applied".into();
@@ -254,17 +262,52 @@ fn check_order(conn: &mut SqliteConnection, m: &Manifest, request_id: &str) -> R
 /// later is no change.
 type Totals = BTreeMap<(String, String), (String, i64)>;
 
-#[allow(clippy::too_many_arguments)]
+/// Why a dry run's transaction ends: always rolled back, for the preview or for a failure.
+enum Rollback {
+    Preview,
+    Failed(Error),
+}
+
+impl From<Error> for Rollback {
+    fn from(e: Error) -> Self {
+        Rollback::Failed(e)
+    }
+}
+
+impl From<diesel::result::Error> for Rollback {
+    fn from(e: diesel::result::Error) -> Self {
+        Rollback::Failed(e.into())
+    }
+}
+
+/// The verified response being applied: its manifest, its payload, its record streams, and
+/// how it came ("manual" or "network").
+struct Incoming<'a, R: Read + Seek> {
+    manifest: &'a Manifest,
+    payload: &'a SyncResponse,
+    bundle: &'a mut VerifiedBundle<R>,
+    mode: &'a str,
+}
+
+/// Where applying tells what it did, and how far it got.
+struct Report<'a, 'p> {
+    outcome: &'a mut ImportOutcome,
+    progress: &'a mut (dyn FnMut(Progress) + 'p),
+}
+
 fn apply_in<R: Read + Seek>(
     conn: &mut SqliteConnection,
     at: i64,
-    m: &Manifest,
-    resp: &SyncResponse,
-    bundle: &mut VerifiedBundle<R>,
-    mode: &str,
-    outcome: &mut ImportOutcome,
-    progress: &mut dyn FnMut(Progress),
+    incoming: Incoming<'_, R>,
+    report: Report<'_, '_>,
 ) -> Result<()> {
+    let Incoming {
+        manifest: m,
+        payload: resp,
+        bundle,
+        mode,
+    } = incoming;
+    let Report { outcome, progress } = report;
     // Licenses that ended by now are logged as expired first (once), so what follows sees
     // only what the response changes.
     let mut timers = crate::alerts::Evaluated::default();
