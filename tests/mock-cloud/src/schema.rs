@@ -1,4 +1,4 @@
-//! Diesel tables of the mock cloud, matching `tests/cloud-migrations/`.
+//! Diesel tables of the mock cloud, matching `tests/mock-cloud/migrations/`.
 
 diesel::table! {
     cloud (id) {

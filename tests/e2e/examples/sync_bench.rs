@@ -6,15 +6,15 @@
 //!
 //! Peak memory is the process's VmHWM, reset before each phase through
 //! /proc/self/clear_refs. Devices are inserted with SQL (the device API is measured by
-//! tests/bench/device-rollout.sh); everything after that is the product's own code.
+//! tests/e2e/bench/device-rollout.sh); everything after that is the product's own code.
 
 use std::io::Cursor;
 use std::time::Instant;
 
 use diesel::connection::SimpleConnection;
+use mock_cloud::{service, sync as cloud_sync, Cloud};
 use satellite::config::Config;
 use satellite::db::Store;
-use satellite_e2e::cloud::{service, sync as cloud_sync, Cloud};
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -11,6 +11,8 @@ use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::X509;
 
 /// A binary of the workspace, built by `cargo build --workspace --bins` before the tests.
+/// Refuses (panics, naming the file) a binary older than any source it is built from, so an
+/// edit followed by `cargo test` alone can never test a stale binary.
 pub fn bin(name: &str) -> PathBuf {
     // The test executable is target/<profile>/deps/<test>-<hash>; binaries are in <profile>.
     let exe = std::env::current_exe().expect("current_exe");
@@ -24,7 +26,70 @@ pub fn bin(name: &str) -> PathBuf {
         "{} not found: run `cargo build --workspace --bins` before `cargo test --workspace`",
         path.display()
     );
+    static CHECKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if !checked.iter().any(|c| c == name) {
+        refuse_stale(name, &path);
+        checked.push(name.to_string());
+    }
     path
+}
+
+/// The sources a binary of the workspace is built from: what rustc reads (sources, embedded
+/// migrations and the default configuration), not manifests or the lock file, which may
+/// change without the binary being built again.
+fn sources_of(name: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    let mut dirs = vec![
+        "satellite/src",
+        "sync-format/src",
+        "migrations",
+        "config/satellite.toml",
+    ];
+    match name {
+        "mock-cloud" => dirs.extend(["tests/mock-cloud/src", "tests/mock-cloud/migrations"]),
+        "device-sim" => dirs.push("tests/device-sim/src"),
+        _ => {}
+    }
+    dirs.into_iter().map(|d| root.join(d)).collect()
+}
+
+/// The newest file under `paths`, with its modification time.
+fn newest(paths: &[PathBuf]) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut todo: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = todo.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                todo.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else if let Ok(m) = meta.modified() {
+            if best.as_ref().is_none_or(|(t, _)| m > *t) {
+                best = Some((m, p));
+            }
+        }
+    }
+    best
+}
+
+fn refuse_stale(name: &str, path: &Path) {
+    let built = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("binary's modification time");
+    if let Some((changed, file)) = newest(&sources_of(name)) {
+        assert!(
+            changed <= built,
+            "{} is older than {}: it was built from older sources. Run `cargo build \
+             --workspace --bins` before `cargo test --workspace` (the README's test command \
+             does both)",
+            path.display(),
+            file.display()
+        );
+    }
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -4,12 +4,12 @@
 # satellite's peak memory.
 #
 #   cargo build --release --workspace --bins
-#   tests/bench/device-rollout.sh 10000 100000      # device counts (default: 10000)
+#   tests/e2e/bench/device-rollout.sh 10000 100000      # device counts (default: 10000)
 #
 # Each count gets a fresh mock cloud and satellite (release build, manual clock off).
 # Concurrency: DEVICE_SIM_CONCURRENCY (default 64).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 bin=target/release
 for b in satellite mock-cloud device-sim; do
   [ -x "$bin/$b" ] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 2; }

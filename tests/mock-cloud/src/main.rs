@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use satellite_e2e::cloud::cli::{self, Cli};
+use mock_cloud::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

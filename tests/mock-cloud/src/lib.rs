@@ -22,7 +22,7 @@ use openssl::x509::X509;
 use satellite::datadir;
 use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole};
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("cloud-migrations");
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 pub type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
 

@@ -1,8 +1,8 @@
 //! `device-sim`: simulated devices against a satellite's device API.
 
 use clap::Parser;
-use satellite_e2e::sim::{self, Cli};
+use device_sim::Cli;
 
 fn main() {
-    std::process::exit(sim::run(Cli::parse()));
+    std::process::exit(device_sim::run(Cli::parse()));
 }
