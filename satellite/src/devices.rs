@@ -345,8 +345,7 @@ pub(crate) fn require_registered(
     conn: &mut SqliteConnection,
     now: i64,
 ) -> Result<identity::SatelliteRow> {
-    let me = identity::get(conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let me = identity::require(conn)?;
     let removed = || {
         Error::Removed(
             "this satellite has been removed (90 days without a sync with the cloud) and no \

@@ -49,9 +49,8 @@ pub fn make_request(
 ) -> Result<(Vec<u8>, String)> {
     let now = clock.now();
     let mut conn = store.conn()?;
-    let me = identity::get(&mut conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
-    if me.state == "registered" {
+    let me = identity::require(&mut conn)?;
+    if me.is_registered() {
         return Err(Error::State(format!(
             "the satellite is already registered with the smart account {:?}; a satellite \
              registers again only after it has been removed",
@@ -144,8 +143,7 @@ pub fn import_authorization(
 ) -> Result<Registered> {
     let now = clock.now();
     let mut conn = store.conn()?;
-    let me = identity::get(&mut conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let me = identity::require(&mut conn)?;
 
     let anchor = trusted_ca(config, me.cloud_ca_pem.as_deref())?;
     if let (Some(a), Some(given)) = (&anchor, accept_ca) {
@@ -342,8 +340,7 @@ pub fn register_network(
     wait: Duration,
 ) -> Result<NetworkOutcome> {
     let mut conn = store.conn()?;
-    let me = identity::get(&mut conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let me = identity::require(&mut conn)?;
     let ca_pem = match ca_override {
         Some(p) => std::fs::read(p).map_err(|e| Error::file(p, e))?,
         None => match trusted_ca(config, me.cloud_ca_pem.as_deref())? {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::clock::{self, Clock};
 use crate::db::{alerts, identity, pools, stats, Store};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -46,8 +46,7 @@ pub struct LicenseStatus {
 
 pub fn status(store: &Store, clock: &dyn Clock) -> Result<Status> {
     let mut conn = store.conn()?;
-    let row = identity::get(&mut conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let row = identity::require(&mut conn)?;
     Ok(Status {
         state: row.state,
         satellite_id: row.satellite_id,

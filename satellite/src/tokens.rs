@@ -141,9 +141,8 @@ pub fn create(
         return Err(Error::invalid("the description has at most 100 characters"));
     }
     conn.immediate_transaction(|conn| {
-        let me = identity::get(conn)?
-            .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
-        if me.state != "registered" {
+        let me = identity::require(conn)?;
+        if !me.is_registered() {
             return Err(Error::State(format!(
                 "the satellite is {}: tokens are made once it is registered",
                 me.state

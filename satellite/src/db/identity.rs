@@ -26,12 +26,28 @@ pub struct SatelliteRow {
     pub next_sync_due_at: Option<i64>,
 }
 
+impl SatelliteRow {
+    /// Whether the satellite is registered with the cloud now (the one check of it; past
+    /// its 90 days it is still `registered` until the scheduler marks it removed, see
+    /// `sync::deadlines::past_removal`).
+    pub fn is_registered(&self) -> bool {
+        self.state == "registered"
+    }
+}
+
 /// The satellite row, if the satellite has been initialised.
 pub fn get(conn: &mut SqliteConnection) -> Result<Option<SatelliteRow>> {
     Ok(satellite::table
         .select(SatelliteRow::as_select())
         .first(conn)
         .optional()?)
+}
+
+/// The satellite's row, which every command but the first start needs: a clear refusal
+/// when the data directory holds no satellite yet.
+pub fn require(conn: &mut SqliteConnection) -> Result<SatelliteRow> {
+    get(conn)?
+        .ok_or_else(|| crate::error::Error::State("the satellite has not been initialised".into()))
 }
 
 /// Creates the row on first start; a row that exists already is left as it is.

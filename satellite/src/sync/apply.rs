@@ -71,8 +71,7 @@ pub fn import<R: Read + Seek>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ImportOutcome> {
     let mut conn = store.conn()?;
-    let me = identity::get(&mut conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let me = identity::require(&mut conn)?;
     let cloud_id = registered_with_cloud(&me)?.to_string();
     // Expiry is judged at the deadlines' time: a clock set back does not revive a response,
     // nor a satellite past its 90 days (which the scheduler marks removed at its next tick).

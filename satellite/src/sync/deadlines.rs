@@ -40,7 +40,7 @@ pub fn removal_at(me: &SatelliteRow) -> Option<i64> {
 
 /// Whether a registered satellite is past its removal deadline at `now`.
 pub fn past_removal(me: &SatelliteRow, now: i64) -> bool {
-    me.state == "registered" && removal_at(me).is_some_and(|at| now >= at)
+    me.is_registered() && removal_at(me).is_some_and(|at| now >= at)
 }
 
 /// What a run of the timers found.
@@ -117,7 +117,7 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
     let Some(me) = identity::get(conn)? else {
         return Ok(out);
     };
-    if me.state != "registered" {
+    if !me.is_registered() {
         return Ok(out);
     }
     let Some(last) = last_sync(&me) else {

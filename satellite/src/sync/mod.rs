@@ -76,10 +76,9 @@ pub fn status(store: &Store, config: &crate::config::Config, now: i64) -> Result
     let mut conn = store.conn()?;
     let checked = deadlines::run(&mut conn, now)?;
     let at = checked.effective_now;
-    let me = db::identity::get(&mut conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let me = db::identity::require(&mut conn)?;
     let st = db::sync::state(&mut conn)?;
-    let registered = me.state == "registered";
+    let registered = me.is_registered();
     let removal = if registered {
         deadlines::removal_at(&me)
     } else {

@@ -77,8 +77,7 @@ fn attempt(
              syncs by files (`satellite sync export`, then `satellite sync import`)",
         ));
     }
-    let me = identity::get(&mut *store.conn()?)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let me = identity::require(&mut *store.conn()?)?;
     registered_with_cloud(&me)?;
     let ca_pem = match crate::registration::trusted_ca(config, me.cloud_ca_pem.as_deref())? {
         Some(ca) => ca.to_pem()?,
@@ -189,7 +188,7 @@ pub fn tick(store: &Store, config: &Config, clock: &dyn Clock) -> Result<()> {
         return Ok(());
     }
     let me = identity::get(&mut conn)?;
-    if me.is_none_or(|m| m.state != "registered") {
+    if me.is_none_or(|m| !m.is_registered()) {
         return Ok(());
     }
     let st = db::sync::state(&mut conn)?;

@@ -57,8 +57,7 @@ pub fn make<W: Read + Write + Seek>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(W, RequestSummary)> {
     let mut conn = store.conn()?;
-    let me = identity::get(&mut conn)?
-        .ok_or_else(|| Error::State("the satellite has not been initialised".into()))?;
+    let me = identity::require(&mut conn)?;
     let cloud_id = registered_with_cloud(&me)?;
     let key = crate::identity::signing_key(store.data_dir())?;
     let cert_pem = me
