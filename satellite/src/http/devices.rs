@@ -190,3 +190,7 @@ pub async fn ca(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/x-pem-file")
         .body(state.device_ca.cert_pem.clone())
 }
+
+#[cfg(test)]
+#[path = "devices_tests.rs"]
+mod tests;
