@@ -24,8 +24,8 @@ use crate::compliance;
 use crate::db::devices::{self as dbdevices, PiRow};
 use crate::db::export::{self as db, ExportRow, HOLDING, WAITING};
 use crate::db::{alerts, events, pools};
-use crate::devices::{field_ok, fresh, require_registered};
 use crate::error::{Error, Result};
+use crate::guards::{field_ok, fresh, require_registered};
 
 pub const RESTRICTED_NOT_AVAILABLE: &str = "Restricted License Not Available";
 /// Most restricted licenses of one tag one request may ask for.

@@ -21,6 +21,7 @@ pub mod der;
 pub mod devices;
 pub mod error;
 pub mod export;
+pub mod guards;
 pub mod http;
 pub mod identity;
 pub mod notify;

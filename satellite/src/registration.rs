@@ -361,8 +361,11 @@ pub fn register_network(
     let first = trusted_ca(config, me.cloud_ca_pem.as_deref())?.is_none();
     let tls_ca = match (accept_ca, ca_override) {
         (None, Some(_)) if first => {
-            let ca = X509::from_pem(&ca_pem)
-                .map_err(|e| Error::invalid(format!("--ca is not a PEM certificate: {e}")))?;
+            let ca = X509::from_pem(&ca_pem).map_err(|e| {
+                Error::invalid(format!(
+                    "the CA given for the cloud's TLS is not a PEM certificate: {e}"
+                ))
+            })?;
             Some(openssl::sha::sha256(&ca.to_der()?))
         }
         _ => None,

@@ -134,8 +134,10 @@ pub fn create(
             n.days
         )));
     }
-    if n.max_uses.is_some_and(|m| m < 1) {
-        return Err(Error::invalid("--max-uses must be at least 1"));
+    if let Some(m) = n.max_uses.filter(|m| *m < 1) {
+        return Err(Error::invalid(format!(
+            "a token registers at least 1 device when it has a limit, not {m}"
+        )));
     }
     if n.description.chars().count() > 100 {
         return Err(Error::invalid("the description has at most 100 characters"));
