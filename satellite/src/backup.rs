@@ -19,7 +19,6 @@ use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
@@ -65,13 +64,7 @@ pub struct Manifest {
     pub entries: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub product_instances: i64,
-    pub license_usage: i64,
-    pub tokens: i64,
-    pub events: i64,
-}
+pub use crate::db::backup::Counts;
 
 /// Holds the data directory's lock for as long as it lives (`serve`, `restore`).
 pub struct DataDirLock {
@@ -97,62 +90,6 @@ pub fn lock(data_dir: &Path, what: &str) -> Result<DataDirLock> {
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::file(&path, e)),
     }
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn counts(conn: &mut SqliteConnection) -> Result<Counts> {
-    let n = |conn: &mut SqliteConnection, table: &str| -> Result<i64> {
-        Ok(
-            diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-                .get_result::<Count>(conn)?
-                .n,
-        )
-    };
-    Ok(Counts {
-        product_instances: n(conn, "product_instances")?,
-        license_usage: n(conn, "license_usage")?,
-        tokens: n(conn, "registration_tokens")?,
-        events: n(conn, "events")?,
-    })
-}
-
-#[derive(QueryableByName)]
-struct Version {
-    #[diesel(sql_type = Text)]
-    version: String,
-}
-
-fn schema_version(conn: &mut SqliteConnection) -> Result<String> {
-    Ok(diesel::sql_query(
-        "SELECT version FROM __diesel_schema_migrations ORDER BY version DESC LIMIT 1",
-    )
-    .get_result::<Version>(conn)
-    .optional()?
-    .map(|v| v.version)
-    .unwrap_or_default())
-}
-
-#[derive(QueryableByName)]
-struct Who {
-    #[diesel(sql_type = Text)]
-    satellite_id: String,
-    #[diesel(sql_type = Text)]
-    name: String,
-}
-
-/// (satellite id, name) of a database. Plain SQL on purpose: the target of a restore may
-/// be of any schema version, and these two columns are in all of them.
-fn identity_of(conn: &mut SqliteConnection) -> Result<(String, String)> {
-    let who = diesel::sql_query("SELECT satellite_id, name FROM satellite ORDER BY id LIMIT 1")
-        .get_result::<Who>(conn)
-        .optional()?
-        .ok_or_else(|| Error::State("the database holds no satellite".into()))?;
-    Ok((who.satellite_id, who.name))
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -374,17 +311,14 @@ pub fn backup(
     let copy = tmp.0.join(DATABASE);
     // VACUUM INTO reads in one transaction of its own: the copy is one consistent moment,
     // taken while the server writes. What the backup holds is then read from the copy.
-    diesel::sql_query("VACUUM INTO ?")
-        .bind::<Text, _>(copy.to_string_lossy().to_string())
-        .execute(&mut *store.conn()?)
-        .map_err(|e| Error::Internal(format!("copying the database: {e}")))?;
+    db::backup::vacuum_into(&mut *store.conn()?, &copy)?;
     let (counts, schema, (id, name)) = {
         let mut c = SqliteConnection::establish(&copy.to_string_lossy())
             .map_err(|e| Error::Internal(format!("opening the copy: {e}")))?;
         (
-            counts(&mut c)?,
-            schema_version(&mut c)?,
-            identity_of(&mut c)?,
+            db::backup::counts(&mut c)?,
+            db::backup::schema_version(&mut c)?,
+            db::backup::identity_of(&mut c)?,
         )
     };
 
@@ -715,7 +649,7 @@ pub fn restore(
     let target = if db_path.exists() {
         let mut c = SqliteConnection::establish(&db_path.to_string_lossy())
             .map_err(|e| Error::State(format!("{}: {e}", db_path.display())))?;
-        identity_of(&mut c).ok()
+        db::backup::identity_of(&mut c).ok()
     } else {
         None
     };

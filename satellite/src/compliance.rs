@@ -379,18 +379,8 @@ pub fn recompute(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -
 
 /// Every (VA, tag) that has a license line, a usage row or running totals.
 fn pool_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
-    use crate::db::schema::{license_usage, licenses, product_instances};
-    let mut keys: Vec<(i64, String)> = licenses::table
-        .select((licenses::va_id, licenses::tag))
-        .distinct()
-        .load(conn)?;
-    keys.extend(
-        license_usage::table
-            .inner_join(product_instances::table)
-            .select((product_instances::va_id, license_usage::tag))
-            .distinct()
-            .load::<(i64, String)>(conn)?,
-    );
+    let mut keys = pools::line_keys(conn)?;
+    keys.extend(db::usage_keys(conn)?);
     keys.extend(db::all_totals(conn)?.into_iter().map(|(v, t, _, _)| (v, t)));
     keys.extend(crate::db::export::held_keys(conn)?);
     keys.sort();

@@ -6,6 +6,15 @@
 //! - the domain: plain functions taking a store connection and a [`clock::Clock`]
 //!   ([`status`], [`identity`], ...);
 //! - persistence: [`db`], diesel on SQLite, one module per table family.
+//!
+//! The rules that keep it so (each a place to look when adding code):
+//! - imports point inwards: front ends → domain → `db` → leaf services ([`config`],
+//!   [`clock`], [`crypto`], [`der`], `sync_format`); a leaf imports nothing of the crate
+//!   (configuration owns the constants its checks need, such as [`config::MIN_PASSWORD`]);
+//! - domain modules do not import each other in a circle: checks that two flows share live
+//!   below both ([`guards`] for `devices` and `export`);
+//! - no SQL outside [`db`] (tests aside); "is there a satellite?" is one
+//!   `db::identity::require`, "is it registered?" one `SatelliteRow::is_registered`.
 
 pub mod alerts;
 pub mod backup;

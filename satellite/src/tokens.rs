@@ -10,7 +10,6 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::clock::{self, DAY};
-use crate::db::schema::virtual_accounts;
 use crate::db::{events, identity, tokens as db, tokens::TokenRow};
 use crate::error::{Error, Result};
 use crate::identity::TokenKey;
@@ -156,12 +155,7 @@ pub fn create(
                  cannot allow it",
             ));
         }
-        let va_id: i64 = virtual_accounts::table
-            .select(virtual_accounts::id)
-            .filter(virtual_accounts::name.eq(&n.va))
-            .first(conn)
-            .optional()?
-            .ok_or_else(|| unknown_va(conn, &n.va))?;
+        let va_id = crate::db::pools::va_id(conn, &n.va)?.ok_or_else(|| unknown_va(conn, &n.va))?;
         let mut id = [0u8; ID_LEN];
         openssl::rand::rand_bytes(&mut id)?;
         let lookup_id = hex::encode(id);
@@ -210,11 +204,11 @@ pub fn create(
 }
 
 fn unknown_va(conn: &mut SqliteConnection, name: &str) -> Error {
-    let names: Vec<String> = virtual_accounts::table
-        .select(virtual_accounts::name)
-        .order(virtual_accounts::name)
-        .load(conn)
-        .unwrap_or_default();
+    let names: Vec<String> = crate::db::pools::va_names(conn)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
     Error::NotFound(format!(
         "no virtual account {name:?} on this satellite (it has: {})",
         names.join(", ")

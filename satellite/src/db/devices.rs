@@ -43,6 +43,15 @@ pub fn by_uuid(conn: &mut SqliteConnection, uuid: &str) -> Result<Option<PiRow>>
         .optional()?)
 }
 
+/// Every (VA id, tag) some product instance has a usage row for.
+pub fn usage_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
+    Ok(u::table
+        .inner_join(pi::table)
+        .select((pi::va_id, u::tag))
+        .distinct()
+        .load(conn)?)
+}
+
 pub fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<PiRow> {
     Ok(pi::table.select(PiRow::as_select()).find(id).first(conn)?)
 }

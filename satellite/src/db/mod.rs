@@ -2,6 +2,7 @@
 //! table family. Nothing outside `db` writes SQL.
 
 pub mod alerts;
+pub mod backup;
 pub mod clock;
 pub mod devices;
 pub mod events;

@@ -135,6 +135,14 @@ pub fn ending_lines(conn: &mut SqliteConnection) -> Result<Vec<(LicenseRow, Stri
         .load(conn)?)
 }
 
+/// Every (VA id, tag) that has a license line.
+pub fn line_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
+    Ok(licenses::table
+        .select((licenses::va_id, licenses::tag))
+        .distinct()
+        .load(conn)?)
+}
+
 /// Every virtual account's id and name (without their license lines).
 pub fn va_names(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
     Ok(virtual_accounts::table
