@@ -1,0 +1,67 @@
+//! `satellite serve`: the service, with its first admin.
+
+use super::*;
+
+pub(super) fn serve(config: Config) -> Result<()> {
+    // One server per data directory; `restore` waits for it to stop.
+    let _lock = crate::backup::lock(&config.storage.data_dir, "one server per data directory")?;
+    let ctx = Context::open(config)?;
+    tracing::info!(
+        data_dir = %ctx.store.data_dir().display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting satellite"
+    );
+    first_admin(&ctx)?;
+    let (writer, writer_thread) = crate::db::writer::Writer::start(&ctx.store)?;
+    let state = AppState {
+        device_ca: Arc::new(crate::identity::device_ca(ctx.store.data_dir())?),
+        token_key: Arc::new(crate::identity::token_key(ctx.store.data_dir())?),
+        identities: Arc::default(),
+        console: Arc::default(),
+        config: ctx.config,
+        store: ctx.store,
+        clock: ctx.clock,
+        writer,
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let scheduler = crate::sync::network::Scheduler::start(
+        state.store.clone(),
+        state.config.clone(),
+        state.clock.clone(),
+    )?;
+    let served = actix_web::rt::System::new().block_on(crate::server::serve(state));
+    scheduler.stop();
+    // No request is in flight any more: the writer finishes its queue and ends.
+    writer_thread.stop();
+    tracing::info!("database closed");
+    served
+}
+
+/// First start: creates the "admin" account, with the configured password or a generated
+/// one shown here, once, on standard error (not in the log).
+pub(super) fn first_admin(ctx: &Context) -> Result<()> {
+    let made = crate::operators::bootstrap(
+        &mut *ctx.store.conn()?,
+        &ctx.config.console.admin_password,
+        ctx.clock.now(),
+    )?;
+    match made {
+        Some(crate::operators::Bootstrapped {
+            generated: Some(pw),
+        }) => {
+            tracing::warn!(
+                "created the operator account \"admin\"; its password is on standard error, once"
+            );
+            eprintln!(
+                "\n  Operator console: created the account \"admin\" with the password\n\n      {pw}\n\n  \
+                 It is shown only this once. Log in and change it, or set it with\n  \
+                 `satellite user passwd admin`.\n"
+            );
+        }
+        Some(_) => {
+            tracing::info!("created the operator account \"admin\" with the configured password")
+        }
+        None => {}
+    }
+    Ok(())
+}
