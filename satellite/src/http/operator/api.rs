@@ -2,19 +2,22 @@
 //! `?format=csv`). What the CLI does, over HTTPS. Documented in `docs/operator-console.md` and
 //! `docs/operator-api.openapi.yaml` (a test keeps the file and the routes in step).
 
-use std::io::Cursor;
-
 use actix_web::http::header;
 use actix_web::http::Method;
 use actix_web::web::{self, Bytes, Json, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::ops::{
+    change_own_password, create_token, import_registration_file, import_sync_file,
+    make_registration_file, make_sync_file, show_token, token_download, token_scope, zip,
+    NewTokenBody,
+};
 use super::{act, db, Caller, Kind, RouteInfo, RouteSink};
 use crate::alerts;
 use crate::error::{Error, Result};
 use crate::http::{blocking, AppState};
-use crate::operators::{self, Principal, Role};
+use crate::operators::{self, Role};
 use crate::report::{self, Table};
 
 pub fn declare(r: &mut impl RouteSink) {
@@ -115,17 +118,6 @@ pub fn rows<T: Serialize>(
     })
 }
 
-/// A bundle to download.
-pub fn zip(bytes: Vec<u8>, filename: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/zip")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
-        .body(bytes)
-}
-
 async fn me(Caller(who): Caller) -> HttpResponse {
     json(&serde_json::json!({ "username": who.username, "role": who.role }))
 }
@@ -149,35 +141,6 @@ async fn my_password(
     ))
 }
 
-/// Changes the caller's own password (API and console), under the same limit on attempts as
-/// logins: counted before the current password is checked, per account and client address.
-pub async fn change_own_password(
-    state: &AppState,
-    req: &HttpRequest,
-    who: &Principal,
-    current: String,
-    new: String,
-) -> Result<operators::OperatorView> {
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let keys = vec![
-        format!("password:{}", who.username),
-        format!("password-ip:{ip}"),
-    ];
-    state.console.logins.attempt(&keys, state.clock.now())?;
-    let name = who.username.clone();
-    let changed = act(state, who, move |c, now, actor| {
-        operators::change_own_password(c, &name, &current, &new, now, actor)
-    })
-    .await;
-    if changed.is_ok() {
-        state.console.logins.succeeded(&keys);
-    }
-    changed
-}
-
 async fn status(state: web::Data<AppState>) -> Result<HttpResponse> {
     let st = blocking(move || crate::status::status(&state.store, state.clock.as_ref())).await?;
     Ok(json(&st))
@@ -196,28 +159,6 @@ struct FullQuery {
     full: bool,
 }
 
-/// Makes a sync request file (as `satellite sync export`): its bytes and summary.
-pub async fn make_sync_file(
-    state: &AppState,
-    full: bool,
-) -> Result<(Vec<u8>, crate::sync::request::RequestSummary)> {
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    blocking(move || {
-        let now = clock.now();
-        crate::sync::deadlines::run(&mut *store.conn()?, now)?;
-        let (out, summary) = crate::sync::request::make(
-            &store,
-            now,
-            "manual",
-            full,
-            Cursor::new(Vec::new()),
-            &mut |_| {},
-        )?;
-        Ok((out.into_inner(), summary))
-    })
-    .await
-}
-
 async fn sync_export(state: web::Data<AppState>, q: Query<FullQuery>) -> Result<HttpResponse> {
     let (bytes, summary) = make_sync_file(&state, q.full).await?;
     Ok(zip(
@@ -231,26 +172,6 @@ async fn sync_export(state: web::Data<AppState>, q: Query<FullQuery>) -> Result<
 struct ImportQuery {
     #[serde(default)]
     dry_run: bool,
-}
-
-/// Reads a sync response (as `satellite sync import`); `dry_run` only previews.
-pub async fn import_sync_file(
-    state: &AppState,
-    bytes: Bytes,
-    dry_run: bool,
-) -> Result<crate::sync::apply::ImportOutcome> {
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    blocking(move || {
-        crate::sync::apply::import(
-            &store,
-            clock.now(),
-            Cursor::new(bytes),
-            "manual",
-            dry_run,
-            &mut |_| {},
-        )
-    })
-    .await
 }
 
 async fn sync_import(
@@ -276,45 +197,9 @@ async fn sync_now(state: web::Data<AppState>, q: Query<FullQuery>) -> Result<Htt
     Ok(json(&serde_json::json!({ "request": r, "response": o })))
 }
 
-/// Makes the registration request file (as `satellite register export`).
-pub async fn make_registration_file(state: &AppState) -> Result<(Vec<u8>, String)> {
-    let state = state.clone();
-    blocking(move || {
-        crate::registration::make_request(
-            &state.store,
-            &state.config,
-            state.clock.as_ref(),
-            "manual",
-            None,
-        )
-    })
-    .await
-}
-
 async fn registration_export(state: web::Data<AppState>) -> Result<HttpResponse> {
     let (bytes, _) = make_registration_file(&state).await?;
     Ok(zip(bytes, "registration-request.zip"))
-}
-
-/// Reads an authorization file (as `satellite register import`); `cloud_ca_fingerprint`
-/// vouches for the cloud CA on a first registration.
-pub async fn import_registration_file(
-    state: &AppState,
-    bytes: Bytes,
-    cloud_ca_fingerprint: Option<&str>,
-) -> Result<crate::registration::Registered> {
-    let state = state.clone();
-    let accept = crate::registration::accepted_ca(cloud_ca_fingerprint)?;
-    blocking(move || {
-        crate::registration::import_authorization(
-            &state.store,
-            &state.config,
-            state.clock.as_ref(),
-            &bytes,
-            accept.as_ref(),
-        )
-    })
-    .await
 }
 
 /// `?cloud_ca_fingerprint=SHA256:…` of `POST /registration/import`.
@@ -342,42 +227,6 @@ async fn tokens_list(state: web::Data<AppState>) -> Result<HttpResponse> {
     ))
 }
 
-/// The body of `POST /tokens`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewTokenBody {
-    pub virtual_account: String,
-    pub days: i64,
-    #[serde(default)]
-    pub max_uses: Option<i64>,
-    #[serde(default)]
-    pub export_controlled: bool,
-    #[serde(default)]
-    pub description: String,
-}
-
-/// Creates a registration token; the answer holds the token itself.
-pub async fn create_token(
-    state: &AppState,
-    who: &operators::Principal,
-    b: NewTokenBody,
-) -> Result<serde_json::Value> {
-    let key = state.token_key.clone();
-    let now = state.clock.now();
-    let n = crate::tokens::NewToken {
-        va: b.virtual_account,
-        days: b.days,
-        max_uses: b.max_uses,
-        export_controlled: b.export_controlled,
-        description: b.description,
-        created_by: who.actor(),
-    };
-    let (token, view) = db(state, move |c| crate::tokens::create(c, &key, now, &n)).await?;
-    let mut v = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
-    v["token"] = serde_json::Value::String(token);
-    Ok(v)
-}
-
 async fn token_create(
     state: web::Data<AppState>,
     Caller(who): Caller,
@@ -387,31 +236,11 @@ async fn token_create(
     Ok(HttpResponse::Created().json(v))
 }
 
-/// A token with its secret.
-pub async fn show_token(state: &AppState, id: i64) -> Result<(String, crate::tokens::TokenView)> {
-    let key = state.token_key.clone();
-    let now = state.clock.now();
-    db(state, move |c| crate::tokens::show(c, &key, id, now)).await
-}
-
 async fn token_show(state: web::Data<AppState>, id: Path<i64>) -> Result<HttpResponse> {
     let (token, view) = show_token(&state, id.into_inner()).await?;
     let mut v = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
     v["token"] = serde_json::Value::String(token);
     Ok(json(&v))
-}
-
-/// The token as a text file, as the vendor's "Download" gives it.
-pub async fn token_download(state: web::Data<AppState>, id: Path<i64>) -> Result<HttpResponse> {
-    let id = id.into_inner();
-    let (token, _) = show_token(&state, id).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"registration-token-{id}.txt\""),
-        ))
-        .body(format!("{token}\n")))
 }
 
 async fn token_revoke(
@@ -772,11 +601,6 @@ async fn user_remove(
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// An admin sees every API token; others their own.
-pub fn token_scope(who: &operators::Principal) -> Option<i64> {
-    (who.role < Role::Admin).then_some(who.operator_id)
 }
 
 async fn api_tokens_list(state: web::Data<AppState>, Caller(who): Caller) -> Result<HttpResponse> {

@@ -14,8 +14,8 @@ use actix_web::web::{self, Path, Query};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
-use super::api::{self, NewTokenBody};
 use super::html::{self, button, csrf_field, esc, Flash};
+use super::ops::{self, NewTokenBody};
 use super::{act, db, session_cookie, Caller, FormData, Kind, RouteInfo, RouteSink};
 use crate::alerts;
 use crate::error::{Error, Result};
@@ -53,7 +53,7 @@ pub fn declare(r: &mut impl RouteSink) {
         get,
         "/tokens/{id}/download",
         Some(Operator),
-        api::token_download
+        ops::token_download
     );
     route!(post, "/tokens/{id}/revoke", Some(Operator), token_revoke);
     route!(post, "/tokens/{id}/remove", Some(Operator), token_remove);
@@ -552,7 +552,7 @@ async fn token_create(
             export_controlled: form.field("export_controlled") == Some("true"),
             description: form.field("description").unwrap_or("").trim().to_string(),
         };
-        api::create_token(&state, &who, body).await
+        ops::create_token(&state, &who, body).await
     }
     .await;
     match made {
@@ -575,7 +575,7 @@ async fn token_show(
     id: Path<i64>,
 ) -> Result<HttpResponse> {
     let id = id.into_inner();
-    let (token, v) = api::show_token(&state, id).await?;
+    let (token, v) = ops::show_token(&state, id).await?;
     let body = format!(
         r#"<p>Token {} of {} ({}), expires {}.</p>{}<p><a href="/console/tokens/{}/download">Download as a text file</a> · <a href="/console/tokens">All tokens</a></p>"#,
         v.id,
@@ -936,8 +936,8 @@ async fn sync_file(
     form: FormData,
 ) -> Result<HttpResponse> {
     let full = form.field("full") == Some("true");
-    match api::make_sync_file(&state, full).await {
-        Ok((bytes, summary)) => Ok(api::zip(
+    match ops::make_sync_file(&state, full).await {
+        Ok((bytes, summary)) => Ok(ops::zip(
             bytes,
             &format!("sync-request-{}.zip", summary.sequence),
         )),
@@ -1005,7 +1005,7 @@ async fn sync_preview(
 ) -> Result<HttpResponse> {
     let checked = async {
         let up = form.file("response")?;
-        let o = api::import_sync_file(&state, up.data.clone(), true).await?;
+        let o = ops::import_sync_file(&state, up.data.clone(), true).await?;
         Ok::<_, Error>((up.filename.clone(), up.data.clone(), o))
     }
     .await;
@@ -1039,7 +1039,7 @@ async fn sync_apply(
         let (filename, data) = state.console.take(id, session_of(&who)).ok_or_else(|| {
             Error::invalid("the uploaded response is no longer waiting: upload it again")
         })?;
-        let o = api::import_sync_file(&state, data, false).await?;
+        let o = ops::import_sync_file(&state, data, false).await?;
         Ok::<_, Error>((filename, o))
     }
     .await;
@@ -1090,8 +1090,8 @@ async fn registration_file(
     state: web::Data<AppState>,
     Caller(who): Caller,
 ) -> Result<HttpResponse> {
-    match api::make_registration_file(&state).await {
-        Ok((bytes, _)) => Ok(api::zip(bytes, "registration-request.zip")),
+    match ops::make_registration_file(&state).await {
+        Ok((bytes, _)) => Ok(ops::zip(bytes, "registration-request.zip")),
         Err(e) => after(Err(e), |f| render_registration(&state, &who, f)).await,
     }
 }
@@ -1104,7 +1104,7 @@ async fn registration_import(
     let r = async {
         let up = form.file("authorization")?;
         let fingerprint = form.field("cloud_ca_fingerprint");
-        let r = api::import_registration_file(&state, up.data.clone(), fingerprint).await?;
+        let r = ops::import_registration_file(&state, up.data.clone(), fingerprint).await?;
         Ok(format!(
             "Registered with the smart account {:?}: virtual accounts {}; {} license line(s).",
             r.account,
@@ -1246,7 +1246,7 @@ async fn account_password(
 ) -> HttpResponse {
     let current = form.field("current_password").unwrap_or("").to_string();
     let new = form.field("new_password").unwrap_or("").to_string();
-    let changed = api::change_own_password(&state, &req, &who, current, new).await;
+    let changed = ops::change_own_password(&state, &req, &who, current, new).await;
     match changed {
         Ok(_) => login_form(
             "/console/",
@@ -1268,7 +1268,7 @@ async fn render_api_tokens(
     flash: Option<Flash>,
     extra: &str,
 ) -> Result<HttpResponse> {
-    let (of, now) = (api::token_scope(who), state.clock.now());
+    let (of, now) = (ops::token_scope(who), state.clock.now());
     let list = db(state, move |c| operators::list_api_tokens(c, of, now)).await?;
     let mut t = report::Table::new(&[
         "ID",
@@ -1355,7 +1355,7 @@ async fn api_token_revoke(
     Caller(who): Caller,
     id: Path<i64>,
 ) -> Result<HttpResponse> {
-    let (id, of) = (id.into_inner(), api::token_scope(&who));
+    let (id, of) = (id.into_inner(), ops::token_scope(&who));
     let r = act(&state, &who, move |c, now, actor| {
         operators::revoke_api_token(c, id, of, now, actor)
     })

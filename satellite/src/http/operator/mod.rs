@@ -13,6 +13,7 @@ mod api;
 mod console;
 mod form;
 mod html;
+mod ops;
 
 use std::future::{ready, Ready};
 
