@@ -31,6 +31,7 @@ use crate::clock::{self, DAY};
 use crate::db::alerts::{self as db, AlertRow, NewAlert};
 use crate::db::{self as store, events, pools};
 use crate::error::{Error, Result};
+use crate::states::PiState;
 
 pub const LICENSES_EXPIRING: &str = "Licenses Expiring";
 pub const LICENSES_EXPIRED: &str = "Licenses Expired";
@@ -237,7 +238,7 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
                 .subject
                 .as_ref()
                 .and_then(|s| rows.get(s))
-                .is_none_or(|p| p.state != "active" || p.last_contact_at >= a.created_at);
+                .is_none_or(|p| p.state != PiState::Active || p.last_contact_at >= a.created_at);
             if back {
                 db::end(conn, a.id, now, "cleared", None)?;
                 out.cleared += 1;

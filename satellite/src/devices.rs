@@ -24,6 +24,7 @@ use crate::db::{events, pools, tokens as dbtokens};
 use crate::error::{Error, Result};
 use crate::guards::{field_ok, fresh, require_registered};
 use crate::identity::{DeviceCa, TokenKey};
+use crate::states::PiState;
 use crate::tokens;
 
 /// An identity certificate is valid a year and renewed every six months.
@@ -268,7 +269,7 @@ pub fn prepare(req: &RegisterRequest, ca: &DeviceCa, now: i64) -> Result<Prepare
 /// key, or while an operator lets it through ([`allow_reregister`]). Anyone else holding a
 /// token of any VA could otherwise take over its PID:SN and lock the real device out.
 fn check_reregistration(old: &PiRow, proof: Option<&KeyProof>, now: i64) -> Result<()> {
-    if old.state != "active" || old.reregister_allowed_until.is_some_and(|t| now < t) {
+    if old.state != PiState::Active || old.reregister_allowed_until.is_some_and(|t| now < t) {
         return Ok(());
     }
     let signed = match proof {
@@ -304,7 +305,7 @@ pub fn allow_reregister(
     }
     conn.immediate_transaction(|conn| {
         let pi = find(conn, who)?;
-        if pi.state != "active" {
+        if pi.state != PiState::Active {
             return Err(Error::Conflict(format!(
                 "product instance {who:?} is removed: it registers again with any valid token"
             )));
@@ -382,7 +383,7 @@ pub fn commit_registration(
         }
         Some(old) => {
             check_reregistration(old, p.proof.as_ref(), now)?;
-            if old.state == "active" && old.va_id != tok.va_id {
+            if old.state == PiState::Active && old.va_id != tok.va_id {
                 // Moving to another VA: its licenses do not follow.
                 compliance::release_all(conn, old, now)?;
                 let from = pools::va_name(conn, old.va_id)?;
@@ -402,7 +403,7 @@ pub fn commit_registration(
                     },
                 )?;
                 moved_from = Some(from);
-            } else if old.state != "active" {
+            } else if old.state != PiState::Active {
                 new_pi_event(conn, &p.name, &uuid, &va_name, now)?;
             }
             db::reregister(conn, old.id, &ident, now)?;
@@ -475,7 +476,7 @@ pub struct DeviceIdentity {
 /// The identity of an active product instance, from the store.
 pub fn identity_of(conn: &mut SqliteConnection, pi_uuid: &str) -> Result<DeviceIdentity> {
     let pi = db::by_uuid(conn, pi_uuid)?
-        .filter(|p| p.state == "active")
+        .filter(|p| p.state == PiState::Active)
         .ok_or_else(|| {
             Error::Unauthorized(format!(
                 "unknown or removed product instance {pi_uuid:?}: register again"
@@ -793,7 +794,7 @@ pub struct DeviceView {
     pub host_id: Option<String>,
     pub mac: Option<String>,
     pub virtual_account: String,
-    pub state: String,
+    pub state: PiState,
     pub export_controlled: bool,
     pub registered_at: String,
     pub last_contact_at: String,
@@ -865,7 +866,7 @@ pub fn show(conn: &mut SqliteConnection, who: &str) -> Result<DeviceView> {
 pub fn remove(conn: &mut SqliteConnection, who: &str, now: i64, actor: &str) -> Result<DeviceView> {
     conn.immediate_transaction(|conn| {
         let pi = find(conn, who)?;
-        if pi.state != "active" {
+        if pi.state != PiState::Active {
             return Err(Error::Conflict(format!(
                 "product instance {who:?} is already removed"
             )));
@@ -885,7 +886,7 @@ pub fn transfer(
 ) -> Result<DeviceView> {
     conn.immediate_transaction(|conn| {
         let pi = find(conn, who)?;
-        if pi.state != "active" {
+        if pi.state != PiState::Active {
             return Err(Error::Conflict(format!("product instance {who:?} is removed")));
         }
         let to = pools::va_id(conn, to_va)?

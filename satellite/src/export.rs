@@ -26,6 +26,7 @@ use crate::db::export::{self as db, ExportRow, HOLDING, WAITING};
 use crate::db::{alerts, events, pools};
 use crate::error::{Error, Result};
 use crate::guards::{field_ok, fresh, require_registered};
+use crate::states::PiState;
 
 pub const RESTRICTED_NOT_AVAILABLE: &str = "Restricted License Not Available";
 /// Most restricted licenses of one tag one request may ask for.
@@ -431,7 +432,7 @@ pub fn apply_answer(
                     actor: "system",
                 },
             )?;
-            if pi.state != "active" {
+            if pi.state != PiState::Active {
                 // Granted after the device left: give it straight back.
                 let held = db::by_id(conn, row.id)?;
                 queue_return(conn, &held, at)?;

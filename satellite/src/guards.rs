@@ -7,6 +7,7 @@ use diesel::SqliteConnection;
 use crate::db::devices::{self as db, PiRow};
 use crate::db::identity;
 use crate::error::{Error, Result};
+use crate::states::PiState;
 
 /// Whether `v` is 1 to `max` bytes of ASCII letters, digits or `extra`.
 pub fn field_ok(v: &str, max: usize, extra: &[u8]) -> bool {
@@ -56,7 +57,7 @@ pub fn counter_ceiling(last: i64, now: i64) -> i64 {
 /// [`counter_ceiling`]. Records the contact.
 pub fn fresh(conn: &mut SqliteConnection, pi_uuid: &str, counter: i64, now: i64) -> Result<PiRow> {
     let pi = db::by_uuid(conn, pi_uuid)?
-        .filter(|p| p.state == "active")
+        .filter(|p| p.state == PiState::Active)
         .ok_or_else(|| {
             Error::Unauthorized(format!("unknown or removed product instance {pi_uuid:?}"))
         })?;

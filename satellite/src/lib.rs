@@ -38,6 +38,7 @@ pub mod operators;
 pub mod registration;
 pub mod report;
 pub mod server;
+pub mod states;
 pub mod status;
 pub mod sync;
 pub mod tls;

@@ -226,8 +226,8 @@ pub struct DeviceFilter {
     /// Product types (PIDs).
     pub product_types: Vec<String>,
     pub name: Option<String>,
-    /// active or removed.
-    pub state: Option<String>,
+    /// Only active or only removed ones.
+    pub state: Option<crate::states::PiState>,
 }
 
 /// A row of the product instances table.
@@ -237,7 +237,7 @@ pub struct DeviceRow {
     pub product_type: String,
     pub serial_number: String,
     pub virtual_account: String,
-    pub state: String,
+    pub state: crate::states::PiState,
     pub registered: String,
     pub last_contact: String,
     /// "count x tag (status)" per license used.
@@ -257,7 +257,7 @@ pub fn devices(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<Vec<Devi
                 _ => None,
             },
             name: f.name.clone(),
-            state: f.state.clone(),
+            state: f.state,
         },
     )?;
     Ok(all
@@ -313,7 +313,7 @@ pub fn devices_table(rows: &[DeviceRow]) -> Table {
             r.product_type.clone(),
             r.serial_number.clone(),
             r.virtual_account.clone(),
-            r.state.clone(),
+            r.state.to_string(),
             r.registered.clone(),
             r.last_contact.clone(),
             r.pi_id.clone(),

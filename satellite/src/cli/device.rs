@@ -13,8 +13,8 @@ pub enum DeviceCommand {
         #[arg(long)]
         name: Option<String>,
         /// Only active or removed ones.
-        #[arg(long, value_parser = ["active", "removed"])]
-        status: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<crate::states::PiState>,
         #[command(flatten)]
         format: Format,
     },

@@ -142,8 +142,8 @@ pub enum ReportCommand {
         #[arg(long = "product-type")]
         product_types: Vec<String>,
         /// Only active or removed ones.
-        #[arg(long, value_parser = ["active", "removed"])]
-        status: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<crate::states::PiState>,
         #[command(flatten)]
         format: Format,
     },

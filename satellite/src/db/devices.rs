@@ -8,6 +8,7 @@ use super::schema::{
     virtual_accounts as va,
 };
 use crate::error::Result;
+use crate::states::PiState;
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = pi)]
@@ -29,7 +30,7 @@ pub struct PiRow {
     pub registered_at: i64,
     pub last_contact_at: i64,
     pub last_counter: i64,
-    pub state: String,
+    pub state: PiState,
     pub removed_at: Option<i64>,
     /// Until when an operator lets the device register again without its current key.
     pub reregister_allowed_until: Option<i64>,
@@ -121,7 +122,7 @@ pub fn reregister(conn: &mut SqliteConnection, id: i64, d: &Identity<'_>, now: i
             pi::cert_serial.eq(d.cert_serial),
             pi::cert_not_after.eq(d.cert_not_after),
             pi::last_contact_at.eq(now),
-            pi::state.eq("active"),
+            pi::state.eq(PiState::Active),
             pi::removed_at.eq(None::<i64>),
             pi::reregister_allowed_until.eq(None::<i64>),
         ))
@@ -171,7 +172,7 @@ pub fn set_va(conn: &mut SqliteConnection, id: i64, va_id: i64) -> Result<()> {
 
 pub fn mark_removed(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<()> {
     diesel::update(pi::table.find(id))
-        .set((pi::state.eq("removed"), pi::removed_at.eq(now)))
+        .set((pi::state.eq(PiState::Removed), pi::removed_at.eq(now)))
         .execute(conn)?;
     Ok(())
 }
@@ -181,7 +182,7 @@ pub fn mark_removed(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<()
 pub struct Filter {
     pub va: Option<String>,
     pub name: Option<String>,
-    pub state: Option<String>,
+    pub state: Option<PiState>,
 }
 
 pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<(PiRow, String)>> {
@@ -201,7 +202,7 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<(PiRow, Strin
         );
     }
     if let Some(s) = &f.state {
-        q = q.filter(pi::state.eq(s.clone()));
+        q = q.filter(pi::state.eq(*s));
     }
     Ok(q.load(conn)?)
 }
@@ -283,7 +284,7 @@ pub fn queue(conn: &mut SqliteConnection, va_id: i64, tag: &str) -> Result<Vec<U
         .inner_join(pi::table)
         .select(UsageRow::as_select())
         .filter(pi::va_id.eq(va_id))
-        .filter(pi::state.eq("active"))
+        .filter(pi::state.eq(PiState::Active))
         .filter(u::tag.eq(tag))
         .filter(u::status.ne("NOT_FOUND"))
         .order((u::requested_at, u::pi_id))
@@ -385,7 +386,7 @@ pub fn silent_since(conn: &mut SqliteConnection, before: i64) -> Result<Vec<(PiR
     Ok(pi::table
         .inner_join(va::table)
         .select((PiRow::as_select(), va::name))
-        .filter(pi::state.eq("active"))
+        .filter(pi::state.eq(PiState::Active))
         .filter(pi::last_contact_at.le(before))
         .order(pi::id)
         .load(conn)?)

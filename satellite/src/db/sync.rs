@@ -264,7 +264,7 @@ pub struct ChangedPi {
     pub name: String,
     pub registered_at: i64,
     pub last_contact_at: i64,
-    pub state: String,
+    pub state: crate::states::PiState,
     pub change_seq: i64,
 }
 

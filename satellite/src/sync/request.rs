@@ -22,6 +22,7 @@ use super::{registered_with_cloud, Progress};
 use crate::clock::DAY;
 use crate::db::{self, identity, Store};
 use crate::error::{Error, Result};
+use crate::states::PiState;
 
 /// How long a request may travel before the cloud refuses it.
 pub const REQUEST_VALID_DAYS: i64 = 30;
@@ -153,7 +154,7 @@ pub fn make<W: Read + Write + Seek>(
 fn pi_record(p: &db::sync::ChangedPi) -> PiRecord {
     PiRecord {
         change: p.change_seq.max(0) as u64,
-        op: if p.state == "removed" {
+        op: if p.state == PiState::Removed {
             PiOp::Removed
         } else {
             PiOp::Upsert
@@ -225,7 +226,7 @@ fn write_pis<W: Read + Write + Seek>(
     for_each_chunk(conn, after, upto, |conn, chunk, _| {
         let ids: Vec<i64> = chunk
             .iter()
-            .filter(|p| p.state != "removed")
+            .filter(|p| p.state != PiState::Removed)
             .map(|p| p.id)
             .collect();
         let by_id: std::collections::HashMap<i64, &db::sync::ChangedPi> =

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::http::{blocking, AppState};
 use crate::operators::{self, Role};
 use crate::report::{self, Table};
+use crate::states::PiState;
 
 pub fn declare(r: &mut impl RouteSink) {
     use Role::{Admin, Auditor, Operator};
@@ -283,18 +284,20 @@ struct DeviceQuery {
 
 async fn devices_list(state: web::Data<AppState>, q: Query<DeviceQuery>) -> Result<HttpResponse> {
     let q = q.into_inner();
-    if let Some(s) = q.status.as_deref() {
-        if s != "active" && s != "removed" {
-            return Err(Error::invalid(format!(
-                "status must be active or removed, got {s:?}"
-            )));
-        }
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            PiState::parse(s).ok_or_else(|| {
+                Error::invalid(format!("status must be active or removed, got {s:?}"))
+            })
+        })
+        .transpose()?;
     let f = report::DeviceFilter {
         vas: q.va.into_iter().collect(),
         product_types: q.product_type.into_iter().collect(),
         name: q.name,
-        state: q.status,
+        state: status,
     };
     let list = db(&state, move |c| report::devices(c, &f)).await?;
     rows(&list, q.format, report::devices_table, "product-instances")

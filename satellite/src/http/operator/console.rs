@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::operators::{self, Principal, Role, Via};
 use crate::report;
+use crate::states::PiState;
 
 pub fn declare(r: &mut impl RouteSink) {
     use Role::{Admin, Auditor, Operator};
@@ -634,7 +635,8 @@ async fn render_devices(
         vas: nonempty(&q.va).into_iter().collect(),
         product_types: Vec::new(),
         name: nonempty(&q.name),
-        state: nonempty(&q.status),
+        // A status the form does not offer lists every state.
+        state: q.status.as_deref().and_then(PiState::parse),
     };
     let (rows, flash) = match db(state, move |c| report::devices(c, &f)).await {
         Ok(r) => (r, flash),
@@ -657,7 +659,7 @@ async fn render_devices(
     );
     let actions = |i: usize| {
         let d = &rows[i];
-        if who.role >= Role::Operator && d.state != "removed" {
+        if who.role >= Role::Operator && d.state != PiState::Removed {
             button(
                 who,
                 &format!("/console/devices/{}/allow-reregister", d.pi_id),
