@@ -8,6 +8,7 @@ use crate::db::devices::{self as db, PiRow};
 use crate::db::identity;
 use crate::error::{Error, Result};
 use crate::states::PiState;
+use crate::states::SatelliteState;
 
 /// Whether `v` is 1 to `max` bytes of ASCII letters, digits or `extra`.
 pub fn field_ok(v: &str, max: usize, extra: &[u8]) -> bool {
@@ -30,10 +31,12 @@ pub fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<ident
                 .into(),
         )
     };
-    match me.state.as_str() {
-        "registered" if crate::sync::deadlines::past_removal(&me, now) => Err(removed()),
-        "registered" => Ok(me),
-        "removed" => Err(removed()),
+    match me.state {
+        SatelliteState::Registered if crate::sync::deadlines::past_removal(&me, now) => {
+            Err(removed())
+        }
+        SatelliteState::Registered => Ok(me),
+        SatelliteState::Removed => Err(removed()),
         other => Err(Error::State(format!(
             "this satellite is {other}: it serves devices once it is registered with the cloud"
         ))),

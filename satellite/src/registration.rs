@@ -373,8 +373,8 @@ pub fn register_network(
     let accept_ca = accept_ca.or(tls_ca.as_ref());
 
     // The request the cloud holds, if we are waiting for one from this cloud.
-    let pending = match (me.state.as_str(), me.registration_request_id.as_deref()) {
-        ("pending", Some(id)) => reg::request(&mut conn, id)?
+    let pending = match (me.state, me.registration_request_id.as_deref()) {
+        (crate::states::SatelliteState::Pending, Some(id)) => reg::request(&mut conn, id)?
             .filter(|r| r.answered_at.is_none() && r.cloud_url.as_deref() == Some(url)),
         _ => None,
     };
@@ -539,7 +539,7 @@ mod tests {
         let fp = |c: &FakeCloud| openssl::sha::sha256(&c.ca.to_der().unwrap());
         let unregistered = || {
             let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
-            assert_eq!(me.state, "unregistered");
+            assert_eq!(me.state, crate::states::SatelliteState::Unregistered);
             assert!(me.cloud_ca_pem.is_none());
         };
 
@@ -567,7 +567,7 @@ mod tests {
         let r = import_authorization(&store, &cfg, &SystemClock, &good, Some(&fp(&a))).unwrap();
         assert_eq!(r.account, "Acme");
         let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
-        assert_eq!(me.state, "registered");
+        assert_eq!(me.state, crate::states::SatelliteState::Registered);
         assert_eq!(
             me.cloud_ca_pem.unwrap().as_bytes(),
             a.ca.to_pem().unwrap().as_slice()

@@ -10,61 +10,78 @@ use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 use serde::{Deserialize, Serialize};
 
-/// Whether a product instance is registered and served, or removed (deregistered, removed
-/// by an operator, silent too long); a removed one keeps its row for the event log and may
-/// register again.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    AsExpression,
-    FromSqlRow,
-)]
-#[serde(rename_all = "lowercase")]
-#[diesel(sql_type = Text)]
-pub enum PiState {
-    Active,
-    Removed,
-}
-
-impl PiState {
-    pub const ALL: [PiState; 2] = [PiState::Active, PiState::Removed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PiState::Active => "active",
-            PiState::Removed => "removed",
+/// An enum stored as TEXT: its variants and their texts, once; `as_str`, `parse`,
+/// `Display`, serde, clap and diesel all follow from it.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+            AsExpression, FromSqlRow,
+        )]
+        #[serde(rename_all = "lowercase")]
+        #[diesel(sql_type = Text)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
         }
-    }
 
-    pub fn parse(s: &str) -> Option<PiState> {
-        PiState::ALL.into_iter().find(|p| p.as_str() == s)
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ToSql<Text, Sqlite> for $name {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+                out.set_value(self.as_str());
+                Ok(IsNull::No)
+            }
+        }
+
+        impl FromSql<Text, Sqlite> for $name {
+            fn from_sql(value: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+                let s = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
+                $name::parse(&s).ok_or_else(|| {
+                    format!("unknown {} {s:?}", stringify!($name)).into()
+                })
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// Whether a product instance is registered and served, or removed (deregistered,
+    /// removed by an operator, silent too long); a removed one keeps its row for the event
+    /// log and may register again.
+    PiState {
+        Active => "active",
+        Removed => "removed",
     }
 }
 
-impl std::fmt::Display for PiState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql<Text, Sqlite> for PiState {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.as_str());
-        Ok(IsNull::No)
-    }
-}
-
-impl FromSql<Text, Sqlite> for PiState {
-    fn from_sql(value: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
-        let s = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
-        PiState::parse(&s).ok_or_else(|| format!("unknown product instance state {s:?}").into())
+text_enum! {
+    /// Where the satellite stands with the cloud: not yet registered, waiting for the cloud
+    /// to approve a network registration, registered, or removed (90 days without a sync, or
+    /// by the cloud) and to be registered again.
+    SatelliteState {
+        Unregistered => "unregistered",
+        Pending => "pending",
+        Registered => "registered",
+        Removed => "removed",
     }
 }
 
@@ -77,7 +94,7 @@ mod tests {
         use diesel::prelude::*;
         let (store, _dir) = crate::db::testing::store();
         let c = &mut *store.conn().unwrap();
-        for s in PiState::ALL {
+        for &s in PiState::ALL {
             assert_eq!(PiState::parse(&s.to_string()), Some(s));
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{s}\""));
@@ -94,5 +111,8 @@ mod tests {
             assert_eq!(row.v, s);
         }
         assert_eq!(PiState::parse("Active"), None);
+        for &s in SatelliteState::ALL {
+            assert_eq!(SatelliteState::parse(s.as_str()), Some(s));
+        }
     }
 }

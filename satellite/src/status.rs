@@ -9,7 +9,7 @@ use crate::error::Result;
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// unregistered, pending, registered or removed.
-    pub state: String,
+    pub state: crate::states::SatelliteState,
     pub satellite_id: String,
     pub name: String,
     pub hostname: String,

@@ -13,7 +13,7 @@ pub struct SatelliteRow {
     pub name: String,
     pub hostname: String,
     pub created_at: i64,
-    pub state: String,
+    pub state: crate::states::SatelliteState,
     pub registered_at: Option<i64>,
     pub removed_at: Option<i64>,
     pub cloud_id: Option<String>,
@@ -31,7 +31,7 @@ impl SatelliteRow {
     /// its 90 days it is still `registered` until the scheduler marks it removed, see
     /// `sync::deadlines::past_removal`).
     pub fn is_registered(&self) -> bool {
-        self.state == "registered"
+        self.state == crate::states::SatelliteState::Registered
     }
 }
 

@@ -67,7 +67,7 @@ pub struct Registered<'a> {
 pub fn set_registered(conn: &mut SqliteConnection, now: i64, r: &Registered<'_>) -> Result<()> {
     diesel::update(satellite::table)
         .set((
-            satellite::state.eq("registered"),
+            satellite::state.eq(crate::states::SatelliteState::Registered),
             satellite::name.eq(r.name),
             satellite::registered_at.eq(now),
             satellite::removed_at.eq(None::<i64>),
@@ -88,7 +88,7 @@ pub fn set_registered(conn: &mut SqliteConnection, now: i64, r: &Registered<'_>)
 pub fn set_pending(conn: &mut SqliteConnection, request_id: &str) -> Result<()> {
     diesel::update(satellite::table)
         .set((
-            satellite::state.eq("pending"),
+            satellite::state.eq(crate::states::SatelliteState::Pending),
             satellite::registration_request_id.eq(request_id),
         ))
         .execute(conn)?;

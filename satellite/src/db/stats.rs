@@ -21,7 +21,7 @@ pub fn counts(conn: &mut SqliteConnection) -> Result<Counts> {
         licenses: licenses::table.count().get_result(conn)?,
         tokens: registration_tokens::table.count().get_result(conn)?,
         product_instances: product_instances::table
-            .filter(product_instances::state.eq("active"))
+            .filter(product_instances::state.eq(crate::states::PiState::Active))
             .count()
             .get_result(conn)?,
         active_alerts: alerts::table

@@ -408,7 +408,7 @@ pub fn rejections(conn: &mut SqliteConnection) -> Result<Vec<Rejection>> {
 pub fn mark_removed(conn: &mut SqliteConnection, now: i64) -> Result<()> {
     diesel::update(satellite::table)
         .set((
-            satellite::state.eq("removed"),
+            satellite::state.eq(crate::states::SatelliteState::Removed),
             satellite::removed_at.eq(now),
         ))
         .execute(conn)?;

@@ -251,7 +251,7 @@ mod tests {
                 s::name.eq("site-a"),
                 s::hostname.eq("h"),
                 s::created_at.eq(at),
-                s::state.eq("registered"),
+                s::state.eq(crate::states::SatelliteState::Registered),
                 s::registered_at.eq(at),
                 s::next_sync_due_at.eq(at + SYNC_INTERVAL),
             ))
@@ -293,7 +293,7 @@ mod tests {
         assert!(r.removed);
         assert_eq!(active(&mut c), vec![REMOVED]);
         let me = identity::get(&mut c).unwrap().unwrap();
-        assert_eq!(me.state, "removed");
+        assert_eq!(me.state, crate::states::SatelliteState::Removed);
         assert!(run(&mut c, t0 + 91 * DAY).unwrap().raised.is_empty());
     }
 

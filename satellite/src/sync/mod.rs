@@ -19,6 +19,7 @@ use crate::clock;
 use crate::db::identity::SatelliteRow;
 use crate::db::{self, Store};
 use crate::error::{Error, Result};
+use crate::states::SatelliteState;
 
 /// Progress of long work, for the CLI to show.
 #[derive(Debug, Clone, Copy)]
@@ -30,12 +31,12 @@ pub struct Progress {
 
 /// The cloud a registered satellite syncs with; a clear refusal otherwise.
 pub fn registered_with_cloud(me: &SatelliteRow) -> Result<&str> {
-    match me.state.as_str() {
-        "registered" => me
+    match me.state {
+        SatelliteState::Registered => me
             .cloud_id
             .as_deref()
             .ok_or_else(|| Error::State("the satellite has no cloud id".into())),
-        "removed" => Err(Error::Removed(format!(
+        SatelliteState::Removed => Err(Error::Removed(format!(
             "this satellite was removed at {} (90 days without a successful sync) and can no \
              longer sync; register it again (`satellite register export` or `register network`)",
             me.removed_at.map(clock::format).unwrap_or_default()
@@ -50,7 +51,7 @@ pub fn registered_with_cloud(me: &SatelliteRow) -> Result<&str> {
 /// `satellite sync status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SyncStatus {
-    pub state: String,
+    pub state: SatelliteState,
     /// "network" when a cloud URL is configured, else "manual".
     pub mode: String,
     pub last_sync: Option<String>,
@@ -86,7 +87,7 @@ pub fn status(store: &Store, config: &crate::config::Config, now: i64) -> Result
     };
     let network = !config.cloud.url.is_empty();
     Ok(SyncStatus {
-        state: me.state.clone(),
+        state: me.state,
         mode: if network { "network" } else { "manual" }.into(),
         last_sync: me.last_sync_at.map(clock::format),
         last_sync_mode: st.last_mode.clone(),

@@ -362,7 +362,7 @@ async fn dashboard(state: web::Data<AppState>, Caller(who): Caller) -> Result<Ht
     };
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let mut body = String::from(r#"<div class="cards">"#);
-    body += &card("registration", "Registration", st.state.clone());
+    body += &card("registration", "Registration", st.state.to_string());
     body += &card("sync-due", "Next sync due", opt(&sync.next_sync_due));
     body += &card(
         "days-left",
@@ -905,7 +905,7 @@ async fn render_sync(
     let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or("—"));
     let mut body = format!(
         r#"<table id="sync-status"><tr><th>State</th><td>{}</td></tr><tr><th>Last sync</th><td>{}</td></tr><tr><th>Next sync due</th><td>{}</td></tr><tr><th>Removal at</th><td>{}</td></tr><tr><th>Days left before removal</th><td id="sync-days-left">{}</td></tr><tr><th>Waiting to be sent</th><td>{} product instance(s), {} event(s), {} export request(s)</td></tr></table>"#,
-        esc(&st.state),
+        esc(st.state.as_str()),
         opt(&st.last_sync),
         opt(&st.next_sync_due),
         opt(&st.removal_at),
@@ -1064,7 +1064,7 @@ async fn render_registration(
         crate::http::blocking(move || crate::status::status(&s.store, s.clock.as_ref())).await?;
     let mut body = format!(
         r#"<table id="registration-status"><tr><th>State</th><td id="registration-state">{}</td></tr><tr><th>Satellite id</th><td>{}</td></tr><tr><th>Name</th><td>{}</td></tr><tr><th>Smart account</th><td>{}</td></tr><tr><th>Registered at</th><td>{}</td></tr></table>"#,
-        esc(&st.state),
+        esc(st.state.as_str()),
         esc(&st.satellite_id),
         esc(&st.name),
         esc(st.account.as_deref().unwrap_or("—")),
