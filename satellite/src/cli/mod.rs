@@ -2,7 +2,6 @@
 //! domain layer and prints; exit codes come from [`Error::exit_code`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};

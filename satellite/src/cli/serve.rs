@@ -13,17 +13,7 @@ pub(super) fn serve(config: Config) -> Result<()> {
     );
     first_admin(&ctx)?;
     let (writer, writer_thread) = crate::db::writer::Writer::start(&ctx.store)?;
-    let state = AppState {
-        device_ca: Arc::new(crate::identity::device_ca(ctx.store.data_dir())?),
-        token_key: Arc::new(crate::identity::token_key(ctx.store.data_dir())?),
-        identities: Arc::default(),
-        console: Arc::default(),
-        config: ctx.config,
-        store: ctx.store,
-        clock: ctx.clock,
-        writer,
-        ready: Arc::new(AtomicBool::new(false)),
-    };
+    let state = AppState::new(ctx.config, ctx.store, ctx.clock, writer)?;
     let scheduler = crate::sync::network::Scheduler::start(
         state.store.clone(),
         state.config.clone(),

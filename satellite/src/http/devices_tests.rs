@@ -34,7 +34,7 @@ fn site(export_controlled: bool, registered: bool) -> Site {
         end: None,
         restricted: false,
     };
-    let (store, dir, token, key, ca) =
+    let (store, dir, token, _, _) =
         crate::devices::tests::site_with(&[("Lab", line)], export_controlled);
     if !registered {
         use diesel::RunQueryDsl;
@@ -47,17 +47,7 @@ fn site(export_controlled: bool, registered: bool) -> Site {
     config.console.listen = String::new();
     let clock = crate::clock::from_config(false, &store);
     let (writer, thread) = crate::db::writer::Writer::start(&store).unwrap();
-    let state = AppState {
-        device_ca: std::sync::Arc::new(ca),
-        token_key: std::sync::Arc::new(key),
-        identities: Default::default(),
-        console: Default::default(),
-        config: std::sync::Arc::new(config),
-        store,
-        clock,
-        writer,
-        ready: Default::default(),
-    };
+    let state = AppState::new(std::sync::Arc::new(config), store, clock, writer).unwrap();
     Site {
         _dir: dir,
         state,

@@ -40,6 +40,29 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
 }
 
+impl AppState {
+    /// The state of a server over `store`: the device CA and token key from its data
+    /// directory, empty caches, not ready yet.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        writer: Writer,
+    ) -> crate::error::Result<AppState> {
+        Ok(AppState {
+            device_ca: Arc::new(crate::identity::device_ca(store.data_dir())?),
+            token_key: Arc::new(crate::identity::token_key(store.data_dir())?),
+            identities: Arc::default(),
+            console: Arc::default(),
+            config,
+            store,
+            clock,
+            writer,
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
 /// Registers every device route (and the operator routes when the console shares the
 /// device listener), the request-size limits and the error mapping of body parsing.
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {

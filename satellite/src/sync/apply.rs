@@ -144,24 +144,28 @@ pub fn import<R: Read + Seek>(
         return Ok(outcome);
     }
 
+    // The one way a response is applied, for real or as a preview.
+    let mut apply = |conn: &mut SqliteConnection| {
+        apply_in(
+            conn,
+            at,
+            Incoming {
+                manifest: &m,
+                payload: &resp,
+                bundle: &mut bundle,
+                mode,
+            },
+            Report {
+                outcome: &mut outcome,
+                progress: &mut *progress,
+            },
+        )
+    };
     if dry_run {
         // The same reading as the real thing, inside a transaction that is always rolled
         // back: the closure's only way out is an error, the preview or a real one.
         let r = conn.immediate_transaction::<(), Rollback, _>(|conn| {
-            apply_in(
-                conn,
-                at,
-                Incoming {
-                    manifest: &m,
-                    payload: &resp,
-                    bundle: &mut bundle,
-                    mode,
-                },
-                Report {
-                    outcome: &mut outcome,
-                    progress,
-                },
-            )?;
+            apply(conn)?;
             Err(Rollback::Preview)
         });
         match r {
@@ -181,20 +185,7 @@ pub fn import<R: Read + Seek>(
                 clock::format(applied_at)
             )));
         }
-        apply_in(
-            conn,
-            at,
-            Incoming {
-                manifest: &m,
-                payload: &resp,
-                bundle: &mut bundle,
-                mode,
-            },
-            Report {
-                outcome: &mut outcome,
-                progress,
-            },
-        )
+        apply(conn)
     })?;
     outcome.status = "applied".into();
     outcome.message = format!(

@@ -42,17 +42,7 @@ fn fixture() -> Fixture {
             tokens.push((role, t.token));
         }
     }
-    let state = AppState {
-        device_ca: std::sync::Arc::new(crate::identity::device_ca(store.data_dir()).unwrap()),
-        token_key: std::sync::Arc::new(crate::identity::token_key(store.data_dir()).unwrap()),
-        identities: Default::default(),
-        console: Default::default(),
-        config: std::sync::Arc::new(config),
-        store,
-        clock,
-        writer,
-        ready: Default::default(),
-    };
+    let state = AppState::new(std::sync::Arc::new(config), store, clock, writer).unwrap();
     Fixture {
         _dir: dir,
         state,
