@@ -927,15 +927,9 @@ pub(crate) mod tests {
     use diesel::connection::InstrumentationEvent;
     use std::sync::{Arc, Mutex};
 
-    /// A registered satellite with VA "Lab" holding 10 of "tag", a token, and its key.
-    fn site() -> (
-        crate::db::Store,
-        tempfile::TempDir,
-        String,
-        TokenKey,
-        DeviceCa,
-    ) {
-        let line = sync_format::payload::LicenseLine {
+    /// 10 perpetual licenses of "tag".
+    pub(crate) fn ten_of_tag() -> sync_format::payload::LicenseLine {
+        sync_format::payload::LicenseLine {
             tag: "tag".into(),
             name: "License".into(),
             description: String::new(),
@@ -944,8 +938,18 @@ pub(crate) mod tests {
             start: None,
             end: None,
             restricted: false,
-        };
-        site_with(&[("Lab", line)], false)
+        }
+    }
+
+    /// A registered satellite with VA "Lab" holding 10 of "tag", a token, and its key.
+    fn site() -> (
+        crate::db::Store,
+        tempfile::TempDir,
+        String,
+        TokenKey,
+        DeviceCa,
+    ) {
+        site_with(&[("Lab", ten_of_tag())], false)
     }
 
     /// A registered satellite with these (VA, license line)s and a token for the first VA.

@@ -24,18 +24,10 @@ struct Site {
 /// A registered satellite with 10 of `TAG` in "Lab" and a token for it (export-controlled
 /// when asked), served by the app factory.
 fn site(export_controlled: bool, registered: bool) -> Site {
-    let line = sync_format::payload::LicenseLine {
-        tag: TAG.into(),
-        name: "License".into(),
-        description: String::new(),
-        kind: sync_format::payload::LicenseKind::Perpetual,
-        quantity: 10,
-        start: None,
-        end: None,
-        restricted: false,
-    };
-    let (store, dir, token, _, _) =
-        crate::devices::tests::site_with(&[("Lab", line)], export_controlled);
+    let (store, dir, token, _, _) = crate::devices::tests::site_with(
+        &[("Lab", crate::devices::tests::ten_of_tag())],
+        export_controlled,
+    );
     if !registered {
         use diesel::RunQueryDsl;
         diesel::sql_query("UPDATE satellite SET state = 'unregistered'")
