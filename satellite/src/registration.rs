@@ -147,7 +147,7 @@ pub fn import_authorization(
 
     let anchor = trusted_ca(config, me.cloud_ca_pem.as_deref())?;
     if let (Some(a), Some(given)) = (&anchor, accept_ca) {
-        if openssl::sha::sha256(&a.to_der()?) != *given {
+        if pki::sha256_of(a)? != *given {
             return Err(Error::invalid(format!(
                 "the cloud CA fingerprint given does not match the cloud CA this satellite \
                  already trusts ({}); leave it out, or correct it",
@@ -341,9 +341,12 @@ pub fn register_network(
 ) -> Result<NetworkOutcome> {
     let mut conn = store.conn()?;
     let me = identity::require(&mut conn)?;
+    // The CA configured or pinned, read once: for TLS unless --ca names another, and to tell
+    // a first registration.
+    let anchor = trusted_ca(config, me.cloud_ca_pem.as_deref())?;
     let ca_pem = match ca_override {
         Some(p) => std::fs::read(p).map_err(|e| Error::file(p, e))?,
-        None => match trusted_ca(config, me.cloud_ca_pem.as_deref())? {
+        None => match &anchor {
             Some(ca) => ca.to_pem()?,
             None => {
                 return Err(Error::invalid(
@@ -358,15 +361,14 @@ pub fn register_network(
     // On a first registration (no CA configured or pinned), the CA the operator gave for the
     // cloud's TLS vouches for the authorization too, when it is the CA that signed it;
     // otherwise the operator gives its fingerprint.
-    let first = trusted_ca(config, me.cloud_ca_pem.as_deref())?.is_none();
     let tls_ca = match (accept_ca, ca_override) {
-        (None, Some(_)) if first => {
+        (None, Some(_)) if anchor.is_none() => {
             let ca = X509::from_pem(&ca_pem).map_err(|e| {
                 Error::invalid(format!(
                     "the CA given for the cloud's TLS is not a PEM certificate: {e}"
                 ))
             })?;
-            Some(openssl::sha::sha256(&ca.to_der()?))
+            Some(pki::sha256_of(&ca)?)
         }
         _ => None,
     };
@@ -536,7 +538,7 @@ mod tests {
         let (_, request_id) = make_request(&store, &cfg, &SystemClock, "manual", None).unwrap();
         let (a, b) = (fake_cloud(), fake_cloud());
 
-        let fp = |c: &FakeCloud| openssl::sha::sha256(&c.ca.to_der().unwrap());
+        let fp = |c: &FakeCloud| pki::sha256_of(&c.ca).unwrap();
         let unregistered = || {
             let me = identity::get(&mut store.conn().unwrap()).unwrap().unwrap();
             assert_eq!(me.state, crate::states::SatelliteState::Unregistered);

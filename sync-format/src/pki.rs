@@ -354,6 +354,11 @@ pub fn parse_fingerprint(text: &str) -> Result<[u8; 32]> {
     }
 }
 
+/// The SHA-256 of `cert`'s DER: what a fingerprint is, as bytes.
+pub fn sha256_of(cert: &X509Ref) -> Result<[u8; 32]> {
+    Ok(openssl::sha::sha256(&cert.to_der()?))
+}
+
 /// The SHA-256 fingerprint of `cert` as `SHA256:AB:CD:…`.
 pub fn sha256_fingerprint(cert: &X509Ref) -> Result<String> {
     Ok(format!("SHA256:{}", fingerprint(cert)?))
@@ -513,8 +518,7 @@ pub fn verify_chain(chain: &[X509], trust: Trust<'_>, now: i64) -> Result<()> {
                     "the last certificate of signer.pem is not a self-signed CA".into(),
                 ));
             }
-            let found = root.digest(MessageDigest::sha256())?;
-            if expected.map(|e| e.as_slice()) != Some(&*found) {
+            if expected != Some(&sha256_of(root)?) {
                 return Err(Error::UnpinnedCa {
                     found: sha256_fingerprint(root)?,
                 });

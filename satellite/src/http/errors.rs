@@ -57,12 +57,7 @@ impl ResponseError for Error {
         } else {
             self.to_string()
         };
-        HttpResponse::build(status).json(ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_string(),
-                message,
-            },
-        })
+        body(status, self.code(), message)
     }
 }
 
@@ -85,17 +80,21 @@ pub async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
     )
 }
 
+/// An extractor's error answered with the documented body.
+fn refused<E>(err: E, status: StatusCode, code: &str, message: String) -> actix_web::Error
+where
+    E: std::fmt::Debug + std::fmt::Display + 'static,
+{
+    actix_web::error::InternalError::from_response(err, body(status, code, message)).into()
+}
+
 /// A path parameter that does not parse (`/tokens/abc`): 400 naming it.
 pub fn path_error(
     err: actix_web::error::PathError,
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    let r = body(
-        StatusCode::BAD_REQUEST,
-        "invalid",
-        format!("invalid path parameter: {err}"),
-    );
-    actix_web::error::InternalError::from_response(err, r).into()
+    let message = format!("invalid path parameter: {err}");
+    refused(err, StatusCode::BAD_REQUEST, "invalid", message)
 }
 
 /// A query string that does not parse: 400 naming the problem.
@@ -103,12 +102,8 @@ pub fn query_error(
     err: actix_web::error::QueryPayloadError,
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    let r = body(
-        StatusCode::BAD_REQUEST,
-        "invalid",
-        format!("invalid query string: {err}"),
-    );
-    actix_web::error::InternalError::from_response(err, r).into()
+    let message = format!("invalid query string: {err}");
+    refused(err, StatusCode::BAD_REQUEST, "invalid", message)
 }
 
 /// Every other error answer that actix makes itself in plain text (a 405, a 413 for a body
@@ -171,14 +166,8 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> actix_web::Error {
         J::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type"),
         _ => (StatusCode::BAD_REQUEST, "invalid"),
     };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.to_string(),
-            message: format!("invalid request body: {err}"),
-        },
-    };
-    actix_web::error::InternalError::from_response(err, HttpResponse::build(status).json(body))
-        .into()
+    let message = format!("invalid request body: {err}");
+    refused(err, status, code, message)
 }
 
 #[cfg(test)]

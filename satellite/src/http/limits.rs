@@ -53,6 +53,7 @@ impl ClientConnections {
     }
 
     /// Connections open from `ip` now.
+    #[cfg(test)]
     pub fn count(&self, ip: IpAddr) -> usize {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.get(&ip).copied().unwrap_or(0)
@@ -115,10 +116,7 @@ pub async fn gate(
             "too many connections from {ip}: at most [server] max_connections_per_client at \
              once"
         ));
-        let mut res = e.error_response();
-        res.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        return Ok(req.into_response(res).map_into_right_body());
+        return Ok(req.into_response(closing(e)).map_into_right_body());
     }
     let payload = req.take_payload();
     let fired = Arc::new(AtomicBool::new(false));
@@ -140,12 +138,16 @@ pub async fn gate(
         "the request body was not sent within {} s ([server] body_timeout_seconds)",
         body_timeout.as_secs()
     ));
-    let mut timed_out = e.error_response();
-    timed_out
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
     let (req, _) = res.into_parts();
-    Ok(ServiceResponse::new(req, timed_out).map_into_right_body())
+    Ok(ServiceResponse::new(req, closing(e)).map_into_right_body())
+}
+
+/// The documented answer for `e`, and the connection closed after it.
+fn closing(e: Error) -> actix_web::HttpResponse {
+    let mut res = e.error_response();
+    res.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// A request body that must arrive whole before its deadline.

@@ -88,7 +88,7 @@ fn main() {
         Ok(())
     })
     .unwrap();
-    let ca = openssl::sha::sha256(&cloud.ca_cert.to_der().unwrap());
+    let ca = sync_format::pki::sha256_of(&cloud.ca_cert).unwrap();
     satellite::registration::import_authorization(&store, &cfg, &clock, &auth, Some(&ca)).unwrap();
 
     println!("sync of {n} devices (one entitlement each)");
