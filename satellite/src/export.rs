@@ -19,6 +19,9 @@ use diesel::SqliteConnection;
 use serde::{Deserialize, Serialize};
 use sync_format::payload::{ExportAnswer, ExportStatus};
 
+/// Which export-controlled requests to list.
+pub use crate::db::export::Filter;
+
 use crate::clock;
 use crate::compliance;
 use crate::db::devices::{self as dbdevices, PiRow};

@@ -108,6 +108,25 @@ pub struct Registered {
     pub next_sync_due: String,
 }
 
+impl Registered {
+    /// What a registration did, in one sentence (CLI and console).
+    pub fn summary(&self) -> String {
+        format!(
+            "registered with the smart account {:?}: virtual accounts {}; {} license line(s); \
+             export-controlled functionality {}; first sync due by {}",
+            self.account,
+            self.virtual_accounts.join(", "),
+            self.license_lines,
+            if self.export_controlled_allowed {
+                "allowed"
+            } else {
+                "not allowed"
+            },
+            self.next_sync_due
+        )
+    }
+}
+
 /// The CA this satellite trusts for the cloud before reading an authorization, if any.
 pub(crate) fn trusted_ca(config: &Config, pinned: Option<&str>) -> Result<Option<X509>> {
     let pem = if !config.cloud.ca_file.is_empty() {

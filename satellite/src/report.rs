@@ -294,6 +294,61 @@ pub fn devices(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<Vec<Devi
         .collect())
 }
 
+/// What a sync response changes in the license pools.
+pub fn license_changes_table(rows: &[crate::sync::apply::LicenseChange]) -> Table {
+    let mut t = Table::new(&[
+        "Change",
+        "License",
+        "Tag",
+        "Virtual account",
+        "Before",
+        "After",
+    ]);
+    for c in rows {
+        t.push(vec![
+            c.change.clone(),
+            c.name.clone(),
+            c.tag.clone(),
+            c.virtual_account.clone(),
+            c.before.to_string(),
+            c.after.to_string(),
+        ]);
+    }
+    t
+}
+
+/// Registration tokens, as the console lists them.
+pub fn tokens_table(rows: &[crate::tokens::TokenView]) -> Table {
+    let mut t = Table::new(&[
+        "ID",
+        "Token",
+        "Virtual account",
+        "Description",
+        "Expires",
+        "Uses",
+        "Export-controlled",
+        "State",
+        "Created by",
+    ]);
+    for v in rows {
+        t.push(vec![
+            v.id.to_string(),
+            format!("{}...", v.hint),
+            v.virtual_account.clone(),
+            v.description.clone(),
+            v.expires_at.clone(),
+            match v.max_uses {
+                Some(m) => format!("{}/{m}", v.uses),
+                None => v.uses.to_string(),
+            },
+            if v.export_controlled { "allowed" } else { "" }.into(),
+            v.status.clone(),
+            v.created_by.clone(),
+        ]);
+    }
+    t
+}
+
 pub fn devices_table(rows: &[DeviceRow]) -> Table {
     let mut t = Table::new(&[
         "Name",
@@ -357,6 +412,64 @@ pub fn alerts_table(rows: &[AlertView]) -> Table {
         ]);
     }
     t
+}
+
+/// Operator accounts.
+pub fn users_table(rows: &[crate::operators::OperatorView]) -> Table {
+    let mut t = Table::new(&["User", "Role", "Created", "Password changed", "Last login"]);
+    for u in rows {
+        t.push(vec![
+            u.username.clone(),
+            u.role.to_string(),
+            u.created_at.clone(),
+            u.password_changed_at.clone(),
+            u.last_login_at.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+/// Operators' API tokens.
+pub fn api_tokens_table(rows: &[crate::operators::ApiTokenView]) -> Table {
+    let mut t = Table::new(&[
+        "ID",
+        "User",
+        "Description",
+        "Created",
+        "Expires",
+        "Last used",
+        "State",
+    ]);
+    for v in rows {
+        t.push(vec![
+            v.id.to_string(),
+            v.username.clone(),
+            v.description.clone(),
+            v.created_at.clone(),
+            v.expires_at.clone().unwrap_or_else(|| "never".into()),
+            v.last_used_at.clone().unwrap_or_default(),
+            v.state.to_string(),
+        ]);
+    }
+    t
+}
+
+/// Which events to list.
+pub use crate::db::events::Filter as EventFilter;
+/// Whether the event log's hash chain is intact.
+pub use crate::db::events::Verified as EventVerification;
+
+/// Events matching `f`, oldest first, as operators see them.
+pub fn events(conn: &mut SqliteConnection, f: &EventFilter) -> Result<Vec<EventView>> {
+    Ok(crate::db::events::list(conn, f)?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// Checks the event log's hash chain.
+pub fn verify_events(conn: &mut SqliteConnection) -> Result<EventVerification> {
+    crate::db::events::verify(conn)
 }
 
 /// An event as operators see it.

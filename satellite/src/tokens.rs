@@ -262,6 +262,16 @@ pub fn check(
     })
 }
 
+/// The virtual accounts a token can be made for, by name.
+pub fn virtual_accounts(conn: &mut SqliteConnection) -> Result<Vec<String>> {
+    let mut names: Vec<String> = crate::db::pools::va_names(conn)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 pub fn list(conn: &mut SqliteConnection, now: i64) -> Result<Vec<TokenView>> {
     Ok(db::list(conn)?
         .into_iter()

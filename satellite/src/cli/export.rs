@@ -56,7 +56,7 @@ pub(super) fn export_command(config: Config, cmd: ExportCommand) -> Result<()> {
         } => {
             let all = export::list(
                 &mut conn,
-                &crate::db::export::Filter {
+                &export::Filter {
                     state,
                     va,
                     pi: device,

@@ -52,23 +52,14 @@ pub enum RegisterCommand {
 
 pub(super) fn register_command(config: Config, cmd: RegisterCommand) -> Result<()> {
     use crate::registration::{self, NetworkOutcome, Registered};
-    let print_registered =
-        |r: &Registered, json: bool| -> Result<()> {
-            if json {
-                println!("{}", to_json(r)?);
-            } else {
-                println!(
-                "registered with the smart account {:?}: virtual accounts {}; {} license line(s); \
-                 export-controlled functionality {}; first sync due by {}",
-                r.account,
-                r.virtual_accounts.join(", "),
-                r.license_lines,
-                if r.export_controlled_allowed { "allowed" } else { "not allowed" },
-                r.next_sync_due
-            );
-            }
-            Ok(())
-        };
+    let print_registered = |r: &Registered, json: bool| -> Result<()> {
+        if json {
+            println!("{}", to_json(r)?);
+        } else {
+            println!("{}", r.summary());
+        }
+        Ok(())
+    };
     match cmd {
         RegisterCommand::Export { out } => {
             let ctx = Context::open(config)?;

@@ -7,7 +7,6 @@ use super::{operator, to_json, Context};
 use crate::alerts;
 use crate::clock;
 use crate::config::Config;
-use crate::db;
 use crate::error::{Error, Result};
 use crate::report::{self, Table};
 
@@ -243,9 +242,9 @@ pub fn event_command(config: Config, cmd: EventCommand) -> Result<()> {
             if limit.is_some_and(|n| n < 1) {
                 return Err(Error::invalid("--limit must be at least 1"));
             }
-            let rows: Vec<report::EventView> = db::events::list(
+            let rows = report::events(
                 &mut conn,
-                &db::events::Filter {
+                &report::EventFilter {
                     va_name: va,
                     pi_uuid: pi,
                     license_tag: license,
@@ -254,14 +253,11 @@ pub fn event_command(config: Config, cmd: EventCommand) -> Result<()> {
                     until: time(&until)?,
                     limit,
                 },
-            )?
-            .into_iter()
-            .map(Into::into)
-            .collect();
+            )?;
             format.print(&rows, report::events_table, "event(s)")
         }
         EventCommand::Verify { json } => {
-            let v = db::events::verify(&mut conn)?;
+            let v = report::verify_events(&mut conn)?;
             if json {
                 println!("{}", to_json(&v)?);
             } else if v.broken_at.is_none() {

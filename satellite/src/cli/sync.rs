@@ -61,70 +61,7 @@ pub(super) fn show_progress(p: crate::sync::Progress) {
 }
 
 pub(super) fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
-    use crate::sync::{self, apply::ImportOutcome, request::RequestSummary};
-    let request_text = |r: &RequestSummary| {
-        format!(
-            "sync request {} (sequence {}, {}): {} product instances, {} usage records, {} \
-             export requests and returns, {} events{}",
-            r.bundle_id,
-            r.sequence,
-            if r.full {
-                "full".to_string()
-            } else if r.to_change > r.from_change {
-                format!("changes {} to {}", r.from_change + 1, r.to_change)
-            } else {
-                "no new changes".to_string()
-            },
-            r.product_instances,
-            r.usage,
-            r.export_requests,
-            r.events,
-            if r.resent_rejected > 0 {
-                format!(
-                    " ({} sent again after the cloud refused them)",
-                    r.resent_rejected
-                )
-            } else {
-                String::new()
-            }
-        )
-    };
-    let import_text = |o: &ImportOutcome| {
-        let mut s = o.message.clone();
-        for v in &o.virtual_accounts_added {
-            s.push_str(&format!("\n  virtual account added: {v}"));
-        }
-        for c in &o.license_changes {
-            s.push_str(&format!(
-                "\n  {} {} in {}: {} -> {} ({})",
-                c.change, c.name, c.virtual_account, c.before, c.after, c.tag
-            ));
-        }
-        for r in &o.rejected {
-            s.push_str(&format!(
-                "\n  refused by the cloud, sent again at the next sync: {} {}: {}",
-                r.pi, r.record, r.reason
-            ));
-        }
-        for a in o.export_answers.iter().filter(|a| a.result != "ignored") {
-            s.push_str(&format!(
-                "\n  export {} {}: {} x {} for {}{}",
-                a.result,
-                a.request_id,
-                a.count,
-                a.tag,
-                a.pi,
-                a.reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ));
-        }
-        if o.status != "already-applied" {
-            s.push_str(&format!("\n  next sync due by {}", o.next_sync_due));
-        }
-        s
-    };
+    use crate::sync;
     match cmd {
         SyncCommand::Export { out, full, json } => {
             let ctx = Context::open(config)?;
@@ -163,7 +100,7 @@ pub(super) fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
                     "wrote {}: {}\nupload it to the cloud, then run `satellite sync import \
                      RESPONSE-FILE`",
                     out.display(),
-                    request_text(&summary)
+                    summary.text()
                 );
             }
             Ok(())
@@ -186,7 +123,7 @@ pub(super) fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
             if json {
                 println!("{}", to_json(&o)?);
             } else {
-                println!("{}", import_text(&o));
+                println!("{}", o.text());
             }
             Ok(())
         }
@@ -205,7 +142,7 @@ pub(super) fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
                     to_json(&serde_json::json!({ "request": r, "response": o }))?
                 );
             } else {
-                println!("sent {}\n{}", request_text(&r), import_text(&o));
+                println!("sent {}\n{}", r.text(), o.text());
             }
             Ok(())
         }

@@ -61,6 +61,72 @@ pub struct ImportOutcome {
     pub message: String,
 }
 
+impl ImportOutcome {
+    /// Each license change as a line, for the CLI (the console shows them as a table:
+    /// [`crate::report::license_changes_table`]).
+    pub fn change_lines(&self) -> Vec<String> {
+        self.license_changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} in {}: {} -> {} ({})",
+                    c.change, c.name, c.virtual_account, c.before, c.after, c.tag
+                )
+            })
+            .collect()
+    }
+
+    /// Everything else it did, one sentence each, as the CLI and the console show it:
+    /// virtual accounts added, records the cloud refused, answers to export requests and
+    /// the next deadline.
+    pub fn notes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .virtual_accounts_added
+            .iter()
+            .map(|v| format!("Virtual account added: {v}"))
+            .collect();
+        out.extend(self.rejected.iter().map(|r| {
+            format!(
+                "Refused by the cloud, sent again at the next sync: {} {}: {}",
+                r.pi, r.record, r.reason
+            )
+        }));
+        out.extend(
+            self.export_answers
+                .iter()
+                .filter(|a| a.result != "ignored")
+                .map(|a| {
+                    format!(
+                        "Export {} {}: {} x {} for {}{}",
+                        a.result,
+                        a.request_id,
+                        a.count,
+                        a.tag,
+                        a.pi,
+                        a.reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    )
+                }),
+        );
+        if self.status != "already-applied" {
+            out.push(format!("Next sync due by {}.", self.next_sync_due));
+        }
+        out
+    }
+
+    /// The whole outcome as text: the message, then each change and note indented.
+    pub fn text(&self) -> String {
+        let mut s = self.message.clone();
+        for line in self.change_lines().iter().chain(&self.notes()) {
+            s.push_str("\n  ");
+            s.push_str(line);
+        }
+        s
+    }
+}
+
 /// Imports a sync response. `mode` is "manual" (a file) or "network".
 pub fn import<R: Read + Seek>(
     store: &Store,

@@ -48,6 +48,37 @@ pub struct RequestSummary {
     pub resent_rejected: u64,
 }
 
+impl RequestSummary {
+    /// One line saying what the request carries.
+    pub fn text(&self) -> String {
+        format!(
+            "sync request {} (sequence {}, {}): {} product instances, {} usage records, {} \
+             export requests and returns, {} events{}",
+            self.bundle_id,
+            self.sequence,
+            if self.full {
+                "full".to_string()
+            } else if self.to_change > self.from_change {
+                format!("changes {} to {}", self.from_change + 1, self.to_change)
+            } else {
+                "no new changes".to_string()
+            },
+            self.product_instances,
+            self.usage,
+            self.export_requests,
+            self.events,
+            if self.resent_rejected > 0 {
+                format!(
+                    " ({} sent again after the cloud refused them)",
+                    self.resent_rejected
+                )
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
 /// Writes a sync request into `out` and records it. `mode` is "manual" or "network".
 pub fn make<W: Read + Write + Seek>(
     store: &Store,

@@ -493,7 +493,7 @@ async fn events_list(state: web::Data<AppState>, q: Query<EventQuery>) -> Result
         return Err(Error::invalid("limit must be at least 1"));
     }
     let time = |s: &Option<String>| s.as_deref().map(crate::clock::parse_time).transpose();
-    let f = crate::db::events::Filter {
+    let f = report::EventFilter {
         va_name: q.va,
         pi_uuid: q.pi,
         license_tag: q.license,
@@ -502,16 +502,12 @@ async fn events_list(state: web::Data<AppState>, q: Query<EventQuery>) -> Result
         until: time(&q.until)?,
         limit: q.limit,
     };
-    let list: Vec<report::EventView> = db(&state, move |c| crate::db::events::list(c, &f))
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let list = db(&state, move |c| report::events(c, &f)).await?;
     rows(&list, q.format, report::events_table, "events")
 }
 
 async fn events_verify(state: web::Data<AppState>) -> Result<HttpResponse> {
-    let v = db(&state, crate::db::events::verify).await?;
+    let v = db(&state, report::verify_events).await?;
     Ok(json(&v))
 }
 
@@ -526,7 +522,7 @@ struct ExportQuery {
 
 async fn exports_list(state: web::Data<AppState>, q: Query<ExportQuery>) -> Result<HttpResponse> {
     let q = q.into_inner();
-    let f = crate::db::export::Filter {
+    let f = crate::export::Filter {
         state: q.state,
         va: q.va,
         pi: q.device,

@@ -12,7 +12,6 @@
 mod api;
 mod console;
 mod form;
-mod html;
 mod ops;
 
 use std::future::{ready, Ready};

@@ -1,0 +1,147 @@
+//! Product instances: the filtered list, removing one, allowing one to register again
+//! without its key.
+
+use actix_web::web::{self, Path, Query};
+use actix_web::HttpResponse;
+use maud::html;
+use serde::Deserialize;
+
+use super::frame::{self, button, Flash};
+use super::{after, ok_page, outcome};
+use crate::error::Result;
+use crate::http::operator::{act, db, Caller};
+use crate::http::AppState;
+use crate::operators::{Principal, Role};
+use crate::report;
+use crate::states::PiState;
+
+#[derive(Debug, Deserialize, Default, Clone)]
+pub(super) struct DeviceQuery {
+    va: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+}
+
+async fn render(
+    state: &AppState,
+    who: &Principal,
+    q: DeviceQuery,
+    flash: Option<Flash>,
+) -> Result<HttpResponse> {
+    let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let f = report::DeviceFilter {
+        vas: nonempty(&q.va).into_iter().collect(),
+        product_types: Vec::new(),
+        name: nonempty(&q.name),
+        // A status the form does not offer lists every state.
+        state: q.status.as_deref().and_then(PiState::parse),
+    };
+    let (rows, flash) = match db(state, move |c| report::devices(c, &f)).await {
+        Ok(r) => (r, flash),
+        Err(e) => (Vec::new(), Some(outcome(Err(e)).1)),
+    };
+    let chosen = q.status.as_deref().and_then(PiState::parse);
+    let actions = |i: usize| {
+        let d = &rows[i];
+        html! {
+            @if who.role >= Role::Operator && d.state != PiState::Removed {
+                (button(
+                    who,
+                    &format!("/console/devices/{}/allow-reregister", d.pi_id),
+                    "Allow re-registration (24 h)",
+                    "",
+                ))
+                (button(who, &format!("/console/devices/{}/remove", d.pi_id), "Remove", "danger"))
+            }
+        }
+    };
+    let body = html! {
+        form method="get" action="/console/devices" class="box" {
+            label for="f-va" { "Virtual account" }
+            input type="text" id="f-va" name="va" value=(q.va.as_deref().unwrap_or(""));
+            label for="f-name" { "Name contains" }
+            input type="text" id="f-name" name="name" value=(q.name.as_deref().unwrap_or(""));
+            label for="f-status" { "Status" }
+            select id="f-status" name="status" {
+                option value="" { "any" }
+                @for s in [PiState::Active, PiState::Removed] {
+                    option selected[chosen == Some(s)] { (s.as_str()) }
+                }
+            }
+            p {
+                button type="submit" { "Filter" } " "
+                a href="/api/v1/operator/devices?format=csv" { "Export all as CSV" }
+            }
+        }
+        (frame::table(&report::devices_table(&rows), "devices", Some(&actions)))
+    };
+    Ok(ok_page("Product instances", who, flash, body))
+}
+
+pub(super) async fn page(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    q: Query<DeviceQuery>,
+) -> Result<HttpResponse> {
+    render(&state, &who, q.into_inner(), None).await
+}
+
+/// A device action of the product-instance page: does it, then shows the page with what it
+/// did (`say`) or why not.
+async fn action<F>(
+    state: &AppState,
+    who: &Principal,
+    f: F,
+    say: impl FnOnce(&crate::devices::DeviceView) -> String,
+) -> Result<HttpResponse>
+where
+    F: FnOnce(&mut diesel::SqliteConnection, i64, &str) -> Result<crate::devices::DeviceView>
+        + Send
+        + 'static,
+{
+    let r = act(state, who, f).await.map(|v| say(&v));
+    after(r, |f| render(state, who, DeviceQuery::default(), f)).await
+}
+
+pub(super) async fn remove(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<String>,
+) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    action(
+        &state,
+        &who,
+        move |c, now, actor| crate::devices::remove(c, &id, now, actor),
+        |v| {
+            format!(
+                "Product instance {} ({}) removed; its licenses are released.",
+                v.name, v.pi_id
+            )
+        },
+    )
+    .await
+}
+
+/// Lets a device that lost its key register again without it, for a day.
+pub(super) async fn allow_reregister(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: Path<String>,
+) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    let hours = crate::devices::REREGISTER_DEFAULT_HOURS;
+    action(
+        &state,
+        &who,
+        move |c, now, actor| crate::devices::allow_reregister(c, &id, hours, now, actor),
+        |v| {
+            format!(
+                "Product instance {} ({}) may register again without its current key for \
+                 {hours} hours.",
+                v.name, v.pi_id
+            )
+        },
+    )
+    .await
+}
