@@ -1,5 +1,7 @@
-//! `satellite serve`: the HTTPS server, with our own SIGINT/SIGTERM handling that stops
-//! accepting, lets in-flight requests finish and closes the store.
+//! The running server, assembled: the single writer, the shared state, the sync scheduler
+//! and the HTTPS listeners (device API and console), with our own SIGINT/SIGTERM handling
+//! that stops accepting, lets in-flight requests finish and closes the store. `satellite
+//! serve` opens the store and calls [`run`].
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,6 +15,28 @@ use crate::tls;
 
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the satellite's server on an opened store until SIGINT or SIGTERM, then stops the
+/// scheduler and lets the writer finish its queue.
+pub fn run(
+    config: std::sync::Arc<crate::config::Config>,
+    store: crate::db::Store,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> Result<()> {
+    let (writer, writer_thread) = crate::db::writer::Writer::start(&store)?;
+    let state = AppState::new(config, store, clock, writer)?;
+    let scheduler = crate::sync::network::Scheduler::start(
+        state.store.clone(),
+        state.config.clone(),
+        state.clock.clone(),
+    )?;
+    let served = actix_web::rt::System::new().block_on(serve(state));
+    scheduler.stop();
+    // No request is in flight any more: the writer finishes its queue and ends.
+    writer_thread.stop();
+    tracing::info!("database closed");
+    served
+}
 
 /// Serves until SIGINT or SIGTERM. Must run inside an actix system.
 pub async fn serve(state: AppState) -> Result<()> {

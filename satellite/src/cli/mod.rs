@@ -10,7 +10,6 @@ use crate::clock::{self, Clock, ManualClock};
 use crate::config::{Config, LogFormat};
 use crate::db::Store;
 use crate::error::{Error, Result};
-use crate::http::AppState;
 
 mod backup;
 mod device;

@@ -12,19 +12,7 @@ pub(super) fn serve(config: Config) -> Result<()> {
         "starting satellite"
     );
     first_admin(&ctx)?;
-    let (writer, writer_thread) = crate::db::writer::Writer::start(&ctx.store)?;
-    let state = AppState::new(ctx.config, ctx.store, ctx.clock, writer)?;
-    let scheduler = crate::sync::network::Scheduler::start(
-        state.store.clone(),
-        state.config.clone(),
-        state.clock.clone(),
-    )?;
-    let served = actix_web::rt::System::new().block_on(crate::server::serve(state));
-    scheduler.stop();
-    // No request is in flight any more: the writer finishes its queue and ends.
-    writer_thread.stop();
-    tracing::info!("database closed");
-    served
+    crate::server::run(ctx.config, ctx.store, ctx.clock)
 }
 
 /// First start: creates the "admin" account, with the configured password or a generated
