@@ -27,16 +27,13 @@ use std::collections::{HashMap, HashSet};
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::catalogue::EventKind;
+use crate::catalogue::{AlertKind, Severity};
 use crate::clock::{self, DAY};
 use crate::db::alerts::{self as db, AlertRow, NewAlert};
 use crate::db::{self as store, events, pools};
 use crate::error::{Error, Result};
 use crate::states::PiState;
-
-pub const LICENSES_EXPIRING: &str = "Licenses Expiring";
-pub const LICENSES_EXPIRED: &str = "Licenses Expired";
-pub const PI_FAILED_TO_CONNECT: &str = "Product Instance Failed to Connect";
-pub const PI_FAILED_TO_RENEW: &str = "Product Instance Failed to Renew";
 
 /// Days before a license ends at which Licenses Expiring is raised (seed 001, "Alert
 /// Events").
@@ -95,24 +92,30 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
                 .or_insert((line.va_id, line.name.clone(), 0));
         lot.2 += line.quantity;
     }
-    let said = said_by_subject(conn, &[LICENSES_EXPIRING, LICENSES_EXPIRED])?;
+    let said = said_by_subject(
+        conn,
+        &[AlertKind::LicensesExpiring, AlertKind::LicensesExpired],
+    )?;
     let mut subjects = HashSet::new();
     for ((va, tag, end), (va_id, name, count)) in lots {
         let subject = format!("{va}/{tag}/{}", clock::format(end));
         subjects.insert(subject.clone());
         let history = said.get(&subject).map(Vec::as_slice).unwrap_or_default();
         if now >= end {
-            if history.iter().any(|a| a.kind == LICENSES_EXPIRED) {
+            if history.iter().any(|a| a.kind == AlertKind::LicensesExpired) {
                 continue;
             }
             // The warning before it ends; an operator's dismissal carries over (seed 001).
-            let warning = history.iter().rev().find(|a| a.kind == LICENSES_EXPIRING);
+            let warning = history
+                .iter()
+                .rev()
+                .find(|a| a.kind == AlertKind::LicensesExpiring);
             let dismissed_by = warning
                 .and_then(|w| w.dismissed_by.clone())
                 .filter(|by| by != "system");
             for w in history
                 .iter()
-                .filter(|a| a.kind == LICENSES_EXPIRING && a.state == "active")
+                .filter(|a| a.kind == AlertKind::LicensesExpiring && a.state == "active")
             {
                 db::end(conn, w.id, now, "dismissed", Some("system"))?;
             }
@@ -124,8 +127,7 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
                 conn,
                 now,
                 &NewAlert {
-                    kind: LICENSES_EXPIRED,
-                    severity: "minor",
+                    kind: AlertKind::LicensesExpired,
                     source_type: "license",
                     source_id: Some(&tag),
                     va_id: Some(va_id),
@@ -138,13 +140,13 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
             if let Some(by) = dismissed_by {
                 db::end(conn, id, now, "dismissed", Some(&by))?;
             } else {
-                out.raised.push(format!("{LICENSES_EXPIRED}: {message}"));
+                out.raised
+                    .push(format!("{}: {message}", AlertKind::LicensesExpired));
             }
             events::append(
                 conn,
                 now,
                 &events::NewEvent {
-                    kind: "licenses_expired",
                     va_name: Some(&va),
                     license_tag: Some(&tag),
                     message: format!(
@@ -152,7 +154,7 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
                          Account \"{va}\"."
                     ),
                     actor: "system",
-                    ..Default::default()
+                    ..events::NewEvent::of(EventKind::LicensesExpired)
                 },
             )?;
             // The pool shrank: devices beyond it are out of compliance now.
@@ -165,10 +167,9 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
             continue;
         };
         let period_key = format!("{period}d");
-        if history
-            .iter()
-            .any(|a| a.kind == LICENSES_EXPIRING && a.period.as_deref() == Some(&period_key))
-        {
+        if history.iter().any(|a| {
+            a.kind == AlertKind::LicensesExpiring && a.period.as_deref() == Some(&period_key)
+        }) {
             continue;
         }
         // Seed 001: "<count> <license> licenses in the virtual account "<pool>" are set to
@@ -183,8 +184,7 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
             conn,
             now,
             &NewAlert {
-                kind: LICENSES_EXPIRING,
-                severity: "minor",
+                kind: AlertKind::LicensesExpiring,
                 source_type: "license",
                 source_id: Some(&tag),
                 va_id: Some(va_id),
@@ -194,11 +194,12 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
             &subject,
             &period_key,
         )?;
-        out.raised.push(format!("{LICENSES_EXPIRING}: {message}"));
+        out.raised
+            .push(format!("{}: {message}", AlertKind::LicensesExpiring));
     }
     // A warning about a lot that is no longer in the pool (renewed, moved, removed by the
     // cloud) has nothing left to warn about.
-    for a in db::active_with_subject(conn, &[LICENSES_EXPIRING])? {
+    for a in db::active_with_subject(conn, &[AlertKind::LicensesExpiring])? {
         if a.subject.as_ref().is_some_and(|s| !subjects.contains(s)) {
             db::end(conn, a.id, now, "cleared", None)?;
             out.cleared += 1;
@@ -210,7 +211,7 @@ pub fn licenses(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> R
 /// Every alert of `kinds` about a subject, grouped by subject, oldest first.
 fn said_by_subject(
     conn: &mut SqliteConnection,
-    kinds: &[&str],
+    kinds: &[AlertKind],
 ) -> Result<HashMap<String, Vec<AlertRow>>> {
     let mut by: HashMap<String, Vec<AlertRow>> = HashMap::new();
     for a in db::with_subject(conn, kinds)? {
@@ -224,7 +225,7 @@ fn said_by_subject(
 /// The timers of devices not heard from: Failed to Connect (30, 60 days), Failed to Renew
 /// (90 days, licenses released). Call inside a transaction.
 fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result<()> {
-    let kinds = [PI_FAILED_TO_CONNECT, PI_FAILED_TO_RENEW];
+    let kinds = [AlertKind::PiFailedToConnect, AlertKind::PiFailedToRenew];
     // A device heard from since its alert was raised, or gone, clears it.
     let active = db::active_with_subject(conn, &kinds)?;
     if !active.is_empty() {
@@ -264,7 +265,7 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
             .unwrap_or_default();
         let silent_days = (now - pi.last_contact_at) / DAY;
         if silent_days >= RENEW_AFTER_DAYS {
-            if spell.iter().any(|a| a.kind == PI_FAILED_TO_RENEW) {
+            if spell.iter().any(|a| a.kind == AlertKind::PiFailedToRenew) {
                 continue;
             }
             failed_to_renew(conn, now, &pi, &va, holders.contains(&pi.id), &spell, out)?;
@@ -275,11 +276,12 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
         };
         let period_key = format!("{period}d");
         if spell.iter().any(|a| {
-            a.kind == PI_FAILED_TO_CONNECT && a.period.as_deref() == Some(period_key.as_str())
+            a.kind == AlertKind::PiFailedToConnect
+                && a.period.as_deref() == Some(period_key.as_str())
         }) {
             continue;
         }
-        let first = !spell.iter().any(|a| a.kind == PI_FAILED_TO_CONNECT);
+        let first = !spell.iter().any(|a| a.kind == AlertKind::PiFailedToConnect);
         let release_at = pi.last_contact_at + RENEW_AFTER_DAYS * DAY;
         // Seed 001, "Product Instance Failed to Connect", regular licenses.
         let message = format!(
@@ -294,8 +296,7 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
             conn,
             now,
             &NewAlert {
-                kind: PI_FAILED_TO_CONNECT,
-                severity: "minor",
+                kind: AlertKind::PiFailedToConnect,
                 source_type: "pi",
                 source_id: Some(&pi.uuid),
                 va_id: Some(pi.va_id),
@@ -306,13 +307,12 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
             &period_key,
         )?;
         out.raised
-            .push(format!("{PI_FAILED_TO_CONNECT}: {message}"));
+            .push(format!("{}: {message}", AlertKind::PiFailedToConnect));
         if first {
             events::append(
                 conn,
                 now,
                 &events::NewEvent {
-                    kind: "pi_failed_to_connect",
                     va_name: Some(&va),
                     pi_uuid: Some(&pi.uuid),
                     message: format!(
@@ -321,7 +321,7 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
                         pi.name
                     ),
                     actor: "system",
-                    ..Default::default()
+                    ..events::NewEvent::of(EventKind::PiFailedToConnect)
                 },
             )?;
         }
@@ -341,7 +341,7 @@ fn failed_to_renew(
     crate::compliance::release_all(conn, pi, now)?;
     for a in spell
         .iter()
-        .filter(|a| a.kind == PI_FAILED_TO_CONNECT && a.state == "active")
+        .filter(|a| a.kind == AlertKind::PiFailedToConnect && a.state == "active")
     {
         db::end(conn, a.id, now, "dismissed", Some("system"))?;
     }
@@ -367,8 +367,7 @@ fn failed_to_renew(
         conn,
         now,
         &NewAlert {
-            kind: PI_FAILED_TO_RENEW,
-            severity: "major",
+            kind: AlertKind::PiFailedToRenew,
             source_type: "pi",
             source_id: Some(&pi.uuid),
             va_id: Some(pi.va_id),
@@ -382,46 +381,28 @@ fn failed_to_renew(
         conn,
         now,
         &events::NewEvent {
-            kind: "pi_failed_to_renew",
             va_name: Some(va),
             pi_uuid: Some(&pi.uuid),
             message: message.clone(),
             actor: "system",
-            ..Default::default()
+            ..events::NewEvent::of(EventKind::PiFailedToRenew)
         },
     )?;
-    out.raised.push(format!("{PI_FAILED_TO_RENEW}: {message}"));
+    out.raised
+        .push(format!("{}: {message}", AlertKind::PiFailedToRenew));
     out.released.push(pi.uuid.clone());
     Ok(())
 }
 
 // ---- the operator's view and actions ------------------------------------------------
 
-/// Why an alert cannot be dismissed by hand, if it cannot.
-fn not_dismissable(kind: &str) -> Option<&'static str> {
-    use crate::sync::deadlines;
-    match kind {
-        crate::compliance::INSUFFICIENT_LICENSES => Some(
-            "it clears itself when the virtual account is compliant again (seed 001: it \
-             cannot be dismissed by hand)",
-        ),
-        deadlines::UPCOMING | deadlines::OVERDUE | deadlines::REMOVED => {
-            Some("it clears itself at the next successful synchronization")
-        }
-        crate::registration::AUTHORIZATION_PENDING => {
-            Some("it clears itself when the authorization file is imported")
-        }
-        _ => None,
-    }
-}
-
 /// An alert as operators see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertView {
     pub id: i64,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub severity: String,
+    pub kind: AlertKind,
+    pub severity: Severity,
     /// account, va, pi, license or satellite.
     pub source_type: String,
     /// The license tag, the PI id, "VA/tag" (empty for the satellite).
@@ -453,7 +434,7 @@ fn view(a: AlertRow, va_names: &HashMap<i64, String>, now: i64) -> AlertView {
     let state = shown_state(&a, now).to_string();
     let mut actions = Vec::new();
     if a.state == "active" {
-        if not_dismissable(&a.kind).is_none() {
+        if a.kind.not_dismissable().is_none() {
             actions.push("dismiss");
         }
         if remind_until(&a).is_some() && state == "active" {
@@ -482,24 +463,16 @@ fn view(a: AlertRow, va_names: &HashMap<i64, String>, now: i64) -> AlertView {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub va: Option<String>,
-    pub severity: Option<String>,
+    pub severity: Option<Severity>,
     /// active (the default: not snoozed), snoozed, dismissed, cleared, or all.
     pub state: Option<String>,
-    pub kind: Option<String>,
+    pub kind: Option<AlertKind>,
 }
 
-pub const SEVERITIES: [&str; 3] = ["major", "minor", "informational"];
 pub const STATES: [&str; 5] = ["active", "snoozed", "dismissed", "cleared", "all"];
 
 /// Alerts, in seed 001's default order: by severity, then action due (none last).
 pub fn list(conn: &mut SqliteConnection, f: &Filter, now: i64) -> Result<Vec<AlertView>> {
-    if let Some(s) = &f.severity {
-        if !SEVERITIES.contains(&s.as_str()) {
-            return Err(Error::invalid(format!(
-                "unknown severity {s:?}: use major, minor or informational"
-            )));
-        }
-    }
     let want = f.state.clone().unwrap_or_else(|| "active".into());
     if !STATES.contains(&want.as_str()) {
         return Err(Error::invalid(format!(
@@ -521,13 +494,13 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter, now: i64) -> Result<Vec<Ale
         conn,
         &db::Filter {
             va_id,
-            severity: f.severity.clone(),
+            severity: f.severity,
             states: match want.as_str() {
                 "all" => vec![],
                 "snoozed" => vec!["active".into()],
                 s => vec![s.to_string()],
             },
-            kind: f.kind.clone(),
+            kind: f.kind,
         },
     )?;
     let mut out: Vec<AlertView> = rows
@@ -535,20 +508,13 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter, now: i64) -> Result<Vec<Ale
         .map(|a| view(a, &va_names, now))
         .filter(|v| want == "all" || v.state == want)
         .collect();
-    let rank = |s: &str| SEVERITIES.iter().position(|x| *x == s).unwrap_or(3);
     out.sort_by(|a, b| {
-        (
-            rank(&a.severity),
-            a.action_due.is_none(),
-            &a.action_due,
-            b.id,
-        )
-            .cmp(&(
-                rank(&b.severity),
-                b.action_due.is_none(),
-                &b.action_due,
-                a.id,
-            ))
+        (a.severity, a.action_due.is_none(), &a.action_due, b.id).cmp(&(
+            b.severity,
+            b.action_due.is_none(),
+            &b.action_due,
+            a.id,
+        ))
     });
     Ok(out)
 }
@@ -582,7 +548,7 @@ fn action_event(
         conn,
         now,
         &events::NewEvent {
-            kind: "alert_action",
+            kind: EventKind::AlertAction,
             va_name: va.as_deref(),
             pi_uuid: (a.source_type == "pi")
                 .then_some(a.source_id.as_deref())
@@ -601,7 +567,7 @@ pub fn dismiss(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> R
     conn.immediate_transaction::<_, Error, _>(|conn| {
         let a = get(conn, id)?;
         require_active(&a, "dismissed")?;
-        if let Some(why) = not_dismissable(&a.kind) {
+        if let Some(why) = a.kind.not_dismissable() {
             return Err(Error::State(format!(
                 "alert {id} ({}) cannot be dismissed: {why}",
                 a.kind
@@ -624,16 +590,16 @@ pub fn dismiss(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> R
 fn remind_until(a: &AlertRow) -> Option<i64> {
     let due = a.action_due_at?;
     let period: i64 = a.period.as_deref()?.strip_suffix('d')?.parse().ok()?;
-    match a.kind.as_str() {
+    match a.kind {
         // Days before the end: the next, smaller period starts that many days before it.
-        LICENSES_EXPIRING => Some(
+        AlertKind::LicensesExpiring => Some(
             EXPIRY_WARNINGS
                 .iter()
                 .find(|p| **p < period)
                 .map_or(due, |next| due - next * DAY),
         ),
         // Days since contact: the next period, or the release at 90 days.
-        PI_FAILED_TO_CONNECT => {
+        AlertKind::PiFailedToConnect => {
             let contact = due - RENEW_AFTER_DAYS * DAY;
             Some(
                 CONNECT_WARNINGS
@@ -661,7 +627,7 @@ pub fn remind_later(
                 "alert {id} ({}) has no next warning period to be reminded at: only Licenses \
                  Expiring and Product Instance Failed to Connect can be reminded later{}",
                 a.kind,
-                if not_dismissable(&a.kind).is_none() {
+                if a.kind.not_dismissable().is_none() {
                     "; dismiss it instead"
                 } else {
                     ""
@@ -721,7 +687,7 @@ mod tests {
         list(c, &f, now)
             .unwrap()
             .into_iter()
-            .map(|a| (a.kind, a.severity, a.message))
+            .map(|a| (a.kind.to_string(), a.severity.to_string(), a.message))
             .collect()
     }
 
@@ -754,7 +720,10 @@ mod tests {
             let active = shown(c, now, "active");
             assert_eq!(active.len(), 1, "{days_left}: {active:?}");
             let (kind, sev, msg) = &active[0];
-            assert_eq!((kind.as_str(), sev.as_str()), (LICENSES_EXPIRING, "minor"));
+            assert_eq!(
+                (kind.as_str(), sev.as_str()),
+                (AlertKind::LicensesExpiring.as_str(), "minor")
+            );
             let date = clock::format(end)[..10].to_string();
             let when = if days_left == 1 {
                 "1 day".to_string()
@@ -797,7 +766,7 @@ mod tests {
         assert_eq!(
             shown(c, end, "active"),
             vec![(
-                LICENSES_EXPIRED.to_string(),
+                AlertKind::LicensesExpired.to_string(),
                 "minor".to_string(),
                 format!(
                     "5 term License licenses in the virtual account \"Lab\" expired on {}.",
@@ -890,7 +859,7 @@ mod tests {
             c,
             &Filter {
                 state: Some("all".into()),
-                kind: Some(LICENSES_EXPIRED.into()),
+                kind: Some(AlertKind::LicensesExpired),
                 ..Default::default()
             },
             end + 10,
@@ -925,8 +894,7 @@ mod tests {
             c,
             now,
             &NewAlert {
-                kind: crate::compliance::INSUFFICIENT_LICENSES,
-                severity: "major",
+                kind: AlertKind::InsufficientLicenses,
                 source_type: "license",
                 source_id: Some("Lab/p"),
                 va_id: None,
@@ -948,15 +916,10 @@ mod tests {
         // Nothing was written by the refusals.
         assert_eq!(list(c, &Filter::default(), now).unwrap()[0].state, "active");
         assert!(event_kinds(c).iter().all(|k| k != "alert_action"));
-        assert!(list(
-            c,
-            &Filter {
-                severity: Some("huge".into()),
-                ..Default::default()
-            },
-            now
-        )
-        .is_err());
+        assert!(Severity::parse_named("severity", "huge")
+            .unwrap_err()
+            .to_string()
+            .contains("use major, minor or informational"));
     }
 
     #[test]
@@ -1000,7 +963,7 @@ mod tests {
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(
             (a[0].kind.as_str(), a[0].severity.as_str()),
-            (PI_FAILED_TO_CONNECT, "minor")
+            (AlertKind::PiFailedToConnect.as_str(), "minor")
         );
         assert_eq!(a[0].source, quiet);
         assert_eq!(a[0].action_due, Some(clock::format(t0 + 90 * DAY)));
@@ -1049,7 +1012,7 @@ mod tests {
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(
             (a[0].kind.as_str(), a[0].severity.as_str()),
-            (PI_FAILED_TO_RENEW, "major")
+            (AlertKind::PiFailedToRenew.as_str(), "major")
         );
         assert_eq!(
             a[0].message,

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::catalogue::AlertKind;
+use crate::catalogue::EventKind;
 use crate::db::devices::{self as db, PiRow, UsageRow};
 use crate::db::{alerts, events, pools};
 use crate::error::Result;
@@ -26,7 +28,6 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 /// A restricted (export-controlled) entitlement the device does not hold: it must ask for
 /// it through the export flow (`POST /api/v1/devices/export/request`).
 pub const EXPORT_RESTRICTED: &str = "EXPORT_RESTRICTED";
-pub const INSUFFICIENT_LICENSES: &str = "Insufficient Licenses";
 
 /// The most licenses of one entitlement one VA may hold, over all its lines: far beyond any
 /// real pool, and far enough below `i64::MAX` that no sum of counts can wrap.
@@ -236,7 +237,7 @@ pub fn report_usage(
                 conn,
                 now,
                 &events::NewEvent {
-                    kind: "pi_requested_license",
+                    kind: EventKind::PiRequestedLicense,
                     va_name: Some(&va_name),
                     pi_uuid: Some(&pi.uuid),
                     license_tag: Some(&e.tag),
@@ -301,7 +302,7 @@ fn check_shortage(
     let (in_use, _) = db::totals(conn, va_id, tag)?;
     let source = format!("{va_name}/{tag}");
     if pool.reporting_only || in_use <= pool.purchased {
-        alerts::clear_source(conn, now, INSUFFICIENT_LICENSES, &source)?;
+        alerts::clear_source(conn, now, AlertKind::InsufficientLicenses, &source)?;
         return Ok(());
     }
     let short = in_use - pool.purchased;
@@ -309,8 +310,7 @@ fn check_shortage(
         conn,
         now,
         &alerts::NewAlert {
-            kind: INSUFFICIENT_LICENSES,
-            severity: "major",
+            kind: AlertKind::InsufficientLicenses,
             source_type: "license",
             source_id: Some(&source),
             va_id: Some(va_id),
@@ -326,7 +326,6 @@ fn check_shortage(
             conn,
             now,
             &events::NewEvent {
-                kind: "insufficient_licenses",
                 va_name: Some(va_name),
                 license_tag: Some(tag),
                 message: format!(
@@ -334,7 +333,7 @@ fn check_shortage(
                     pool.name
                 ),
                 actor: "system",
-                ..Default::default()
+                ..events::NewEvent::of(EventKind::InsufficientLicenses)
             },
         )?;
     }

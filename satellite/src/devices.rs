@@ -16,6 +16,7 @@ use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
 use openssl::x509::{X509NameBuilder, X509Req, X509};
 use serde::{Deserialize, Serialize};
 
+use crate::catalogue::EventKind;
 use crate::clock::{self, DAY};
 use crate::compliance::{self, Entitlement, EntitlementStatus};
 use crate::crypto::DeviceKey;
@@ -317,7 +318,6 @@ pub fn allow_reregister(
             conn,
             now,
             &events::NewEvent {
-                kind: "pi_reregister_allowed",
                 va_name: Some(&va),
                 pi_uuid: Some(&pi.uuid),
                 message: format!(
@@ -326,7 +326,7 @@ pub fn allow_reregister(
                     clock::format(until)
                 ),
                 actor,
-                ..Default::default()
+                ..events::NewEvent::of(EventKind::PiReregisterAllowed)
             },
         )?;
         show(conn, &pi.uuid)
@@ -391,7 +391,6 @@ pub fn commit_registration(
                     conn,
                     now,
                     &events::NewEvent {
-                        kind: "pi_transferred",
                         va_name: Some(&va_name),
                         pi_uuid: Some(&uuid),
                         message: format!(
@@ -399,7 +398,7 @@ pub fn commit_registration(
                             p.name
                         ),
                         actor: "system",
-                        ..Default::default()
+                        ..events::NewEvent::of(EventKind::PiTransferred)
                     },
                 )?;
                 moved_from = Some(from);
@@ -436,12 +435,11 @@ fn new_pi_event(
         conn,
         now,
         &events::NewEvent {
-            kind: "pi_new",
             va_name: Some(va),
             pi_uuid: Some(uuid),
             message: format!("The product instance {name} connected and was added to the Virtual Account \"{va}\"."),
             actor: "system",
-            ..Default::default()
+            ..events::NewEvent::of(EventKind::PiNew)
         },
     )
 }
@@ -724,7 +722,6 @@ pub fn commit_renewal(
         conn,
         now,
         &events::NewEvent {
-            kind: "pi_renewed_certificate",
             va_name: Some(&va),
             pi_uuid: Some(&pi.uuid),
             message: format!(
@@ -732,7 +729,7 @@ pub fn commit_renewal(
                 pi.name
             ),
             actor: "system",
-            ..Default::default()
+            ..events::NewEvent::of(EventKind::PiRenewedCertificate)
         },
     )?;
     Ok(Renewal {
@@ -768,7 +765,6 @@ fn remove_pi(conn: &mut SqliteConnection, pi: &PiRow, now: i64, actor: &str) -> 
         conn,
         now,
         &events::NewEvent {
-            kind: "pi_removed",
             va_name: Some(&va),
             pi_uuid: Some(&pi.uuid),
             message: format!(
@@ -776,7 +772,7 @@ fn remove_pi(conn: &mut SqliteConnection, pi: &PiRow, now: i64, actor: &str) -> 
                 pi.name
             ),
             actor,
-            ..Default::default()
+            ..events::NewEvent::of(EventKind::PiRemoved)
         },
     )
 }
@@ -903,7 +899,6 @@ pub fn transfer(
             conn,
             now,
             &events::NewEvent {
-                kind: "pi_transferred",
                 va_name: Some(to_va),
                 pi_uuid: Some(&pi.uuid),
                 message: format!(
@@ -911,7 +906,7 @@ pub fn transfer(
                     pi.name
                 ),
                 actor,
-                ..Default::default()
+                ..events::NewEvent::of(EventKind::PiTransferred)
             },
         )?;
         show(conn, &pi.uuid)

@@ -22,6 +22,8 @@ use sync_format::payload::{ExportAnswer, ExportStatus};
 /// Which export-controlled requests to list.
 pub use crate::db::export::Filter;
 
+use crate::catalogue::AlertKind;
+use crate::catalogue::EventKind;
 use crate::clock;
 use crate::compliance;
 use crate::db::devices::{self as dbdevices, PiRow};
@@ -31,7 +33,6 @@ use crate::error::{Error, Result};
 use crate::guards::{field_ok, fresh, require_registered};
 use crate::states::PiState;
 
-pub const RESTRICTED_NOT_AVAILABLE: &str = "Restricted License Not Available";
 /// Most restricted licenses of one tag one request may ask for.
 pub const MAX_COUNT: i64 = 1_000_000;
 
@@ -185,7 +186,7 @@ pub fn request(conn: &mut SqliteConnection, req: &ExportRequest, now: i64) -> Re
         conn,
         now,
         &events::NewEvent {
-            kind: "pi_requested_license",
+            kind: EventKind::PiRequestedLicense,
             va_name: Some(&va),
             pi_uuid: Some(&pi.uuid),
             license_tag: Some(&req.tag),
@@ -416,14 +417,14 @@ pub fn apply_answer(
             alerts::clear_source(
                 conn,
                 at,
-                RESTRICTED_NOT_AVAILABLE,
+                AlertKind::RestrictedNotAvailable,
                 &alert_source(&pi, &row.tag),
             )?;
             events::append(
                 conn,
                 at,
                 &events::NewEvent {
-                    kind: "export_authorization_success",
+                    kind: EventKind::ExportSuccess,
                     va_name: Some(&va),
                     pi_uuid: Some(&pi.uuid),
                     license_tag: Some(&row.tag),
@@ -467,7 +468,7 @@ pub fn apply_answer(
                 conn,
                 at,
                 &events::NewEvent {
-                    kind: "export_authorization_failure",
+                    kind: EventKind::ExportFailure,
                     va_name: Some(&va),
                     pi_uuid: Some(&pi.uuid),
                     license_tag: Some(&row.tag),
@@ -480,8 +481,7 @@ pub fn apply_answer(
                     conn,
                     at,
                     &alerts::NewAlert {
-                        kind: RESTRICTED_NOT_AVAILABLE,
-                        severity: "informational",
+                        kind: AlertKind::RestrictedNotAvailable,
                         source_type: "pi",
                         source_id: Some(&alert_source(&pi, &row.tag)),
                         va_id: Some(pi.va_id),
@@ -508,7 +508,7 @@ pub fn apply_answer(
                 conn,
                 at,
                 &events::NewEvent {
-                    kind: "export_authorization_released",
+                    kind: EventKind::ExportReleased,
                     va_name: Some(&va),
                     pi_uuid: Some(&pi.uuid),
                     license_tag: Some(&row.tag),
@@ -798,9 +798,9 @@ mod tests {
         let alerts = crate::db::alerts::active(&mut t.conn()).unwrap();
         let a = alerts
             .iter()
-            .find(|a| a.kind == RESTRICTED_NOT_AVAILABLE)
+            .find(|a| a.kind == AlertKind::RestrictedNotAvailable)
             .expect("alert");
-        assert_eq!(a.severity, "informational");
+        assert_eq!(a.severity.as_str(), "informational");
         assert_eq!(
             a.message,
             format!(
@@ -822,7 +822,7 @@ mod tests {
         let n = crate::db::alerts::active(&mut t.conn())
             .unwrap()
             .iter()
-            .filter(|a| a.kind == RESTRICTED_NOT_AVAILABLE)
+            .filter(|a| a.kind == AlertKind::RestrictedNotAvailable)
             .count();
         assert_eq!(n, 1);
     }

@@ -18,6 +18,7 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod catalogue;
 pub mod cli;
 pub mod clock;
 pub mod cloud_client;

@@ -14,6 +14,7 @@ use argon2::Argon2;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::catalogue::EventKind;
 use crate::db::events::{self, NewEvent};
 use crate::db::operators as db;
 use crate::error::{Error, Result};
@@ -226,10 +227,9 @@ fn log(conn: &mut SqliteConnection, now: i64, actor: &str, message: String) -> R
         conn,
         now,
         &NewEvent {
-            kind: "operator_account",
             message,
             actor,
-            ..Default::default()
+            ..NewEvent::of(EventKind::OperatorAccount)
         },
     )
 }

@@ -24,18 +24,20 @@ use sync_format::payload::{RegistrationAuthorization, RegistrationRequest};
 use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole, Trust};
 use sync_format::{BundleWriter, ReadOptions};
 
+use crate::catalogue::AlertKind;
+use crate::catalogue::EventKind;
 use crate::clock::{self, Clock, DAY};
 use crate::cloud_client::{Answer, CloudClient};
 use crate::config::Config;
 use crate::db::{alerts, events, identity, pools, registration as reg, Store};
 use crate::error::{Error, Result};
+use crate::states::SyncMode;
 
 /// How long a registration request may wait for its answer.
 const REQUEST_VALID_DAYS: i64 = 30;
 
 /// The alert raised while the cloud holds a network registration request (seed 001,
 /// "Satellite Alert Messages").
-pub const AUTHORIZATION_PENDING: &str = "Authorization Pending";
 const AUTHORIZATION_PENDING_TEXT: &str =
     "A satellite Authorization File is required to complete the registration process.";
 
@@ -44,7 +46,7 @@ pub fn make_request(
     store: &Store,
     config: &Config,
     clock: &dyn Clock,
-    mode: &str,
+    mode: SyncMode,
     cloud_url: Option<&str>,
 ) -> Result<(Vec<u8>, String)> {
     let now = clock.now();
@@ -93,7 +95,7 @@ pub fn make_request(
     })?;
     let (out, _) = w.finish(&Signer::new(key, vec![cert])?)?;
     reg::insert_request(&mut conn, &bundle_id, now, mode, cloud_url)?;
-    tracing::info!(%bundle_id, mode, "made a registration request");
+    tracing::info!(%bundle_id, %mode, "made a registration request");
     Ok((out.into_inner(), bundle_id))
 }
 
@@ -301,13 +303,12 @@ pub fn import_authorization(
         reg::mark_answered(conn, request_id, now)?;
         // A cloud that registers us knows nothing of our devices: the next sync sends all.
         crate::db::sync::reset_for_registration(conn, now)?;
-        alerts::clear(conn, now, AUTHORIZATION_PENDING)?;
-        alerts::clear(conn, now, crate::sync::deadlines::REMOVED)?;
+        alerts::clear(conn, now, AlertKind::AuthorizationPending)?;
+        alerts::clear(conn, now, AlertKind::SatelliteRemoved)?;
         events::append(
             conn,
             now,
             &events::NewEvent {
-                kind: "satellite_registered",
                 message: format!(
                     "The satellite \"{}\" was registered to the Smart Account \"{}\" with the \
                      Virtual Accounts {}.",
@@ -320,7 +321,7 @@ pub fn import_authorization(
                         .join(", ")
                 ),
                 actor: "system",
-                ..Default::default()
+                ..events::NewEvent::of(EventKind::SatelliteRegistered)
             },
         )?;
         Ok(())
@@ -405,7 +406,7 @@ pub fn register_network(
             r.bundle_id,
         ),
         None => {
-            let (bytes, id) = make_request(store, config, clock, "network", Some(url))?;
+            let (bytes, id) = make_request(store, config, clock, SyncMode::Network, Some(url))?;
             (client.register(&bytes)?, id)
         }
     };
@@ -440,8 +441,7 @@ fn mark_pending(store: &Store, clock: &dyn Clock, request_id: &str) -> Result<()
             conn,
             now,
             &alerts::NewAlert {
-                kind: AUTHORIZATION_PENDING,
-                severity: "informational",
+                kind: AlertKind::AuthorizationPending,
                 source_type: "satellite",
                 source_id: None,
                 va_id: None,
@@ -554,7 +554,8 @@ mod tests {
         let mut cfg = Config::load_from(None, &[]).unwrap();
         cfg.storage.data_dir = store.data_dir().to_path_buf();
         crate::identity::ensure(&store, &cfg, &SystemClock).unwrap();
-        let (_, request_id) = make_request(&store, &cfg, &SystemClock, "manual", None).unwrap();
+        let (_, request_id) =
+            make_request(&store, &cfg, &SystemClock, SyncMode::Manual, None).unwrap();
         let (a, b) = (fake_cloud(), fake_cloud());
 
         let fp = |c: &FakeCloud| pki::sha256_of(&c.ca).unwrap();

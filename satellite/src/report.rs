@@ -394,8 +394,8 @@ pub fn alerts_table(rows: &[AlertView]) -> Table {
     for a in rows {
         t.push(vec![
             a.id.to_string(),
-            a.severity.clone(),
-            a.kind.clone(),
+            a.severity.to_string(),
+            a.kind.to_string(),
             if a.source.is_empty() {
                 a.source_type.clone()
             } else {

@@ -2,25 +2,17 @@
 //! (diesel `ToSql`/`FromSql` on TEXT), its JSON (serde), its flag (clap `ValueEnum`) and its
 //! text (`Display`, `as_str`, `parse`), never a string compared in six places.
 
-use diesel::backend::Backend;
-use diesel::deserialize::{self, FromSql, FromSqlRow};
-use diesel::expression::AsExpression;
-use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::Text;
-use diesel::sqlite::Sqlite;
-use serde::{Deserialize, Serialize};
-
 /// An enum stored as TEXT: its variants and their texts, once; `as_str`, `parse`,
-/// `Display`, serde, clap and diesel all follow from it.
+/// `Display`, serde, clap and diesel all follow from it (each by its text, so a text may
+/// be "used-up" or "Licenses Expiring").
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
-            AsExpression, FromSqlRow,
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
         )]
-        #[serde(rename_all = "lowercase")]
-        #[diesel(sql_type = Text)]
+        #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name {
             $($(#[$vmeta])* $variant),+
         }
@@ -37,6 +29,21 @@ macro_rules! text_enum {
             pub fn parse(s: &str) -> Option<$name> {
                 $name::ALL.iter().copied().find(|v| v.as_str() == s)
             }
+
+            /// Every text, for a message: "a, b or c".
+            pub fn choices() -> String {
+                $crate::states::choices($name::ALL.iter().map(|v| v.as_str()))
+            }
+
+            /// Parses a value an operator gave (`what` names it), or says which are known.
+            pub fn parse_named(what: &str, s: &str) -> $crate::error::Result<$name> {
+                $name::parse(s).ok_or_else(|| {
+                    $crate::error::Error::invalid(format!(
+                        "unknown {what} {s:?}: use {}",
+                        $name::choices()
+                    ))
+                })
+            }
         }
 
         impl std::fmt::Display for $name {
@@ -45,22 +52,66 @@ macro_rules! text_enum {
             }
         }
 
-        impl ToSql<Text, Sqlite> for $name {
-            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-                out.set_value(self.as_str());
-                Ok(IsNull::No)
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
 
-        impl FromSql<Text, Sqlite> for $name {
-            fn from_sql(value: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
-                let s = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown value {s:?}: use {}", $name::choices()))
+                })
+            }
+        }
+
+        impl clap::ValueEnum for $name {
+            fn value_variants<'a>() -> &'a [Self] {
+                $name::ALL
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(clap::builder::PossibleValue::new(self.as_str()))
+            }
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::sqlite::Sqlite> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
+            ) -> diesel::serialize::Result {
+                out.set_value(self.as_str());
+                Ok(diesel::serialize::IsNull::No)
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::sqlite::Sqlite> for $name {
+            fn from_sql(
+                value: <diesel::sqlite::Sqlite as diesel::backend::Backend>::RawValue<'_>,
+            ) -> diesel::deserialize::Result<Self> {
+                let s = <String as diesel::deserialize::FromSql<
+                    diesel::sql_types::Text,
+                    diesel::sqlite::Sqlite,
+                >>::from_sql(value)?;
                 $name::parse(&s).ok_or_else(|| {
                     format!("unknown {} {s:?}", stringify!($name)).into()
                 })
             }
         }
     };
+}
+pub(crate) use text_enum;
+
+/// "a, b or c".
+pub fn choices<'a>(all: impl Iterator<Item = &'a str>) -> String {
+    let all: Vec<&str> = all.collect();
+    match all.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => last.to_string(),
+        None => String::new(),
+    }
 }
 
 text_enum! {
@@ -85,6 +136,15 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// How a registration or sync travels: as files an operator carries ("manual"), or over
+    /// HTTPS to `[cloud] url` ("network").
+    SyncMode {
+        Manual => "manual",
+        Network => "network",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,11 +161,11 @@ mod tests {
             assert_eq!(serde_json::from_str::<PiState>(&json).unwrap(), s);
             #[derive(QueryableByName)]
             struct Row {
-                #[diesel(sql_type = Text)]
+                #[diesel(sql_type = diesel::sql_types::Text)]
                 v: PiState,
             }
             let row: Row = diesel::sql_query("SELECT ? AS v")
-                .bind::<Text, _>(s)
+                .bind::<diesel::sql_types::Text, _>(s)
                 .get_result(c)
                 .unwrap();
             assert_eq!(row.v, s);

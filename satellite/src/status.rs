@@ -63,7 +63,7 @@ pub fn status(store: &Store, clock: &dyn Clock) -> Result<Status> {
         counts: stats::counts(&mut conn)?,
         alerts: alerts::active(&mut conn)?
             .into_iter()
-            .map(|a| a.kind)
+            .map(|a| a.kind.to_string())
             .collect(),
         virtual_accounts: pools::all(&mut conn)?
             .into_iter()

@@ -9,6 +9,7 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::catalogue::EventKind;
 use crate::clock::{self, DAY};
 use crate::db::{events, identity, tokens as db, tokens::TokenRow};
 use crate::error::{Error, Result};
@@ -180,7 +181,6 @@ pub fn create(
             conn,
             now,
             &events::NewEvent {
-                kind: "token_created",
                 va_name: Some(&n.va),
                 message: format!(
                     "A product instance registration token ({hint}...) was created for the \
@@ -194,7 +194,7 @@ pub fn create(
                     }
                 ),
                 actor: &n.created_by,
-                ..Default::default()
+                ..events::NewEvent::of(EventKind::TokenCreated)
             },
         )?;
         let row =
@@ -306,14 +306,13 @@ pub fn revoke(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> Re
             conn,
             now,
             &events::NewEvent {
-                kind: "token_revoked",
                 va_name: Some(&va),
                 message: format!(
                     "The product instance registration token ({}...) of the Virtual Account \"{va}\" was revoked.",
                     row.hint
                 ),
                 actor,
-                ..Default::default()
+                ..events::NewEvent::of(EventKind::TokenRevoked)
             },
         )?;
         let (row, va) = get(conn, id)?;
@@ -335,14 +334,13 @@ pub fn remove(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> Re
             conn,
             now,
             &events::NewEvent {
-                kind: "token_removed",
                 va_name: Some(&va),
                 message: format!(
                     "The revoked product instance registration token ({}...) of the Virtual Account \"{va}\" was removed.",
                     row.hint
                 ),
                 actor,
-                ..Default::default()
+                ..events::NewEvent::of(EventKind::TokenRemoved)
             },
         )?;
         Ok(())

@@ -1,6 +1,7 @@
 //! `satellite register`: registering the satellite with the cloud.
 
 use super::*;
+use crate::states::SyncMode;
 
 #[derive(Debug, Subcommand)]
 pub enum RegisterCommand {
@@ -67,7 +68,7 @@ pub(super) fn register_command(config: Config, cmd: RegisterCommand) -> Result<(
                 &ctx.store,
                 &ctx.config,
                 ctx.clock.as_ref(),
-                "manual",
+                SyncMode::Manual,
                 None,
             )?;
             crate::datadir::write_public(&out, &bytes)?;

@@ -48,14 +48,14 @@ pub enum AlertCommand {
         #[arg(long)]
         va: Option<String>,
         /// Only this severity.
-        #[arg(long, value_parser = alerts::SEVERITIES)]
-        severity: Option<String>,
+        #[arg(long)]
+        severity: Option<crate::catalogue::Severity>,
         /// active (not hidden by remind-later), snoozed, dismissed, cleared or all.
         #[arg(long, value_parser = alerts::STATES, default_value = "active")]
         state: String,
         /// Only this type, e.g. "Licenses Expiring".
         #[arg(long = "type")]
-        kind: Option<String>,
+        kind: Option<crate::catalogue::AlertKind>,
         #[command(flatten)]
         format: Format,
     },

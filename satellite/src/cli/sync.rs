@@ -1,6 +1,7 @@
 //! `satellite sync`: synchronization with the cloud, by file or network.
 
 use super::*;
+use crate::states::SyncMode;
 
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
@@ -78,7 +79,7 @@ pub(super) fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
             let made = sync::request::make(
                 &ctx.store,
                 now,
-                "manual",
+                SyncMode::Manual,
                 full,
                 sync_format::BufferedFile::new(file),
                 &mut show_progress,
@@ -116,7 +117,7 @@ pub(super) fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
                 &ctx.store,
                 ctx.clock.now(),
                 input,
-                "manual",
+                SyncMode::Manual,
                 dry_run,
                 &mut show_progress,
             )?;

@@ -3,14 +3,15 @@
 use diesel::prelude::*;
 
 use super::schema::alerts;
+use crate::catalogue::{AlertKind, Severity};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = alerts)]
 pub struct AlertRow {
     pub id: i64,
-    pub kind: String,
-    pub severity: String,
+    pub kind: AlertKind,
+    pub severity: Severity,
     pub source_type: String,
     pub source_id: Option<String>,
     pub va_id: Option<i64>,
@@ -31,8 +32,8 @@ pub struct AlertRow {
 /// An alert to raise.
 #[derive(Debug, Clone)]
 pub struct NewAlert<'a> {
-    pub kind: &'a str,
-    pub severity: &'a str,
+    /// Its severity is the kind's.
+    pub kind: AlertKind,
     pub source_type: &'a str,
     pub source_id: Option<&'a str>,
     pub va_id: Option<i64>,
@@ -80,7 +81,7 @@ fn insert(
     diesel::insert_into(alerts::table)
         .values((
             alerts::kind.eq(a.kind),
-            alerts::severity.eq(a.severity),
+            alerts::severity.eq(a.kind.severity()),
             alerts::source_type.eq(a.source_type),
             alerts::source_id.eq(a.source_id),
             alerts::va_id.eq(a.va_id),
@@ -103,7 +104,7 @@ fn insert(
 pub fn clear_source(
     conn: &mut SqliteConnection,
     now: i64,
-    kind: &str,
+    kind: AlertKind,
     source_id: &str,
 ) -> Result<usize> {
     let active: Option<i64> = alerts::table
@@ -127,7 +128,7 @@ pub fn clear_source(
 }
 
 /// Clears the active alerts of `kind` (all sources).
-pub fn clear(conn: &mut SqliteConnection, now: i64, kind: &str) -> Result<usize> {
+pub fn clear(conn: &mut SqliteConnection, now: i64, kind: AlertKind) -> Result<usize> {
     Ok(diesel::update(
         alerts::table
             .filter(alerts::kind.eq(kind))
@@ -159,10 +160,10 @@ pub fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<AlertRow>> {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub va_id: Option<i64>,
-    pub severity: Option<String>,
+    pub severity: Option<Severity>,
     /// States to include; empty means every state.
     pub states: Vec<String>,
-    pub kind: Option<String>,
+    pub kind: Option<AlertKind>,
 }
 
 /// Alerts matching `f`, newest first.
@@ -172,19 +173,22 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<AlertRow>> {
         q = q.filter(alerts::va_id.eq(va));
     }
     if let Some(s) = &f.severity {
-        q = q.filter(alerts::severity.eq(s.clone()));
+        q = q.filter(alerts::severity.eq(*s));
     }
     if !f.states.is_empty() {
         q = q.filter(alerts::state.eq_any(f.states.clone()));
     }
     if let Some(k) = &f.kind {
-        q = q.filter(alerts::kind.eq(k.clone()));
+        q = q.filter(alerts::kind.eq(*k));
     }
     Ok(q.order(alerts::id.desc()).load(conn)?)
 }
 
 /// Active alerts of some kinds that are about a subject (warning-period alerts).
-pub fn active_with_subject(conn: &mut SqliteConnection, kinds: &[&str]) -> Result<Vec<AlertRow>> {
+pub fn active_with_subject(
+    conn: &mut SqliteConnection,
+    kinds: &[AlertKind],
+) -> Result<Vec<AlertRow>> {
     Ok(alerts::table
         .select(AlertRow::as_select())
         .filter(alerts::state.eq("active"))
@@ -195,7 +199,7 @@ pub fn active_with_subject(conn: &mut SqliteConnection, kinds: &[&str]) -> Resul
 
 /// Every alert of some kinds about a subject, oldest first (what the warning timers have
 /// already said).
-pub fn with_subject(conn: &mut SqliteConnection, kinds: &[&str]) -> Result<Vec<AlertRow>> {
+pub fn with_subject(conn: &mut SqliteConnection, kinds: &[AlertKind]) -> Result<Vec<AlertRow>> {
     Ok(alerts::table
         .select(AlertRow::as_select())
         .filter(alerts::kind.eq_any(kinds))

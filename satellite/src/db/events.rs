@@ -4,12 +4,13 @@
 use diesel::prelude::*;
 
 use super::schema::events;
+use crate::catalogue::EventKind;
 use crate::error::Result;
 
 /// An event to record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub va_name: Option<&'a str>,
     pub pi_uuid: Option<&'a str>,
     pub license_tag: Option<&'a str>,
@@ -33,13 +34,27 @@ pub struct EventRow {
     pub hash: String,
 }
 
+impl<'a> NewEvent<'a> {
+    /// An event of `kind` with nothing else filled in (for `..NewEvent::of(kind)`).
+    pub fn of(kind: EventKind) -> NewEvent<'a> {
+        NewEvent {
+            kind,
+            va_name: None,
+            pi_uuid: None,
+            license_tag: None,
+            message: String::new(),
+            actor: "",
+        }
+    }
+}
+
 /// The hash of an event (see [`sync_format::payload::event_hash`]).
 pub fn hash(prev_hash: &str, at: i64, e: &NewEvent<'_>) -> String {
-    sync_format::payload::event_hash(
+    hash_fields(
         prev_hash,
         at,
-        &[
-            e.kind,
+        [
+            e.kind.as_str(),
             e.va_name.unwrap_or(""),
             e.pi_uuid.unwrap_or(""),
             e.license_tag.unwrap_or(""),
@@ -47,6 +62,11 @@ pub fn hash(prev_hash: &str, at: i64, e: &NewEvent<'_>) -> String {
             actor(e),
         ],
     )
+}
+
+/// The hash over an event's fields: kind, VA, PI, license, message, actor.
+fn hash_fields(prev_hash: &str, at: i64, fields: [&str; 6]) -> String {
+    sync_format::payload::event_hash(prev_hash, at, &fields)
 }
 
 fn actor<'a>(e: &NewEvent<'a>) -> &'a str {
@@ -189,17 +209,21 @@ pub fn verify(conn: &mut SqliteConnection) -> Result<Verified> {
                     short(&prev)
                 ))
             } else {
-                let again = hash(
+                let again = hash_fields(
                     &r.prev_hash,
                     r.at,
-                    &NewEvent {
-                        kind: &r.kind,
-                        va_name: r.va_name.as_deref(),
-                        pi_uuid: r.pi_uuid.as_deref(),
-                        license_tag: r.license_tag.as_deref(),
-                        message: r.message.clone(),
-                        actor: &r.actor,
-                    },
+                    [
+                        &r.kind,
+                        r.va_name.as_deref().unwrap_or(""),
+                        r.pi_uuid.as_deref().unwrap_or(""),
+                        r.license_tag.as_deref().unwrap_or(""),
+                        &r.message,
+                        if r.actor.is_empty() {
+                            "system"
+                        } else {
+                            &r.actor
+                        },
+                    ],
                 );
                 (again != r.hash).then(|| {
                     format!(
@@ -241,11 +265,10 @@ mod tests {
             c,
             at,
             &NewEvent {
-                kind: "k",
                 va_name: Some("Lab"),
                 message: msg.into(),
                 actor: "",
-                ..Default::default()
+                ..NewEvent::of(EventKind::AlertAction)
             },
         )
         .unwrap();

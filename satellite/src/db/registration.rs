@@ -4,13 +4,14 @@ use diesel::prelude::*;
 
 use super::schema::{registration_requests, satellite};
 use crate::error::Result;
+use crate::states::SyncMode;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = registration_requests)]
 pub struct RequestRow {
     pub bundle_id: String,
     pub created_at: i64,
-    pub mode: String,
+    pub mode: SyncMode,
     pub cloud_url: Option<String>,
     pub answered_at: Option<i64>,
 }
@@ -19,7 +20,7 @@ pub fn insert_request(
     conn: &mut SqliteConnection,
     bundle_id: &str,
     now: i64,
-    mode: &str,
+    mode: SyncMode,
     cloud_url: Option<&str>,
 ) -> Result<()> {
     diesel::insert_into(registration_requests::table)

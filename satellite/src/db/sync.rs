@@ -9,6 +9,7 @@ use super::schema::{
     sync_rejections as r, sync_state as s, virtual_accounts as va,
 };
 use crate::error::Result;
+use crate::states::SyncMode;
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = s)]
@@ -21,7 +22,7 @@ pub struct SyncState {
     pub last_response_id: Option<String>,
     pub last_response_seq: i64,
     pub last_response_created_at: Option<i64>,
-    pub last_mode: Option<String>,
+    pub last_mode: Option<SyncMode>,
     pub failures: i64,
     pub last_failure: Option<String>,
     pub last_attempt_at: Option<i64>,
@@ -39,7 +40,7 @@ pub struct HistoryRow {
     pub id: i64,
     pub bundle_id: String,
     pub direction: String,
-    pub mode: String,
+    pub mode: SyncMode,
     pub sequence: i64,
     pub created_at: i64,
     pub completed_at: Option<i64>,
@@ -55,7 +56,7 @@ pub struct HistoryRow {
 #[derive(Debug, Clone)]
 pub struct NewRequest<'a> {
     pub bundle_id: &'a str,
-    pub mode: &'a str,
+    pub mode: SyncMode,
     pub sequence: i64,
     pub full: bool,
     pub to_change: i64,
@@ -145,7 +146,7 @@ pub struct Applied<'a> {
     pub request_id: &'a str,
     pub response_seq: i64,
     pub response_created_at: i64,
-    pub mode: &'a str,
+    pub mode: SyncMode,
     pub acked_change: i64,
     pub acked_event_id: i64,
     pub next_sync_due: i64,

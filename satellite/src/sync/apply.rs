@@ -17,9 +17,12 @@ use sync_format::payload::{ExportAnswer, ItemResult, LicenseRecord, SyncResponse
 use sync_format::{ReadOptions, Trust, VerifiedBundle};
 
 use super::{deadlines, registered_with_cloud, Progress};
+use crate::catalogue::AlertKind;
+use crate::catalogue::EventKind;
 use crate::clock;
 use crate::db::{self, alerts, events, identity, pools, Store};
 use crate::error::{Error, Result};
+use crate::states::SyncMode;
 
 /// One entitlement of one VA whose purchased quantity the response changes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -132,7 +135,7 @@ pub fn import<R: Read + Seek>(
     store: &Store,
     now: i64,
     input: R,
-    mode: &str,
+    mode: SyncMode,
     dry_run: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ImportOutcome> {
@@ -271,7 +274,7 @@ pub fn import<R: Read + Seek>(
     tracing::info!(
         response = %m.bundle_id,
         request = %request_id,
-        mode,
+        %mode,
         lines = outcome.license_lines,
         rejected = outcome.rejected.len(),
         "applied a sync response"
@@ -342,7 +345,7 @@ struct Incoming<'a, R: Read + Seek> {
     manifest: &'a Manifest,
     payload: &'a SyncResponse,
     bundle: &'a mut VerifiedBundle<R>,
-    mode: &'a str,
+    mode: SyncMode,
 }
 
 /// Where applying tells what it did, and how far it got.
@@ -491,16 +494,15 @@ fn apply_in<R: Read + Seek>(
             conn,
             at,
             &events::NewEvent {
-                kind: if change == "added" {
-                    "licenses_added"
-                } else {
-                    "licenses_removed"
-                },
                 va_name: Some(&va),
                 license_tag: Some(&tag),
                 message,
                 actor: "system",
-                ..Default::default()
+                ..events::NewEvent::of(if change == "added" {
+                    EventKind::LicensesAdded
+                } else {
+                    EventKind::LicensesRemoved
+                })
             },
         )?;
         outcome.license_changes.push(LicenseChange {
@@ -560,7 +562,11 @@ fn apply_in<R: Read + Seek>(
             ),
         },
     )?;
-    for kind in [deadlines::UPCOMING, deadlines::OVERDUE, deadlines::FAILED] {
+    for kind in [
+        AlertKind::SyncUpcoming,
+        AlertKind::SyncOverdue,
+        AlertKind::SyncFailed,
+    ] {
         alerts::clear(conn, at, kind)?;
     }
     let me = identity::get(conn)?.map(|m| m.name).unwrap_or_default();
@@ -568,15 +574,10 @@ fn apply_in<R: Read + Seek>(
         conn,
         at,
         &events::NewEvent {
-            kind: if mode == "network" {
-                "satellite_synchronized_network"
-            } else {
-                "satellite_synchronized_file"
-            },
             message: format!(
                 "The satellite \"{me}\" synchronized with the cloud {}: {} license lines, {} \
                  records refused by the cloud.",
-                if mode == "network" {
+                if mode == SyncMode::Network {
                     "via network"
                 } else {
                     "by file"
@@ -585,7 +586,11 @@ fn apply_in<R: Read + Seek>(
                 outcome.rejected.len()
             ),
             actor: "system",
-            ..Default::default()
+            ..events::NewEvent::of(if mode == SyncMode::Network {
+                EventKind::SatelliteSynchronizedNetwork
+            } else {
+                EventKind::SatelliteSynchronizedFile
+            })
         },
     )?;
     Ok(())

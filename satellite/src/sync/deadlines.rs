@@ -8,6 +8,8 @@
 
 use diesel::SqliteConnection;
 
+use crate::catalogue::AlertKind;
+use crate::catalogue::EventKind;
 use crate::clock::{self, DAY, MINUTE};
 use crate::db::identity::SatelliteRow;
 use crate::db::{self, alerts, events, identity};
@@ -21,12 +23,6 @@ pub const OVERDUE_AFTER: i64 = 66 * DAY;
 pub const REMOVAL_AFTER: i64 = 90 * DAY;
 /// A clock this far behind the high-water mark has been set back (smaller steps are NTP).
 pub const CLOCK_TOLERANCE: i64 = 5 * MINUTE;
-
-pub const UPCOMING: &str = "Upcoming Sync Deadline (30 Day)";
-pub const OVERDUE: &str = "Synchronization Overdue";
-pub const FAILED: &str = "Synchronization Failed";
-pub const REMOVED: &str = "Satellite Unregistered and Removed";
-pub const CLOCK_BACKWARDS: &str = "System Clock Moved Backwards";
 
 /// When the satellite last synchronized (or registered, before its first sync).
 pub fn last_sync(me: &SatelliteRow) -> Option<i64> {
@@ -89,8 +85,7 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
             conn,
             now,
             &alerts::NewAlert {
-                kind: CLOCK_BACKWARDS,
-                severity: "major",
+                kind: AlertKind::ClockBackwards,
                 source_type: "satellite",
                 source_id: None,
                 va_id: None,
@@ -107,10 +102,10 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
         )?;
         if new {
             tracing::warn!(now = %clock::format(now), counted = %clock::format(effective), "the system clock went backwards");
-            out.raised.push(CLOCK_BACKWARDS.to_string());
+            out.raised.push(AlertKind::ClockBackwards.to_string());
         }
     } else {
-        alerts::clear(conn, now, CLOCK_BACKWARDS)?;
+        alerts::clear(conn, now, AlertKind::ClockBackwards)?;
     }
     let at = out.effective_now;
 
@@ -128,14 +123,13 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
     if elapsed >= REMOVAL_AFTER {
         remove(conn, at, &me)?;
         out.removed = true;
-        out.raised.push(REMOVED.to_string());
+        out.raised.push(AlertKind::SatelliteRemoved.to_string());
     } else if elapsed >= OVERDUE_AFTER {
         let new = alerts::raise(
             conn,
             at,
             &alerts::NewAlert {
-                kind: OVERDUE,
-                severity: "major",
+                kind: AlertKind::SyncOverdue,
                 source_type: "satellite",
                 source_id: None,
                 va_id: None,
@@ -152,27 +146,25 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
             },
         )?;
         if new {
-            alerts::clear(conn, at, UPCOMING)?;
+            alerts::clear(conn, at, AlertKind::SyncUpcoming)?;
             events::append(
                 conn,
                 at,
                 &events::NewEvent {
-                    kind: "satellite_sync_overdue",
                     message: "Satellite has not synchronized within the expected time period."
                         .into(),
                     actor: "system",
-                    ..Default::default()
+                    ..events::NewEvent::of(EventKind::SatelliteSyncOverdue)
                 },
             )?;
-            out.raised.push(OVERDUE.to_string());
+            out.raised.push(AlertKind::SyncOverdue.to_string());
         }
     } else if elapsed >= SYNC_INTERVAL || me.next_sync_due_at.is_some_and(|d| at >= d) {
         let new = alerts::raise(
             conn,
             at,
             &alerts::NewAlert {
-                kind: UPCOMING,
-                severity: "minor",
+                kind: AlertKind::SyncUpcoming,
                 source_type: "satellite",
                 source_id: None,
                 va_id: None,
@@ -188,7 +180,7 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
             },
         )?;
         if new {
-            out.raised.push(UPCOMING.to_string());
+            out.raised.push(AlertKind::SyncUpcoming.to_string());
         }
     }
     Ok(out)
@@ -198,14 +190,13 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
 /// removed. Its data stays for audit; it can be registered again.
 fn remove(conn: &mut SqliteConnection, at: i64, me: &SatelliteRow) -> Result<()> {
     db::sync::mark_removed(conn, at)?;
-    alerts::clear(conn, at, UPCOMING)?;
-    alerts::clear(conn, at, OVERDUE)?;
+    alerts::clear(conn, at, AlertKind::SyncUpcoming)?;
+    alerts::clear(conn, at, AlertKind::SyncOverdue)?;
     alerts::raise(
         conn,
         at,
         &alerts::NewAlert {
-            kind: REMOVED,
-            severity: "major",
+            kind: AlertKind::SatelliteRemoved,
             source_type: "satellite",
             source_id: None,
             va_id: None,
@@ -218,14 +209,13 @@ fn remove(conn: &mut SqliteConnection, at: i64, me: &SatelliteRow) -> Result<()>
         conn,
         at,
         &events::NewEvent {
-            kind: "satellite_removed",
             message: format!(
                 "The satellite \"{}\" failed to synchronize in 90 days and has been removed. \
                  Its data is kept; register it again to restore service.",
                 me.name
             ),
             actor: "system",
-            ..Default::default()
+            ..events::NewEvent::of(EventKind::SatelliteRemoved)
         },
     )?;
     tracing::error!(
@@ -259,8 +249,8 @@ mod tests {
             .unwrap();
     }
 
-    fn active(conn: &mut SqliteConnection) -> Vec<String> {
-        let mut k: Vec<String> = alerts::active(conn)
+    fn active(conn: &mut SqliteConnection) -> Vec<AlertKind> {
+        let mut k: Vec<AlertKind> = alerts::active(conn)
             .unwrap()
             .into_iter()
             .map(|a| a.kind)
@@ -276,13 +266,19 @@ mod tests {
         let t0 = 1_800_000_000;
         registered(&mut c, t0);
         assert!(run(&mut c, t0 + 29 * DAY).unwrap().raised.is_empty());
-        assert_eq!(run(&mut c, t0 + 30 * DAY).unwrap().raised, vec![UPCOMING]);
+        assert_eq!(
+            run(&mut c, t0 + 30 * DAY).unwrap().raised,
+            vec![AlertKind::SyncUpcoming.to_string()]
+        );
         assert!(
             run(&mut c, t0 + 31 * DAY).unwrap().raised.is_empty(),
             "raised once"
         );
-        assert_eq!(run(&mut c, t0 + 66 * DAY).unwrap().raised, vec![OVERDUE]);
-        assert_eq!(active(&mut c), vec![OVERDUE]);
+        assert_eq!(
+            run(&mut c, t0 + 66 * DAY).unwrap().raised,
+            vec![AlertKind::SyncOverdue.to_string()]
+        );
+        assert_eq!(active(&mut c), vec![AlertKind::SyncOverdue]);
         let msg = alerts::active(&mut c).unwrap()[0].message.clone();
         assert!(msg.contains("has not synchronized for 66 days"), "{msg}");
         assert!(msg.contains("within 24 days"), "{msg}");
@@ -291,7 +287,7 @@ mod tests {
         assert!(past_removal(&me, t0 + 90 * DAY));
         let r = run(&mut c, t0 + 90 * DAY).unwrap();
         assert!(r.removed);
-        assert_eq!(active(&mut c), vec![REMOVED]);
+        assert_eq!(active(&mut c), vec![AlertKind::SatelliteRemoved]);
         let me = identity::get(&mut c).unwrap().unwrap();
         assert_eq!(me.state, crate::states::SatelliteState::Removed);
         assert!(run(&mut c, t0 + 91 * DAY).unwrap().raised.is_empty());
@@ -308,7 +304,7 @@ mod tests {
         let r = run(&mut c, t0 + 50 * DAY).unwrap();
         assert!(r.clock_behind);
         assert_eq!(r.effective_now, t0 + 80 * DAY);
-        assert!(r.raised.contains(&CLOCK_BACKWARDS.to_string()));
+        assert!(r.raised.contains(&AlertKind::ClockBackwards.to_string()));
         assert_eq!(effective_now(&mut c, t0 + 55 * DAY).unwrap(), t0 + 85 * DAY);
         // Time goes on from the set-back clock: 9 days later it is day 89 for the
         // deadlines, 10 days later the satellite removes itself, as it would have.
@@ -318,6 +314,6 @@ mod tests {
         let r = run(&mut c, t0 + 90 * DAY + 3600).unwrap();
         assert!(!r.clock_behind);
         assert_eq!(r.effective_now, t0 + 90 * DAY + 3600);
-        assert!(!active(&mut c).contains(&CLOCK_BACKWARDS.to_string()));
+        assert!(!active(&mut c).contains(&AlertKind::ClockBackwards));
     }
 }

@@ -20,6 +20,7 @@ use crate::db::identity::SatelliteRow;
 use crate::db::{self, Store};
 use crate::error::{Error, Result};
 use crate::states::SatelliteState;
+use crate::states::SyncMode;
 
 /// Progress of long work, for the CLI to show.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +53,10 @@ pub fn registered_with_cloud(me: &SatelliteRow) -> Result<&str> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SyncStatus {
     pub state: SatelliteState,
-    /// "network" when a cloud URL is configured, else "manual".
-    pub mode: String,
+    /// Network when a cloud URL is configured, else manual.
+    pub mode: SyncMode,
     pub last_sync: Option<String>,
-    pub last_sync_mode: Option<String>,
+    pub last_sync_mode: Option<SyncMode>,
     pub next_sync_due: Option<String>,
     pub next_scheduled: Option<String>,
     pub removal_at: Option<String>,
@@ -88,9 +89,13 @@ pub fn status(store: &Store, config: &crate::config::Config, now: i64) -> Result
     let network = !config.cloud.url.is_empty();
     Ok(SyncStatus {
         state: me.state,
-        mode: if network { "network" } else { "manual" }.into(),
+        mode: if network {
+            SyncMode::Network
+        } else {
+            SyncMode::Manual
+        },
         last_sync: me.last_sync_at.map(clock::format),
-        last_sync_mode: st.last_mode.clone(),
+        last_sync_mode: st.last_mode,
         next_sync_due: me.next_sync_due_at.map(clock::format),
         next_scheduled: if network && registered {
             st.next_attempt_at

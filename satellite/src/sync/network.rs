@@ -11,11 +11,14 @@ use chrono::{DateTime, Utc};
 use super::apply::{self, ImportOutcome};
 use super::request::{self, RequestSummary};
 use super::{deadlines, registered_with_cloud, Progress};
+use crate::catalogue::AlertKind;
+use crate::catalogue::EventKind;
 use crate::clock::{self, Clock};
 use crate::cloud_client::{Answer, CloudClient};
 use crate::config::{Config, SyncConfig};
 use crate::db::{self, alerts, identity, Store};
 use crate::error::{Error, Result};
+use crate::states::SyncMode;
 
 /// The next time the schedule fires after `now`, if there is a schedule.
 pub fn next_scheduled(config: &Config, now: i64) -> Option<i64> {
@@ -87,7 +90,7 @@ fn attempt(
     let (bytes, summary) = request::make(
         store,
         clock.now(),
-        "network",
+        SyncMode::Network,
         full,
         Cursor::new(Vec::new()),
         progress,
@@ -103,7 +106,7 @@ fn attempt(
         store,
         clock.now(),
         Cursor::new(response),
-        "network",
+        SyncMode::Network,
         false,
         progress,
     )?;
@@ -136,14 +139,13 @@ fn record_failure_in(
         conn,
         now,
         &crate::db::events::NewEvent {
-            kind: "satellite_sync_failed",
             message: format!(
                 "Synchronization with the cloud failed (attempt {failures} in a row): {message}. \
                  The next attempt is at {}.",
                 clock::format(retry_at)
             ),
             actor: "system",
-            ..Default::default()
+            ..crate::db::events::NewEvent::of(EventKind::SatelliteSyncFailed)
         },
     )?;
     if failures >= i64::from(config.sync.failure_alert_after) {
@@ -151,8 +153,7 @@ fn record_failure_in(
             conn,
             now,
             &alerts::NewAlert {
-                kind: deadlines::FAILED,
-                severity: "major",
+                kind: AlertKind::SyncFailed,
                 source_type: "satellite",
                 source_id: None,
                 va_id: None,

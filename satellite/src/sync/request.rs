@@ -23,6 +23,7 @@ use crate::clock::DAY;
 use crate::db::{self, identity, Store};
 use crate::error::{Error, Result};
 use crate::states::PiState;
+use crate::states::SyncMode;
 
 /// How long a request may travel before the cloud refuses it.
 pub const REQUEST_VALID_DAYS: i64 = 30;
@@ -34,7 +35,7 @@ const CHUNK: i64 = 5_000;
 pub struct RequestSummary {
     pub bundle_id: String,
     pub sequence: i64,
-    pub mode: String,
+    pub mode: SyncMode,
     pub full: bool,
     pub from_change: i64,
     pub to_change: i64,
@@ -83,7 +84,7 @@ impl RequestSummary {
 pub fn make<W: Read + Write + Seek>(
     store: &Store,
     now: i64,
-    mode: &str,
+    mode: SyncMode,
     full: bool,
     out: W,
     progress: &mut dyn FnMut(Progress),
@@ -120,7 +121,7 @@ pub fn make<W: Read + Write + Seek>(
         let mut summary = RequestSummary {
             bundle_id: header.bundle_id.clone(),
             sequence,
-            mode: mode.to_string(),
+            mode,
             full,
             from_change: after.max(0),
             to_change,
@@ -172,7 +173,7 @@ pub fn make<W: Read + Write + Seek>(
     })?;
     tracing::info!(
         bundle_id = %summary.bundle_id,
-        mode,
+        %mode,
         full,
         product_instances = summary.product_instances,
         events = summary.events,

@@ -80,8 +80,14 @@ fn main() {
     cfg.storage.data_dir = dir.join("sat");
     let (store, _) = Store::open(&cfg.storage).unwrap();
     satellite::identity::ensure(&store, &cfg, &clock).unwrap();
-    let (req, _) =
-        satellite::registration::make_request(&store, &cfg, &clock, "manual", None).unwrap();
+    let (req, _) = satellite::registration::make_request(
+        &store,
+        &cfg,
+        &clock,
+        satellite::states::SyncMode::Manual,
+        None,
+    )
+    .unwrap();
     let mut auth = Vec::new();
     service::authorize_file(&cloud, &req, "bench", &["Lab".into()], |b| {
         auth = b.to_vec();
@@ -123,7 +129,7 @@ fn main() {
             let (w, s) = satellite::sync::request::make(
                 &store,
                 satellite::clock::system_now(),
-                "manual",
+                satellite::states::SyncMode::Manual,
                 full,
                 sync_format::BufferedFile::new(f),
                 &mut |_| {},
@@ -142,7 +148,7 @@ fn main() {
                 &store,
                 satellite::clock::system_now(),
                 Cursor::new(resp.clone()),
-                "manual",
+                satellite::states::SyncMode::Manual,
                 false,
                 &mut |_| {},
             )

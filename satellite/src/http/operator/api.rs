@@ -15,6 +15,7 @@ use super::ops::{
 };
 use super::{act, db, Caller, Kind, RouteInfo, RouteSink};
 use crate::alerts;
+use crate::catalogue::{AlertKind, Severity};
 use crate::error::{Error, Result};
 use crate::http::{blocking, AppState};
 use crate::operators::{self, Role};
@@ -420,14 +421,21 @@ fn one_of(what: &str, v: Option<&str>, allowed: &[&str]) -> Result<()> {
 
 async fn alerts_list(state: web::Data<AppState>, q: Query<AlertQuery>) -> Result<HttpResponse> {
     let q = q.into_inner();
-    one_of("severity", q.severity.as_deref(), &alerts::SEVERITIES)?;
     one_of("state", q.state.as_deref(), &alerts::STATES)?;
     let now = state.clock.now();
     let f = alerts::Filter {
         va: q.va,
-        severity: q.severity,
+        severity: q
+            .severity
+            .as_deref()
+            .map(|s| Severity::parse_named("severity", s))
+            .transpose()?,
         state: Some(q.state.unwrap_or_else(|| "active".into())),
-        kind: q.kind,
+        kind: q
+            .kind
+            .as_deref()
+            .map(|k| AlertKind::parse_named("alert type", k))
+            .transpose()?,
     };
     let list = db(&state, move |c| alerts::list(c, &f, now)).await?;
     rows(&list, q.format, report::alerts_table, "alerts")

@@ -14,6 +14,7 @@ use super::{act, db};
 use crate::error::{Error, Result};
 use crate::http::{blocking, AppState};
 use crate::operators::{self, Principal, Role};
+use crate::states::SyncMode;
 
 /// Changes the caller's own password (API and console), under the same limit on attempts as
 /// logins: counted before the current password is checked, per account and client address.
@@ -99,7 +100,7 @@ pub async fn import_sync_file(
             &store,
             clock.now(),
             Cursor::new(bytes),
-            "manual",
+            SyncMode::Manual,
             dry_run,
             &mut |_| {},
         )
@@ -115,7 +116,7 @@ pub async fn make_registration_file(state: &AppState) -> Result<(Vec<u8>, String
             &state.store,
             &state.config,
             state.clock.as_ref(),
-            "manual",
+            SyncMode::Manual,
             None,
         )
     })
@@ -134,7 +135,7 @@ pub async fn make_sync_file(
         let (out, summary) = crate::sync::request::make(
             &store,
             now,
-            "manual",
+            SyncMode::Manual,
             full,
             Cursor::new(Vec::new()),
             &mut |_| {},

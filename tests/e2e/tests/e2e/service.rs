@@ -195,13 +195,13 @@ fn a_database_of_the_first_schema_upgrades_without_loss() {
     let mut prev = String::new();
     for r in &rows {
         let f: Vec<&str> = r.split('\u{1f}').collect();
+        let kind = satellite::catalogue::EventKind::parse(f[1]).expect("a known event kind");
         let e = satellite::db::events::NewEvent {
-            kind: f[1],
             va_name: Some(f[2]),
             pi_uuid: Some(f[3]),
             message: f[4].to_string(),
             actor: "system",
-            ..Default::default()
+            ..satellite::db::events::NewEvent::of(kind)
         };
         assert_eq!(f[5], prev);
         let expected = satellite::db::events::hash(&prev, f[0].parse().unwrap(), &e);

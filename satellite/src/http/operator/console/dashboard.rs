@@ -8,6 +8,7 @@ use maud::html;
 use super::frame::{self, or_dash};
 use super::ok_page;
 use crate::alerts;
+use crate::catalogue::Severity;
 use crate::error::Result;
 use crate::http::operator::{db, Caller};
 use crate::http::AppState;
@@ -27,7 +28,7 @@ pub(super) async fn page(state: web::Data<AppState>, Caller(who): Caller) -> Res
         Ok((st, sync, alerts))
     })
     .await?;
-    let count = |sev: &str| alerts.iter().filter(|a| a.severity == sev).count();
+    let count = |sev: Severity| alerts.iter().filter(|a| a.severity == sev).count();
     let days_left = sync
         .days_left_before_removal
         .map(|d| d.to_string())
@@ -40,8 +41,16 @@ pub(super) async fn page(state: web::Data<AppState>, Caller(who): Caller) -> Res
             or_dash(sync.next_sync_due.as_deref()),
         ),
         ("days-left", "Days left before removal", days_left),
-        ("alerts-major", "Major alerts", count("major").to_string()),
-        ("alerts-minor", "Minor alerts", count("minor").to_string()),
+        (
+            "alerts-major",
+            "Major alerts",
+            count(Severity::Major).to_string(),
+        ),
+        (
+            "alerts-minor",
+            "Minor alerts",
+            count(Severity::Minor).to_string(),
+        ),
         (
             "devices",
             "Product instances",
