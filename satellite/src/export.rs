@@ -27,11 +27,12 @@ use crate::catalogue::EventKind;
 use crate::clock;
 use crate::compliance;
 use crate::db::devices::{self as dbdevices, PiRow};
-use crate::db::export::{self as db, ExportRow, HOLDING, WAITING};
+use crate::db::export::{self as db, ExportRow};
 use crate::db::{alerts, events, pools};
 use crate::error::{Error, Result};
 use crate::guards::{field_ok, fresh, require_registered};
 use crate::states::PiState;
+use crate::states::{ExportDirection, ExportState};
 
 /// Most restricted licenses of one tag one request may ask for.
 pub const MAX_COUNT: i64 = 1_000_000;
@@ -85,8 +86,7 @@ pub struct Queued {
     pub pi_id: String,
     pub tag: String,
     pub count: i64,
-    /// "request" or "return".
-    pub direction: String,
+    pub direction: ExportDirection,
     /// Always "pending": the cloud decides at the next sync.
     pub status: String,
     pub message: String,
@@ -119,7 +119,7 @@ fn queued(row: &ExportRow, pi: &PiRow, message: String) -> Queued {
         pi_id: pi.uuid.clone(),
         tag: row.tag.clone(),
         count: row.count,
-        direction: row.direction.clone(),
+        direction: row.direction,
         status: "pending".into(),
         message,
     }
@@ -147,21 +147,21 @@ pub fn request(conn: &mut SqliteConnection, req: &ExportRequest, now: i64) -> Re
         )));
     }
     for r in rows_for(conn, pi.id, &req.tag)? {
-        let waiting = WAITING.contains(&r.state.as_str());
-        if r.direction == "request" && waiting {
+        let waiting = r.state.waits();
+        if r.direction == ExportDirection::Request && waiting {
             return Err(Error::Conflict(format!(
                 "a request for {:?} ({}) is already waiting for the cloud",
                 req.tag, r.request_uuid
             )));
         }
-        if r.direction == "request" && HOLDING.contains(&r.state.as_str()) {
+        if r.direction == ExportDirection::Request && r.state.holds() {
             return Err(Error::Conflict(format!(
                 "this product instance already holds {} {:?} ({}); return it before asking \
                  for a different quantity",
                 r.count, req.tag, r.request_uuid
             )));
         }
-        if r.direction == "return" && waiting {
+        if r.direction == ExportDirection::Return && waiting {
             return Err(Error::Conflict(format!(
                 "the return of {:?} ({}) is still waiting for the cloud; ask again once it \
                  is acknowledged",
@@ -178,7 +178,7 @@ pub fn request(conn: &mut SqliteConnection, req: &ExportRequest, now: i64) -> Re
             pi_id: pi.id,
             tag: &req.tag,
             count: req.count,
-            direction: "request",
+            direction: ExportDirection::Request,
             return_of: None,
         },
     )?;
@@ -215,9 +215,7 @@ fn queue_return(
     now: i64,
 ) -> Result<Option<ExportRow>> {
     let pending = db::of_pi(conn, held.pi_id)?.into_iter().any(|r| {
-        r.direction == "return"
-            && r.return_of == Some(held.id)
-            && WAITING.contains(&r.state.as_str())
+        r.direction == ExportDirection::Return && r.return_of == Some(held.id) && r.state.waits()
     });
     if pending {
         return Ok(None);
@@ -231,7 +229,7 @@ fn queue_return(
             pi_id: held.pi_id,
             tag: &held.tag,
             count: held.count,
-            direction: "return",
+            direction: ExportDirection::Return,
             return_of: Some(held.id),
         },
     )?))
@@ -245,11 +243,11 @@ pub fn give_back(conn: &mut SqliteConnection, req: &ExportReturn, now: i64) -> R
     let rows = rows_for(conn, pi.id, &req.tag)?;
     let Some(held) = rows
         .iter()
-        .find(|r| r.direction == "request" && HOLDING.contains(&r.state.as_str()))
+        .find(|r| r.direction == ExportDirection::Request && r.state.holds())
     else {
         if let Some(w) = rows
             .iter()
-            .find(|r| r.direction == "request" && WAITING.contains(&r.state.as_str()))
+            .find(|r| r.direction == ExportDirection::Request && r.state.waits())
         {
             return Err(Error::Conflict(format!(
                 "the request for {:?} ({}) is still waiting for the cloud: nothing is held \
@@ -286,8 +284,8 @@ pub fn give_back(conn: &mut SqliteConnection, req: &ExportReturn, now: i64) -> R
 pub fn return_all(conn: &mut SqliteConnection, pi: &PiRow, now: i64) -> Result<usize> {
     let mut n = 0;
     for r in db::of_pi(conn, pi.id)? {
-        if r.direction == "request"
-            && HOLDING.contains(&r.state.as_str())
+        if r.direction == ExportDirection::Request
+            && r.state.holds()
             && queue_return(conn, &r, now)?.is_some()
         {
             n += 1;
@@ -300,7 +298,7 @@ pub fn return_all(conn: &mut SqliteConnection, pi: &PiRow, now: i64) -> Result<u
 pub fn moved(conn: &mut SqliteConnection, pi_id: i64, from: i64, to: i64, now: i64) -> Result<()> {
     let mut tags: Vec<String> = db::of_pi(conn, pi_id)?
         .into_iter()
-        .filter(|r| r.direction == "request" && HOLDING.contains(&r.state.as_str()))
+        .filter(|r| r.direction == ExportDirection::Request && r.state.holds())
         .map(|r| r.tag)
         .collect();
     tags.sort();
@@ -317,11 +315,12 @@ pub fn moved(conn: &mut SqliteConnection, pi_id: i64, from: i64, to: i64, now: i
 fn statuses(rows: &[ExportRow]) -> (Vec<RestrictedStatus>, Vec<i64>) {
     let mut out = Vec::new();
     let mut delivers = Vec::new();
-    for r in rows.iter().filter(|r| r.direction == "request") {
+    for r in rows
+        .iter()
+        .filter(|r| r.direction == ExportDirection::Request)
+    {
         let returning = rows.iter().any(|x| {
-            x.direction == "return"
-                && x.return_of == Some(r.id)
-                && WAITING.contains(&x.state.as_str())
+            x.direction == ExportDirection::Return && x.return_of == Some(r.id) && x.state.waits()
         });
         let status = match r.state.as_str() {
             "queued" | "sent" => "PENDING",
@@ -330,7 +329,7 @@ fn statuses(rows: &[ExportRow]) -> (Vec<RestrictedStatus>, Vec<i64>) {
             "denied" if r.delivered_at.is_none() => "DENIED",
             _ => continue,
         };
-        if (status == "GRANTED" && r.state == "granted") || status == "DENIED" {
+        if (status == "GRANTED" && r.state == ExportState::Granted) || status == "DENIED" {
             delivers.push(r.id);
         }
         out.push(RestrictedStatus {
@@ -396,7 +395,7 @@ pub fn apply_answer(
         tracing::warn!(request = %a.id, "the cloud answered an export request this satellite does not know");
         return Ok(out);
     };
-    if !WAITING.contains(&row.state.as_str()) {
+    if !row.state.waits() {
         return Ok(out);
     }
     let pi = dbdevices::by_id(conn, row.pi_id)?;
@@ -412,7 +411,7 @@ pub fn apply_answer(
     let licenses = licenses_text(row.count, name, kind);
     match (row.direction.as_str(), a.status) {
         ("request", ExportStatus::Granted) => {
-            db::answer(conn, row.id, "granted", None, (name, kind), at)?;
+            db::answer(conn, row.id, ExportState::Granted, None, (name, kind), at)?;
             compliance::recompute(conn, pi.va_id, &row.tag, at)?;
             alerts::clear_source(
                 conn,
@@ -445,7 +444,14 @@ pub fn apply_answer(
         }
         ("request", ExportStatus::Denied) => {
             let reason = a.reason.clone().unwrap_or_else(|| "no reason given".into());
-            db::answer(conn, row.id, "denied", Some(&reason), (name, kind), at)?;
+            db::answer(
+                conn,
+                row.id,
+                ExportState::Denied,
+                Some(&reason),
+                (name, kind),
+                at,
+            )?;
             let code = a.reason_code.as_deref().unwrap_or("");
             let not_available = matches!(code, "not_available" | "unknown_tag");
             let message = if not_available {
@@ -499,9 +505,9 @@ pub fn apply_answer(
             out.reason = Some(reason);
         }
         ("return", ExportStatus::Returned) => {
-            db::answer(conn, row.id, "returned", None, (name, kind), at)?;
+            db::answer(conn, row.id, ExportState::Returned, None, (name, kind), at)?;
             if let Some(of) = row.return_of {
-                db::set_state(conn, of, "returned", at)?;
+                db::set_state(conn, of, ExportState::Returned, at)?;
             }
             compliance::recompute(conn, pi.va_id, &row.tag, at)?;
             events::append(
@@ -526,7 +532,14 @@ pub fn apply_answer(
         ("return", ExportStatus::Denied) => {
             // The cloud kept the license: it stays held here too, and the operator sees why.
             let reason = a.reason.clone().unwrap_or_else(|| "no reason given".into());
-            db::answer(conn, row.id, "denied", Some(&reason), (name, kind), at)?;
+            db::answer(
+                conn,
+                row.id,
+                ExportState::Denied,
+                Some(&reason),
+                (name, kind),
+                at,
+            )?;
             out.result = "denied".into();
             out.reason = Some(reason);
         }
@@ -550,8 +563,8 @@ fn alert_source(pi: &PiRow, tag: &str) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportView {
     pub request_id: String,
-    pub direction: String,
-    pub state: String,
+    pub direction: ExportDirection,
+    pub state: ExportState,
     pub pi_id: String,
     pub product_instance: String,
     pub virtual_account: String,
@@ -568,24 +581,7 @@ pub struct ExportView {
     pub returns: Option<String>,
 }
 
-pub const STATES: [&str; 6] = [
-    "queued",
-    "sent",
-    "granted",
-    "denied",
-    "delivered",
-    "returned",
-];
-
 pub fn list(conn: &mut SqliteConnection, f: &db::Filter) -> Result<Vec<ExportView>> {
-    if let Some(s) = &f.state {
-        if !STATES.contains(&s.as_str()) {
-            return Err(Error::invalid(format!(
-                "unknown state {s:?}: one of {}",
-                STATES.join(", ")
-            )));
-        }
-    }
     let rows = db::list(conn, f)?;
     let mut out = Vec::with_capacity(rows.len());
     for l in rows {
@@ -734,7 +730,11 @@ mod tests {
             dbd::totals(&mut c, va, tag).unwrap().0
         }
         fn state(&self, id: &str) -> String {
-            db::by_uuid(&mut self.conn(), id).unwrap().unwrap().state
+            db::by_uuid(&mut self.conn(), id)
+                .unwrap()
+                .unwrap()
+                .state
+                .to_string()
         }
         fn pi(&self, uuid: &str) -> PiRow {
             dbd::by_uuid(&mut self.conn(), uuid).unwrap().unwrap()
@@ -769,7 +769,7 @@ mod tests {
 
         // A return stays consumed until the cloud acknowledges it.
         let r = t.give_back(&a, HSEC).unwrap();
-        assert_eq!(r.direction, "return");
+        assert_eq!(r.direction, ExportDirection::Return);
         assert_eq!(t.in_use("Ops", HSEC), 2);
         let told = deliver(&mut t.conn(), &pi, SystemClock.now()).unwrap();
         assert_eq!(told[0].status, "RETURN_PENDING");
@@ -909,7 +909,7 @@ mod tests {
         assert_eq!(t.in_use("Lab", HSEC), 1);
         let waiting = db::waiting(&mut t.conn()).unwrap();
         assert_eq!(waiting.len(), 1);
-        assert_eq!(waiting[0].row.direction, "return");
+        assert_eq!(waiting[0].row.direction, ExportDirection::Return);
     }
 
     #[test]

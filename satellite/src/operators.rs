@@ -18,6 +18,7 @@ use crate::catalogue::EventKind;
 use crate::db::events::{self, NewEvent};
 use crate::db::operators as db;
 use crate::error::{Error, Result};
+use crate::states::TokenState;
 
 /// What an account may do. Ordered: each role may do what the ones before it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -451,17 +452,17 @@ pub struct ApiTokenView {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
-    pub state: &'static str,
+    pub state: TokenState,
 }
 
 fn token_view(t: &db::ApiTokenRow, username: String, now: i64) -> ApiTokenView {
     use crate::clock::format as format_time;
     let state = if t.revoked_at.is_some() {
-        "revoked"
+        TokenState::Revoked
     } else if t.expires_at.is_some_and(|e| e <= now) {
-        "expired"
+        TokenState::Expired
     } else {
-        "active"
+        TokenState::Active
     };
     ApiTokenView {
         id: t.id,

@@ -342,7 +342,7 @@ pub fn tokens_table(rows: &[crate::tokens::TokenView]) -> Table {
                 None => v.uses.to_string(),
             },
             if v.export_controlled { "allowed" } else { "" }.into(),
-            v.status.clone(),
+            v.status.to_string(),
             v.created_by.clone(),
         ]);
     }

@@ -48,7 +48,7 @@ macro_rules! text_enum {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -133,6 +133,54 @@ text_enum! {
         Pending => "pending",
         Registered => "registered",
         Removed => "removed",
+    }
+}
+
+text_enum! {
+    /// Where a token stands (registration tokens and operators' API tokens): usable,
+    /// revoked, past its expiry, or used its maximum number of times (registration tokens).
+    TokenState {
+        Active => "active",
+        Expired => "expired",
+        UsedUp => "used-up",
+        Revoked => "revoked",
+    }
+}
+
+text_enum! {
+    /// Where an export-controlled request or return stands: queued for the next sync, sent
+    /// in one, answered by the cloud (granted, denied, or for a return: returned), and a
+    /// grant delivered to its device.
+    ExportState {
+        Queued => "queued",
+        Sent => "sent",
+        Granted => "granted",
+        Denied => "denied",
+        Delivered => "delivered",
+        Returned => "returned",
+    }
+}
+
+impl ExportState {
+    /// The states in which a request holds its restricted license (counted in its pool).
+    pub const HOLDING: [ExportState; 2] = [ExportState::Granted, ExportState::Delivered];
+    /// The states of a row waiting for the cloud.
+    pub const WAITING: [ExportState; 2] = [ExportState::Queued, ExportState::Sent];
+
+    pub fn holds(self) -> bool {
+        ExportState::HOLDING.contains(&self)
+    }
+
+    pub fn waits(self) -> bool {
+        ExportState::WAITING.contains(&self)
+    }
+}
+
+text_enum! {
+    /// Whether an export-controlled row asks for restricted licenses or gives them back.
+    ExportDirection {
+        Request => "request",
+        Return => "return",
     }
 }
 

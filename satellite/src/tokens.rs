@@ -14,6 +14,7 @@ use crate::clock::{self, DAY};
 use crate::db::{events, identity, tokens as db, tokens::TokenRow};
 use crate::error::{Error, Result};
 use crate::identity::TokenKey;
+use crate::states::TokenState;
 
 const ID_LEN: usize = 16;
 const MAC_LEN: usize = 32;
@@ -43,8 +44,7 @@ pub struct TokenView {
     pub uses: i64,
     pub max_uses: Option<i64>,
     pub export_controlled: bool,
-    /// active, expired, used-up or revoked.
-    pub status: String,
+    pub status: TokenState,
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -93,15 +93,15 @@ pub fn derive(key: &TokenKey, lookup_id: &str) -> Result<String> {
     Ok(b64url(&bytes))
 }
 
-fn status(row: &TokenRow, now: i64) -> &'static str {
+fn status(row: &TokenRow, now: i64) -> TokenState {
     if row.revoked_at.is_some() {
-        "revoked"
+        TokenState::Revoked
     } else if now >= row.expires_at {
-        "expired"
+        TokenState::Expired
     } else if row.max_uses.is_some_and(|m| row.uses >= m) {
-        "used-up"
+        TokenState::UsedUp
     } else {
-        "active"
+        TokenState::Active
     }
 }
 
@@ -117,7 +117,7 @@ fn view(row: &TokenRow, va: String, now: i64) -> TokenView {
         uses: row.uses,
         max_uses: row.max_uses,
         export_controlled: row.export_controlled,
-        status: status(row, now).to_string(),
+        status: status(row, now),
     }
 }
 
@@ -255,10 +255,10 @@ pub fn check(
         return Ok(Err(Refusal::Unknown));
     };
     Ok(match status(&row, now) {
-        "revoked" => Err(Refusal::Revoked),
-        "expired" => Err(Refusal::Expired),
-        "used-up" => Err(Refusal::UsedUp),
-        _ => Ok(row),
+        TokenState::Revoked => Err(Refusal::Revoked),
+        TokenState::Expired => Err(Refusal::Expired),
+        TokenState::UsedUp => Err(Refusal::UsedUp),
+        TokenState::Active => Ok(row),
     })
 }
 

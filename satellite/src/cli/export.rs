@@ -8,8 +8,8 @@ pub enum ExportCommand {
     /// which sync), granted, denied (with the cloud's reason), delivered, returned.
     List {
         /// Only this state.
-        #[arg(long, value_parser = crate::export::STATES)]
-        state: Option<String>,
+        #[arg(long)]
+        state: Option<crate::states::ExportState>,
         /// Only this virtual account.
         #[arg(long)]
         va: Option<String>,

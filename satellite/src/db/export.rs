@@ -5,10 +5,9 @@ use diesel::prelude::*;
 use super::schema::{export_requests as x, product_instances as pi, virtual_accounts as va};
 use crate::error::Result;
 
-/// States in which a request row holds its restricted license (counted in its VA's pool).
-pub const HOLDING: [&str; 2] = ["granted", "delivered"];
-/// States of a row waiting for the cloud.
-pub const WAITING: [&str; 2] = ["queued", "sent"];
+pub use crate::states::{ExportDirection, ExportState};
+const HOLDING: [ExportState; 2] = ExportState::HOLDING;
+const WAITING: [ExportState; 2] = ExportState::WAITING;
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = x)]
@@ -18,8 +17,8 @@ pub struct ExportRow {
     pub pi_id: i64,
     pub tag: String,
     pub count: i64,
-    pub direction: String,
-    pub state: String,
+    pub direction: ExportDirection,
+    pub state: ExportState,
     pub sync_id: Option<i64>,
     pub reason: Option<String>,
     pub created_at: i64,
@@ -45,7 +44,7 @@ pub struct NewExport<'a> {
     pub pi_id: i64,
     pub tag: &'a str,
     pub count: i64,
-    pub direction: &'a str,
+    pub direction: ExportDirection,
     pub return_of: Option<i64>,
 }
 
@@ -57,7 +56,7 @@ pub fn insert(conn: &mut SqliteConnection, now: i64, n: &NewExport<'_>) -> Resul
             x::tag.eq(n.tag),
             x::count.eq(n.count),
             x::direction.eq(n.direction),
-            x::state.eq("queued"),
+            x::state.eq(ExportState::Queued),
             x::return_of.eq(n.return_of),
             x::created_at.eq(now),
             x::updated_at.eq(now),
@@ -96,7 +95,7 @@ pub fn of_pi(conn: &mut SqliteConnection, pi_id: i64) -> Result<Vec<ExportRow>> 
 /// Operators' filter.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub state: Option<String>,
+    pub state: Option<ExportState>,
     pub va: Option<String>,
     pub pi: Option<String>,
     pub tag: Option<String>,
@@ -105,12 +104,12 @@ pub struct Filter {
 }
 
 pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<Listed>> {
-    let states: Vec<&str> = f.state.as_deref().into_iter().collect();
+    let states: Vec<ExportState> = f.state.into_iter().collect();
     load(conn, f, &states)
 }
 
 /// Rows matching `f`, in one of `states` (any state when empty), oldest first.
-fn load(conn: &mut SqliteConnection, f: &Filter, states: &[&str]) -> Result<Vec<Listed>> {
+fn load(conn: &mut SqliteConnection, f: &Filter, states: &[ExportState]) -> Result<Vec<Listed>> {
     let mut q = x::table
         .inner_join(pi::table.inner_join(va::table))
         .select((ExportRow::as_select(), pi::uuid, pi::name, va::name))
@@ -164,7 +163,7 @@ pub fn mark_sent(conn: &mut SqliteConnection, ids: &[i64], sync_id: i64, now: i6
                 .filter(x::state.eq_any(WAITING)),
         )
         .set((
-            x::state.eq("sent"),
+            x::state.eq(ExportState::Sent),
             x::sync_id.eq(sync_id),
             x::updated_at.eq(now),
         ))
@@ -177,7 +176,7 @@ pub fn mark_sent(conn: &mut SqliteConnection, ids: &[i64], sync_id: i64, now: i6
 pub fn answer(
     conn: &mut SqliteConnection,
     id: i64,
-    state: &str,
+    state: ExportState,
     reason: Option<&str>,
     license: (&str, &str),
     now: i64,
@@ -195,7 +194,7 @@ pub fn answer(
     Ok(())
 }
 
-pub fn set_state(conn: &mut SqliteConnection, id: i64, state: &str, now: i64) -> Result<()> {
+pub fn set_state(conn: &mut SqliteConnection, id: i64, state: ExportState, now: i64) -> Result<()> {
     diesel::update(x::table.find(id))
         .set((x::state.eq(state), x::updated_at.eq(now)))
         .execute(conn)?;
@@ -207,9 +206,9 @@ pub fn mark_delivered(conn: &mut SqliteConnection, ids: &[i64], now: i64) -> Res
     diesel::update(
         x::table
             .filter(x::id.eq_any(ids))
-            .filter(x::state.eq("granted")),
+            .filter(x::state.eq(ExportState::Granted)),
     )
-    .set(x::state.eq("delivered"))
+    .set(x::state.eq(ExportState::Delivered))
     .execute(conn)?;
     diesel::update(x::table.filter(x::id.eq_any(ids)))
         .set((x::delivered_at.eq(now), x::updated_at.eq(now)))
@@ -224,7 +223,7 @@ pub fn held_in_va(conn: &mut SqliteConnection, va_id: i64, tag: &str) -> Result<
         .select(x::count)
         .filter(pi::va_id.eq(va_id))
         .filter(x::tag.eq(tag))
-        .filter(x::direction.eq("request"))
+        .filter(x::direction.eq(ExportDirection::Request))
         .filter(x::state.eq_any(HOLDING))
         .load(conn)?;
     Ok(counts.into_iter().sum())
@@ -236,7 +235,7 @@ pub fn held_by(conn: &mut SqliteConnection, pi_id: i64, tag: &str) -> Result<i64
         .select(x::count)
         .filter(x::pi_id.eq(pi_id))
         .filter(x::tag.eq(tag))
-        .filter(x::direction.eq("request"))
+        .filter(x::direction.eq(ExportDirection::Request))
         .filter(x::state.eq_any(HOLDING))
         .load(conn)?;
     Ok(counts.into_iter().sum())
@@ -247,7 +246,7 @@ pub fn held_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
     Ok(x::table
         .inner_join(pi::table)
         .select((pi::va_id, x::tag))
-        .filter(x::direction.eq("request"))
+        .filter(x::direction.eq(ExportDirection::Request))
         .filter(x::state.eq_any(HOLDING))
         .distinct()
         .load(conn)?)
@@ -257,7 +256,7 @@ pub fn held_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
 pub fn holders(conn: &mut SqliteConnection) -> Result<Vec<i64>> {
     Ok(x::table
         .select(x::pi_id)
-        .filter(x::direction.eq("request"))
+        .filter(x::direction.eq(ExportDirection::Request))
         .filter(x::state.eq_any(HOLDING))
         .distinct()
         .load(conn)?)

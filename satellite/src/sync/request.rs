@@ -297,7 +297,7 @@ fn write_exports<W: Read + Write + Seek>(
         };
         e.write(&ExportRecord {
             id: l.row.request_uuid,
-            op: if l.row.direction == "return" {
+            op: if l.row.direction == crate::states::ExportDirection::Return {
                 ExportOp::Return
             } else {
                 ExportOp::Request

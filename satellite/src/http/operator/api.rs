@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::http::{blocking, AppState};
 use crate::operators::{self, Role};
 use crate::report::{self, Table};
+use crate::states::ExportState;
 use crate::states::PiState;
 
 pub fn declare(r: &mut impl RouteSink) {
@@ -531,7 +532,11 @@ struct ExportQuery {
 async fn exports_list(state: web::Data<AppState>, q: Query<ExportQuery>) -> Result<HttpResponse> {
     let q = q.into_inner();
     let f = crate::export::Filter {
-        state: q.state,
+        state: q
+            .state
+            .as_deref()
+            .map(|s| ExportState::parse_named("export state", s))
+            .transpose()?,
         va: q.va,
         pi: q.device,
         tag: q.tag,

@@ -12,6 +12,7 @@ use crate::http::operator::{act, db, Caller, FormData};
 use crate::http::AppState;
 use crate::operators::{self, Principal};
 use crate::report;
+use crate::states::TokenState;
 
 async fn render(
     state: &AppState,
@@ -24,7 +25,7 @@ async fn render(
     let actions = |i: usize| {
         let v = &list[i];
         html! {
-            @if v.state == "active" {
+            @if v.state == TokenState::Active {
                 (button(who, &format!("/console/api-tokens/{}/revoke", v.id), "Revoke", "danger"))
             }
         }

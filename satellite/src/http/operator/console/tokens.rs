@@ -13,6 +13,7 @@ use crate::http::operator::{act, db, Caller, FormData};
 use crate::http::AppState;
 use crate::operators::{Principal, Role};
 use crate::report;
+use crate::states::TokenState;
 
 pub(super) async fn render(
     state: &AppState,
@@ -34,7 +35,7 @@ pub(super) async fn render(
             @if who.role >= Role::Operator {
                 a href=(format!("/console/tokens/{}", v.id)) { "Show" } " "
                 a href=(format!("/console/tokens/{}/download", v.id)) { "Download" } " "
-                @if v.status == "revoked" {
+                @if v.status == TokenState::Revoked {
                     (button(who, &format!("/console/tokens/{}/remove", v.id), "Remove", "danger"))
                 } @else {
                     (button(who, &format!("/console/tokens/{}/revoke", v.id), "Revoke", "danger"))
