@@ -486,7 +486,9 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter, now: i64) -> Result<Vec<Ale
                 .iter()
                 .find(|(_, n)| *n == name)
                 .map(|(id, _)| *id)
-                .ok_or_else(|| Error::NotFound(format!("no virtual account named {name:?}")))?,
+                .ok_or_else(|| {
+                    Error::NotFound(format!("no virtual account named {name:?}").into())
+                })?,
         ),
         None => None,
     };
@@ -520,15 +522,18 @@ pub fn list(conn: &mut SqliteConnection, f: &Filter, now: i64) -> Result<Vec<Ale
 }
 
 fn get(conn: &mut SqliteConnection, id: i64) -> Result<AlertRow> {
-    db::by_id(conn, id)?.ok_or_else(|| Error::NotFound(format!("no alert with id {id}")))
+    db::by_id(conn, id)?.ok_or_else(|| Error::NotFound(format!("no alert with id {id}").into()))
 }
 
 fn require_active(a: &AlertRow, what: &str) -> Result<()> {
     if a.state != "active" {
-        return Err(Error::State(format!(
-            "alert {} ({}) is {} already; only an active alert can be {what}",
-            a.id, a.kind, a.state
-        )));
+        return Err(Error::State(
+            format!(
+                "alert {} ({}) is {} already; only an active alert can be {what}",
+                a.id, a.kind, a.state
+            )
+            .into(),
+        ));
     }
     Ok(())
 }
@@ -568,10 +573,9 @@ pub fn dismiss(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> R
         let a = get(conn, id)?;
         require_active(&a, "dismissed")?;
         if let Some(why) = a.kind.not_dismissable() {
-            return Err(Error::State(format!(
-                "alert {id} ({}) cannot be dismissed: {why}",
-                a.kind
-            )));
+            return Err(Error::State(
+                format!("alert {id} ({}) cannot be dismissed: {why}", a.kind).into(),
+            ));
         }
         db::end(conn, id, now, "dismissed", Some(actor))?;
         action_event(
@@ -623,16 +627,19 @@ pub fn remind_later(
         let a = get(conn, id)?;
         require_active(&a, "reminded later")?;
         let Some(until) = remind_until(&a) else {
-            return Err(Error::State(format!(
-                "alert {id} ({}) has no next warning period to be reminded at: only Licenses \
+            return Err(Error::State(
+                format!(
+                    "alert {id} ({}) has no next warning period to be reminded at: only Licenses \
                  Expiring and Product Instance Failed to Connect can be reminded later{}",
-                a.kind,
-                if a.kind.not_dismissable().is_none() {
-                    "; dismiss it instead"
-                } else {
-                    ""
-                }
-            )));
+                    a.kind,
+                    if a.kind.not_dismissable().is_none() {
+                        "; dismiss it instead"
+                    } else {
+                        ""
+                    }
+                )
+                .into(),
+            ));
         };
         db::snooze(conn, id, now, until)?;
         action_event(

@@ -22,7 +22,7 @@ use crate::compliance::{self, Entitlement, EntitlementStatus};
 use crate::crypto::DeviceKey;
 use crate::db::devices::{self as db, PiRow};
 use crate::db::{events, pools, tokens as dbtokens};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::guards::{field_ok, fresh, require_registered};
 use crate::identity::{DeviceCa, TokenKey};
 use crate::states::PiState;
@@ -158,13 +158,18 @@ fn csr_key(csr_pem: &str) -> Result<(DeviceKey, Option<PKey<Public>>)> {
 }
 
 fn openssl_csr_key(csr_pem: &str) -> Result<PKey<Public>> {
-    let csr = X509Req::from_pem(csr_pem.as_bytes())
-        .map_err(|_| Error::invalid("csr_pem is not a PEM certificate signing request"))?;
+    let csr = X509Req::from_pem(csr_pem.as_bytes()).map_err(|_| {
+        Error::Invalid(Reason::new(
+            "bad_csr",
+            "csr_pem is not a PEM certificate signing request",
+        ))
+    })?;
     if crate::der::csr_signature_accepted(csr_pem) != Some(true) {
-        return Err(Error::invalid(
+        return Err(Error::Invalid(Reason::new(
+            "weak_csr",
             "the CSR must be signed with SHA-256, SHA-384 or SHA-512 (ECDSA or RSA); SHA-1 \
              and MD5 are refused",
-        ));
+        )));
     }
     let key = csr
         .public_key()
@@ -282,11 +287,14 @@ fn check_reregistration(old: &PiRow, proof: Option<&KeyProof>, now: i64) -> Resu
     if signed {
         return Ok(());
     }
-    Err(Error::Unauthorized(format!(
-        "product instance PID:{} SN:{} is registered and active: registering it again needs \
+    Err(Error::Unauthorized(Reason::new(
+        "reregister_needs_key",
+        format!(
+            "product instance PID:{} SN:{} is registered and active: registering it again needs \
          the signature of its current key (X-Satellite-Signature over the body), or an \
          operator's permission (`satellite device allow-reregister`, or the console)",
-        old.pid, old.sn
+            old.pid, old.sn
+        ),
     )))
 }
 
@@ -307,8 +315,11 @@ pub fn allow_reregister(
     conn.immediate_transaction(|conn| {
         let pi = find(conn, who)?;
         if pi.state != PiState::Active {
-            return Err(Error::Conflict(format!(
-                "product instance {who:?} is removed: it registers again with any valid token"
+            return Err(Error::Conflict(Reason::new(
+                "device_removed",
+                format!(
+                    "product instance {who:?} is removed: it registers again with any valid token"
+                ),
             )));
         }
         let until = now + hours * 3600;
@@ -341,7 +352,7 @@ pub fn precheck_token(
     now: i64,
 ) -> Result<()> {
     require_registered(conn, now)?;
-    tokens::check(conn, key, token, now)?.map_err(|r| Error::Unauthorized(r.message().into()))?;
+    tokens::check(conn, key, token, now)?.map_err(|r| r.error())?;
     Ok(())
 }
 
@@ -355,8 +366,7 @@ pub fn commit_registration(
     now: i64,
 ) -> Result<Registration> {
     let me = require_registered(conn, now)?;
-    let tok = tokens::check(conn, key, token, now)?
-        .map_err(|r| Error::Unauthorized(r.message().into()))?;
+    let tok = tokens::check(conn, key, token, now)?.map_err(|r| r.error())?;
     let va_name = pools::va_name(conn, tok.va_id)?;
     let existing = db::by_udi(conn, &p.udi.pid, &p.udi.sn)?;
     let uuid = existing.as_ref().map_or(p.uuid.clone(), |e| e.uuid.clone());
@@ -476,8 +486,9 @@ pub fn identity_of(conn: &mut SqliteConnection, pi_uuid: &str) -> Result<DeviceI
     let pi = db::by_uuid(conn, pi_uuid)?
         .filter(|p| p.state == PiState::Active)
         .ok_or_else(|| {
-            Error::Unauthorized(format!(
-                "unknown or removed product instance {pi_uuid:?}: register again"
+            Error::Unauthorized(Reason::new(
+                "device_removed",
+                format!("unknown or removed product instance {pi_uuid:?}: register again"),
             ))
         })?;
     Ok(DeviceIdentity {
@@ -497,21 +508,30 @@ pub fn check_signature(
     now: i64,
 ) -> Result<()> {
     let sig = signature_b64.ok_or_else(|| {
-        Error::Unauthorized(
-            "missing X-Satellite-Signature header: sign the body with the device key".into(),
-        )
+        Error::Unauthorized(Reason::new(
+            "signature_missing",
+            "missing X-Satellite-Signature header: sign the body with the device key",
+        ))
     })?;
-    let sig = openssl::base64::decode_block(sig.trim())
-        .map_err(|_| Error::Unauthorized("X-Satellite-Signature is not base64".into()))?;
+    let sig = openssl::base64::decode_block(sig.trim()).map_err(|_| {
+        Error::Unauthorized(Reason::new(
+            "bad_signature",
+            "X-Satellite-Signature is not base64",
+        ))
+    })?;
     if !id.key.verify(body, &sig)? {
-        return Err(Error::Unauthorized(format!(
-            "the request is not signed by the key of product instance {pi_uuid}"
+        return Err(Error::Unauthorized(Reason::new(
+            "bad_signature",
+            format!("the request is not signed by the key of product instance {pi_uuid}"),
         )));
     }
     if id.not_after <= now {
-        return Err(Error::Unauthorized(format!(
+        return Err(Error::Unauthorized(Reason::new(
+            "identity_expired",
+            format!(
             "the identity certificate of product instance {pi_uuid} expired at {}: register again",
             clock::format(id.not_after)
+        ),
         )));
     }
     Ok(())
@@ -582,9 +602,9 @@ impl AuthorizationRequest {
                 ));
             }
             if !(0..=1_000_000).contains(&e.count) {
-                return Err(Error::invalid(format!(
-                    "count of {:?} must be 0 to 1000000",
-                    e.tag
+                return Err(Error::Invalid(Reason::new(
+                    "count_out_of_range",
+                    format!("count of {:?} must be 0 to 1000000", e.tag),
                 )));
             }
             if !seen.insert(&e.tag) {
@@ -847,9 +867,9 @@ fn find(conn: &mut SqliteConnection, who: &str) -> Result<PiRow> {
             return Ok(pi);
         }
     }
-    Err(Error::NotFound(format!(
-        "no product instance {who:?} (give its PI id or PID:SN)"
-    )))
+    Err(Error::NotFound(
+        format!("no product instance {who:?} (give its PI id or PID:SN)").into(),
+    ))
 }
 
 pub fn show(conn: &mut SqliteConnection, who: &str) -> Result<DeviceView> {
@@ -863,9 +883,9 @@ pub fn remove(conn: &mut SqliteConnection, who: &str, now: i64, actor: &str) -> 
     conn.immediate_transaction(|conn| {
         let pi = find(conn, who)?;
         if pi.state != PiState::Active {
-            return Err(Error::Conflict(format!(
-                "product instance {who:?} is already removed"
-            )));
+            return Err(Error::Conflict(
+                format!("product instance {who:?} is already removed").into(),
+            ));
         }
         remove_pi(conn, &pi, now, actor)?;
         show(conn, &pi.uuid)
@@ -883,12 +903,12 @@ pub fn transfer(
     conn.immediate_transaction(|conn| {
         let pi = find(conn, who)?;
         if pi.state != PiState::Active {
-            return Err(Error::Conflict(format!("product instance {who:?} is removed")));
+            return Err(Error::Conflict(format!("product instance {who:?} is removed").into()));
         }
         let to = pools::va_id(conn, to_va)?
-            .ok_or_else(|| Error::NotFound(format!("no virtual account {to_va:?} on this satellite")))?;
+            .ok_or_else(|| Error::NotFound(format!("no virtual account {to_va:?} on this satellite").into()))?;
         if to == pi.va_id {
-            return Err(Error::Conflict(format!("product instance {who:?} is already in {to_va:?}")));
+            return Err(Error::Conflict(format!("product instance {who:?} is already in {to_va:?}").into()));
         }
         let from = pools::va_name(conn, pi.va_id)?;
         compliance::release_all(conn, &pi, now)?;

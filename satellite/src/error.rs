@@ -8,6 +8,45 @@ use std::path::PathBuf;
 
 use crate::config::ConfigError;
 
+/// What a refusal says, and its stable code: a specific one (`token_expired`) where a
+/// caller can act on it, else its variant's (`unauthorized`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub code: Option<&'static str>,
+    pub message: String,
+}
+
+impl Reason {
+    /// A message with its own code.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Reason {
+        Reason {
+            code: Some(code),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Reason {
+    fn from(message: String) -> Reason {
+        Reason {
+            code: None,
+            message,
+        }
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(message: &str) -> Reason {
+        Reason::from(message.to_string())
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration file, environment variable or flag is wrong.
@@ -16,20 +55,20 @@ pub enum Error {
 
     /// A command-line argument or request field is malformed.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Reason),
 
     /// The thing asked for does not exist.
     #[error("{0}")]
-    NotFound(String),
+    NotFound(Reason),
 
     /// The caller is not who it must be (bad token, bad signature, expired identity).
     #[error("{0}")]
-    Unauthorized(String),
+    Unauthorized(Reason),
 
     /// The caller is known but may not do this (e.g. a device without export-controlled
     /// functionality asking for a restricted license).
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(Reason),
 
     /// A request body not sent within its deadline.
     #[error("{0}")]
@@ -45,15 +84,15 @@ pub enum Error {
 
     /// The request is well-formed but conflicts with the current state.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Reason),
 
     /// The satellite is in a state where this cannot be done (e.g. not registered).
     #[error("{0}")]
-    State(String),
+    State(Reason),
 
     /// The satellite was removed (90 days without a sync) and must be registered again.
     #[error("{0}")]
-    Removed(String),
+    Removed(Reason),
 
     /// The manual clock was used while `[testing] manual_clock` is off.
     #[error(
@@ -124,16 +163,16 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Config(_) => "config",
-            Error::Invalid(_) => "invalid",
-            Error::NotFound(_) => "not_found",
-            Error::Unauthorized(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
-            Error::Conflict(_) => "conflict",
+            Error::Invalid(r) => r.code.unwrap_or("invalid"),
+            Error::NotFound(r) => r.code.unwrap_or("not_found"),
+            Error::Unauthorized(r) => r.code.unwrap_or("unauthorized"),
+            Error::Forbidden(r) => r.code.unwrap_or("forbidden"),
+            Error::Conflict(r) => r.code.unwrap_or("conflict"),
             Error::TooManyRequests(_) => "too_many_requests",
             Error::PayloadTooLarge(_) => "too_large",
             Error::RequestTimeout(_) => "request_timeout",
-            Error::State(_) => "state",
-            Error::Removed(_) => "satellite_removed",
+            Error::State(r) => r.code.unwrap_or("state"),
+            Error::Removed(r) => r.code.unwrap_or("satellite_removed"),
             Error::ManualClockDisabled => "manual_clock_disabled",
             Error::DataDir { .. } => "data_dir",
             Error::File { .. } => "file",
@@ -175,7 +214,7 @@ impl Error {
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {
-        Error::Invalid(msg.into())
+        Error::Invalid(Reason::from(msg.into()))
     }
 
     pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -29,7 +29,7 @@ use crate::compliance;
 use crate::db::devices::{self as dbdevices, PiRow};
 use crate::db::export::{self as db, ExportRow};
 use crate::db::{alerts, events, pools};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::guards::{field_ok, fresh, require_registered};
 use crate::states::PiState;
 use crate::states::{ExportDirection, ExportState};
@@ -130,11 +130,14 @@ pub fn request(conn: &mut SqliteConnection, req: &ExportRequest, now: i64) -> Re
     require_registered(conn, now)?;
     let pi = fresh(conn, &req.pi_id, req.counter, now)?;
     if !pi.export_controlled {
-        return Err(Error::Forbidden(format!(
-            "the product instance {} was registered with a token that does not allow \
+        return Err(Error::Forbidden(Reason::new(
+            "export_not_allowed",
+            format!(
+                "the product instance {} was registered with a token that does not allow \
              export-controlled functionality, so it may not use restricted licenses; register \
              it again with an export-controlled token",
-            pi.uuid
+                pi.uuid
+            ),
         )));
     }
     let va = pools::va_name(conn, pi.va_id)?;
@@ -149,23 +152,32 @@ pub fn request(conn: &mut SqliteConnection, req: &ExportRequest, now: i64) -> Re
     for r in rows_for(conn, pi.id, &req.tag)? {
         let waiting = r.state.waits();
         if r.direction == ExportDirection::Request && waiting {
-            return Err(Error::Conflict(format!(
-                "a request for {:?} ({}) is already waiting for the cloud",
-                req.tag, r.request_uuid
+            return Err(Error::Conflict(Reason::new(
+                "request_pending",
+                format!(
+                    "a request for {:?} ({}) is already waiting for the cloud",
+                    req.tag, r.request_uuid
+                ),
             )));
         }
         if r.direction == ExportDirection::Request && r.state.holds() {
-            return Err(Error::Conflict(format!(
-                "this product instance already holds {} {:?} ({}); return it before asking \
+            return Err(Error::Conflict(Reason::new(
+                "already_held",
+                format!(
+                    "this product instance already holds {} {:?} ({}); return it before asking \
                  for a different quantity",
-                r.count, req.tag, r.request_uuid
+                    r.count, req.tag, r.request_uuid
+                ),
             )));
         }
         if r.direction == ExportDirection::Return && waiting {
-            return Err(Error::Conflict(format!(
-                "the return of {:?} ({}) is still waiting for the cloud; ask again once it \
+            return Err(Error::Conflict(Reason::new(
+                "return_pending",
+                format!(
+                    "the return of {:?} ({}) is still waiting for the cloud; ask again once it \
                  is acknowledged",
-                req.tag, r.request_uuid
+                    req.tag, r.request_uuid
+                ),
             )));
         }
     }
@@ -249,23 +261,29 @@ pub fn give_back(conn: &mut SqliteConnection, req: &ExportReturn, now: i64) -> R
             .iter()
             .find(|r| r.direction == ExportDirection::Request && r.state.waits())
         {
-            return Err(Error::Conflict(format!(
-                "the request for {:?} ({}) is still waiting for the cloud: nothing is held \
+            return Err(Error::Conflict(Reason::new(
+                "request_pending",
+                format!(
+                    "the request for {:?} ({}) is still waiting for the cloud: nothing is held \
                  yet to return",
-                req.tag, w.request_uuid
+                    req.tag, w.request_uuid
+                ),
             )));
         }
-        return Err(Error::NotFound(format!(
-            "this product instance holds no restricted {:?}",
-            req.tag
+        return Err(Error::NotFound(Reason::new(
+            "nothing_to_return",
+            format!("this product instance holds no restricted {:?}", req.tag),
         )));
     };
     let row = match queue_return(conn, held, now)? {
         Some(r) => r,
         None => {
-            return Err(Error::Conflict(format!(
-                "the return of {:?} is already waiting for the cloud",
-                req.tag
+            return Err(Error::Conflict(Reason::new(
+                "return_pending",
+                format!(
+                    "the return of {:?} is already waiting for the cloud",
+                    req.tag
+                ),
             )))
         }
     };
@@ -624,7 +642,7 @@ pub fn show(conn: &mut SqliteConnection, request_id: &str) -> Result<ExportView>
     )?
     .into_iter()
     .next()
-    .ok_or_else(|| Error::NotFound(format!("no export request {request_id:?}")))
+    .ok_or_else(|| Error::NotFound(format!("no export request {request_id:?}").into()))
 }
 
 #[cfg(test)]

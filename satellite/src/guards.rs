@@ -6,7 +6,7 @@ use diesel::SqliteConnection;
 
 use crate::db::devices::{self as db, PiRow};
 use crate::db::identity;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::states::PiState;
 use crate::states::SatelliteState;
 
@@ -37,8 +37,11 @@ pub fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<ident
         }
         SatelliteState::Registered => Ok(me),
         SatelliteState::Removed => Err(removed()),
-        other => Err(Error::State(format!(
-            "this satellite is {other}: it serves devices once it is registered with the cloud"
+        other => Err(Error::State(Reason::new(
+            "not_registered",
+            format!(
+                "this satellite is {other}: it serves devices once it is registered with the cloud"
+            ),
         ))),
     }
 }
@@ -62,19 +65,28 @@ pub fn fresh(conn: &mut SqliteConnection, pi_uuid: &str, counter: i64, now: i64)
     let pi = db::by_uuid(conn, pi_uuid)?
         .filter(|p| p.state == PiState::Active)
         .ok_or_else(|| {
-            Error::Unauthorized(format!("unknown or removed product instance {pi_uuid:?}"))
+            Error::Unauthorized(Reason::new(
+                "device_removed",
+                format!("unknown or removed product instance {pi_uuid:?}"),
+            ))
         })?;
     if counter <= pi.last_counter {
-        return Err(Error::Conflict(format!(
-            "replayed or out-of-order request: counter {counter} is not above {}",
-            pi.last_counter
+        return Err(Error::Conflict(Reason::new(
+            "replayed",
+            format!(
+                "replayed or out-of-order request: counter {counter} is not above {}",
+                pi.last_counter
+            ),
         )));
     }
     let ceiling = counter_ceiling(pi.last_counter, now);
     if counter > ceiling {
-        return Err(Error::invalid(format!(
+        return Err(Error::Invalid(Reason::new(
+            "counter_too_far",
+            format!(
             "counter {counter} jumps too far ahead: at most {ceiling} now (the last counter or \
              the time in milliseconds, plus {COUNTER_STEP}); nothing was recorded"
+        ),
         )));
     }
     db::touch(conn, pi.id, now, counter)?;

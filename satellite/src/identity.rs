@@ -106,7 +106,7 @@ pub fn token_key(data_dir: &Path) -> Result<TokenKey> {
     let bytes = hex::decode(text.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| Error::State(format!("{}: not a token key", path.display())))?;
+        .ok_or_else(|| Error::State(format!("{}: not a token key", path.display()).into()))?;
     Ok(TokenKey(bytes))
 }
 
@@ -139,6 +139,7 @@ pub fn ensure(store: &Store, cfg: &Config, clock: &dyn Clock) -> Result<Satellit
 pub fn signing_key(data_dir: &Path) -> Result<PKey<Private>> {
     let path = key_path(data_dir);
     let pem = std::fs::read(&path).map_err(|e| Error::file(&path, e))?;
-    PKey::private_key_from_pem(&pem)
-        .map_err(|e| Error::State(format!("{}: not a usable private key: {e}", path.display())))
+    PKey::private_key_from_pem(&pem).map_err(|e| {
+        Error::State(format!("{}: not a usable private key: {e}", path.display()).into())
+    })
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::catalogue::EventKind;
 use crate::db::events::{self, NewEvent};
 use crate::db::operators as db;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::states::TokenState;
 
 /// What an account may do. Ordered: each role may do what the ones before it may.
@@ -110,10 +110,13 @@ impl Principal {
         if self.role >= needed {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!(
-                "{} has the role {}; this needs the role {needed} or higher",
-                self.username, self.role
-            )))
+            Err(Error::Forbidden(
+                format!(
+                    "{} has the role {}; this needs the role {needed} or higher",
+                    self.username, self.role
+                )
+                .into(),
+            ))
         }
     }
 
@@ -166,8 +169,11 @@ pub fn check_username(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(format!(
-            "invalid user name {name:?}: 1 to 64 characters of letters, digits and . _ - @"
+        Err(Error::Invalid(Reason::new(
+            "bad_username",
+            format!(
+                "invalid user name {name:?}: 1 to 64 characters of letters, digits and . _ - @"
+            ),
         )))
     }
 }
@@ -175,13 +181,15 @@ pub fn check_username(name: &str) -> Result<()> {
 pub fn check_password(pw: &str) -> Result<()> {
     let n = pw.chars().count();
     if n < MIN_PASSWORD {
-        return Err(Error::invalid(format!(
-            "the password is too short ({n} characters): use at least {MIN_PASSWORD}"
+        return Err(Error::Invalid(Reason::new(
+            "password_too_short",
+            format!("the password is too short ({n} characters): use at least {MIN_PASSWORD}"),
         )));
     }
     if pw.len() > MAX_PASSWORD {
-        return Err(Error::invalid(format!(
-            "the password is too long: at most {MAX_PASSWORD} bytes"
+        return Err(Error::Invalid(Reason::new(
+            "password_too_long",
+            format!("the password is too long: at most {MAX_PASSWORD} bytes"),
         )));
     }
     Ok(())
@@ -276,7 +284,7 @@ pub fn list(conn: &mut SqliteConnection) -> Result<Vec<OperatorView>> {
 
 fn get(conn: &mut SqliteConnection, username: &str) -> Result<db::OperatorRow> {
     db::by_name(conn, username)?
-        .ok_or_else(|| Error::NotFound(format!("no operator account named {username:?}")))
+        .ok_or_else(|| Error::NotFound(format!("no operator account named {username:?}").into()))
 }
 
 pub fn add(
@@ -292,8 +300,9 @@ pub fn add(
     let hash = hash_password(password)?;
     conn.immediate_transaction(|conn| {
         if db::by_name(conn, username)?.is_some() {
-            return Err(Error::Conflict(format!(
-                "an operator account named {username:?} already exists"
+            return Err(Error::Conflict(Reason::new(
+                "user_exists",
+                format!("an operator account named {username:?} already exists"),
             )));
         }
         db::insert(conn, username, role.as_str(), &hash, now)?;
@@ -342,10 +351,16 @@ pub fn change_own_password(
 ) -> Result<OperatorView> {
     let row = get(conn, username)?;
     if !verify_password(&row.password_hash, current) {
-        return Err(Error::invalid("the current password is wrong"));
+        return Err(Error::Invalid(Reason::new(
+            "wrong_password",
+            "the current password is wrong",
+        )));
     }
     if current == new {
-        return Err(Error::invalid("the new password is the current one"));
+        return Err(Error::Invalid(Reason::new(
+            "password_unchanged",
+            "the new password is the current one",
+        )));
     }
     passwd(conn, username, new, now, actor)
 }
@@ -355,8 +370,9 @@ pub fn remove(conn: &mut SqliteConnection, username: &str, now: i64, actor: &str
     conn.immediate_transaction(|conn| {
         let row = get(conn, username)?;
         if row.role == Role::Admin.as_str() && db::admins(conn)? <= 1 {
-            return Err(Error::Conflict(format!(
-                "{username:?} is the last admin: add another admin before removing it"
+            return Err(Error::Conflict(Reason::new(
+                "last_admin",
+                format!("{username:?} is the last admin: add another admin before removing it"),
             )));
         }
         db::delete(conn, row.id)?;
@@ -384,7 +400,7 @@ pub fn login(
     password: &str,
     now: i64,
 ) -> Result<Session> {
-    let wrong = || Error::Unauthorized("wrong user name or password".into());
+    let wrong = || Error::Unauthorized(Reason::new("login_failed", "wrong user name or password"));
     let row = db::by_name(conn, username)?;
     let hash = row.as_ref().map(|r| r.password_hash.as_str());
     // A fixed dummy hash so an unknown name costs one argon2 verification too.
@@ -554,11 +570,11 @@ pub fn revoke_api_token(
     conn.immediate_transaction(|conn| {
         let t = db::api_token(conn, id)?
             .filter(|t| owner.is_none_or(|o| o == t.operator_id))
-            .ok_or_else(|| Error::NotFound(format!("no API token {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no API token {id}").into()))?;
         if t.revoked_at.is_some() {
-            return Err(Error::Conflict(format!(
-                "API token {id} is already revoked"
-            )));
+            return Err(Error::Conflict(
+                format!("API token {id} is already revoked").into(),
+            ));
         }
         db::revoke_api_token(conn, id, now)?;
         log(conn, now, actor, format!("API token {id} revoked."))

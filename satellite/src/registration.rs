@@ -30,7 +30,7 @@ use crate::clock::{self, Clock, DAY};
 use crate::cloud_client::{Answer, CloudClient};
 use crate::config::Config;
 use crate::db::{alerts, events, identity, pools, registration as reg, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::states::SyncMode;
 
 /// How long a registration request may wait for its answer.
@@ -53,10 +53,13 @@ pub fn make_request(
     let mut conn = store.conn()?;
     let me = identity::require(&mut conn)?;
     if me.is_registered() {
-        return Err(Error::State(format!(
-            "the satellite is already registered with the smart account {:?}; a satellite \
+        return Err(Error::State(Reason::new(
+            "already_registered",
+            format!(
+                "the satellite is already registered with the smart account {:?}; a satellite \
              registers again only after it has been removed",
-            me.account_name.unwrap_or_default()
+                me.account_name.unwrap_or_default()
+            ),
         )));
     }
     let key = crate::identity::signing_key(store.data_dir())?;
@@ -204,22 +207,31 @@ pub fn import_authorization(
         ));
     };
     let Some(request) = reg::request(&mut conn, request_id)? else {
-        return Err(Error::Conflict(format!(
-            "this authorization answers registration request {request_id}, which this \
+        return Err(Error::Conflict(
+            format!(
+                "this authorization answers registration request {request_id}, which this \
              satellite never made (was it made for another satellite or another data directory?)"
-        )));
+            )
+            .into(),
+        ));
     };
     if let Some(at) = request.answered_at {
-        return Err(Error::Conflict(format!(
-            "this authorization was already imported at {}; nothing changed",
-            clock::format(at)
-        )));
+        return Err(Error::Conflict(
+            format!(
+                "this authorization was already imported at {}; nothing changed",
+                clock::format(at)
+            )
+            .into(),
+        ));
     }
     if auth.satellite_id != me.satellite_id {
-        return Err(Error::Conflict(format!(
-            "this authorization is for satellite {}, not for this one ({})",
-            auth.satellite_id, me.satellite_id
-        )));
+        return Err(Error::Conflict(
+            format!(
+                "this authorization is for satellite {}, not for this one ({})",
+                auth.satellite_id, me.satellite_id
+            )
+            .into(),
+        ));
     }
 
     // The CA it names is the one that signed it, and the one we trust.
@@ -234,12 +246,15 @@ pub fn import_authorization(
             .ok_or_else(|| Error::Internal("empty signer chain".into()))?,
     };
     if ca.to_der()? != signing_root.to_der()? {
-        return Err(Error::Conflict(format!(
-            "the authorization names the cloud CA {:?} but was signed under {:?}, the CA this \
+        return Err(Error::Conflict(
+            format!(
+                "the authorization names the cloud CA {:?} but was signed under {:?}, the CA this \
              satellite trusts; refusing it",
-            pki::fingerprint(&ca)?,
-            pki::fingerprint(&signing_root)?
-        )));
+                pki::fingerprint(&ca)?,
+                pki::fingerprint(&signing_root)?
+            )
+            .into(),
+        ));
     }
 
     // Our certificate: for our key, issued by that CA, valid now.

@@ -129,9 +129,9 @@ fn va_ids(conn: &mut SqliteConnection, wanted: &[String]) -> Result<HashMap<Stri
         .map(|(id, name)| (name, id))
         .collect();
     if let Some(va) = wanted.iter().find(|va| !ids.contains_key(*va)) {
-        return Err(Error::NotFound(format!(
-            "no virtual account named {va:?} (see `satellite status`)"
-        )));
+        return Err(Error::NotFound(
+            format!("no virtual account named {va:?} (see the satellite's status)").into(),
+        ));
     }
     Ok(ids)
 }

@@ -121,7 +121,7 @@ pub async fn serve(state: AppState) -> Result<()> {
         ($server:expr, $addr:expr) => {{
             let addr = $addr;
             let bind_err =
-                |e: std::io::Error| Error::Invalid(format!("cannot listen on {addr}: {e}"));
+                |e: std::io::Error| Error::Invalid(format!("cannot listen on {addr}: {e}").into());
             match &tls {
                 Some(cert) => $server
                     .bind_openssl(addr, tls::acceptor(cert)?)

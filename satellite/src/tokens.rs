@@ -145,10 +145,13 @@ pub fn create(
     conn.immediate_transaction(|conn| {
         let me = identity::require(conn)?;
         if !me.is_registered() {
-            return Err(Error::State(format!(
-                "the satellite is {}: tokens are made once it is registered",
-                me.state
-            )));
+            return Err(Error::State(
+                format!(
+                    "the satellite is {}: tokens are made once it is registered",
+                    me.state
+                )
+                .into(),
+            ));
         }
         if n.export_controlled && !me.export_controlled_allowed {
             return Err(Error::invalid(
@@ -209,10 +212,13 @@ fn unknown_va(conn: &mut SqliteConnection, name: &str) -> Error {
         .into_iter()
         .map(|(_, n)| n)
         .collect();
-    Error::NotFound(format!(
-        "no virtual account {name:?} on this satellite (it has: {})",
-        names.join(", ")
-    ))
+    Error::NotFound(
+        format!(
+            "no virtual account {name:?} on this satellite (it has: {})",
+            names.join(", ")
+        )
+        .into(),
+    )
 }
 
 /// Why a token does not register a device.
@@ -225,6 +231,21 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The stable code a device gets.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Unknown => "token_unknown",
+            Refusal::Expired => "token_expired",
+            Refusal::Revoked => "token_revoked",
+            Refusal::UsedUp => "token_used_up",
+        }
+    }
+
+    /// The refusal as the device API's error (401 with its code).
+    pub fn error(self) -> Error {
+        Error::Unauthorized(crate::error::Reason::new(self.code(), self.message()))
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             Refusal::Unknown => {
@@ -281,7 +302,7 @@ pub fn list(conn: &mut SqliteConnection, now: i64) -> Result<Vec<TokenView>> {
 
 fn get(conn: &mut SqliteConnection, id: i64) -> Result<(TokenRow, String)> {
     db::with_va(conn, id)?
-        .ok_or_else(|| Error::NotFound(format!("no token {id} (see `satellite token list`)")))
+        .ok_or_else(|| Error::NotFound(format!("no token {id} (see the token list)").into()))
 }
 
 /// A token and its full string, for `show` and `download`.
@@ -299,7 +320,7 @@ pub fn revoke(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> Re
     conn.immediate_transaction(|conn| {
         let (row, va) = get(conn, id)?;
         if row.revoked_at.is_some() {
-            return Err(Error::Conflict(format!("token {id} is already revoked")));
+            return Err(Error::Conflict(format!("token {id} is already revoked").into()));
         }
         db::revoke(conn, id, now)?;
         events::append(
@@ -326,8 +347,8 @@ pub fn remove(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> Re
         let (row, va) = get(conn, id)?;
         if row.revoked_at.is_none() {
             return Err(Error::Conflict(format!(
-                "token {id} is not revoked: revoke it first (`satellite token revoke {id}`)"
-            )));
+                "token {id} is not revoked: revoke it first"
+            ).into()));
         }
         db::delete(conn, id)?;
         events::append(

@@ -80,11 +80,14 @@ pub fn lock(data_dir: &Path, what: &str) -> Result<DataDirLock> {
         .map_err(|e| Error::file(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(DataDirLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::State(format!(
-            "a satellite is running on {} (it holds {}): stop it first ({what})",
-            data_dir.display(),
-            path.display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::State(
+            format!(
+                "a satellite is running on {} (it holds {}): stop it first ({what})",
+                data_dir.display(),
+                path.display()
+            )
+            .into(),
+        )),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::file(&path, e)),
     }
 }
@@ -264,8 +267,9 @@ struct Unpacked {
 /// every entry, each streamed into `stage` and checked against its digest, inflated no
 /// further than its declared size (and that in proportion to its compressed size).
 fn read_into(zip_path: &Path, shown: &Path, stage: &Path) -> Result<Unpacked> {
-    let bad =
-        |why: String| Error::Invalid(format!("{} is not a usable backup: {why}", shown.display()));
+    let bad = |why: String| {
+        Error::Invalid(format!("{} is not a usable backup: {why}", shown.display()).into())
+    };
     let file = std::fs::File::open(zip_path).map_err(|e| Error::file(zip_path, e))?;
     let mut z = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
     let small =
@@ -381,8 +385,9 @@ fn verify_signature(
     target_is_same: bool,
     shown: &Path,
 ) -> Result<()> {
-    let bad =
-        |why: String| Error::Invalid(format!("{} is not a usable backup: {why}", shown.display()));
+    let bad = |why: String| {
+        Error::Invalid(format!("{} is not a usable backup: {why}", shown.display()).into())
+    };
     let Some(sig) = &r.signature else {
         return Err(bad(format!(
             "it is not signed ({MANIFEST} without {SIGNATURE}, version {}); a backup of \
@@ -469,21 +474,24 @@ pub fn restore(
     let db_path = data_dir.join(DATABASE);
     let target = if db_path.exists() {
         let mut c = SqliteConnection::establish(&db_path.to_string_lossy())
-            .map_err(|e| Error::State(format!("{}: {e}", db_path.display())))?;
+            .map_err(|e| Error::State(format!("{}: {e}", db_path.display()).into()))?;
         db::backup::identity_of(&mut c).ok()
     } else {
         None
     };
     if let Some((id, name)) = &target {
         if *id != m.satellite_id && !force {
-            return Err(Error::Conflict(format!(
-                "this backup is of satellite {} ({:?}), but {} holds satellite {id} \
+            return Err(Error::Conflict(
+                format!(
+                    "this backup is of satellite {} ({:?}), but {} holds satellite {id} \
                  ({name:?}): refusing to replace another satellite; use --force to do it \
                  anyway",
-                m.satellite_id,
-                m.satellite_name,
-                data_dir.display()
-            )));
+                    m.satellite_id,
+                    m.satellite_name,
+                    data_dir.display()
+                )
+                .into(),
+            ));
         }
     }
     let same = target.as_ref().is_some_and(|(id, _)| *id == m.satellite_id);

@@ -116,8 +116,9 @@ pub(super) fn is_encrypted(path: &Path) -> Result<bool> {
 /// any changed byte (the tag is checked before the caller reads anything of `plain`).
 pub(super) fn decrypt(path: &Path, plain: &Path, passphrase: &str) -> Result<()> {
     use openssl::symm::{Cipher, Crypter, Mode};
-    let bad =
-        |why: &str| Error::Invalid(format!("{} is not a usable backup: {why}", path.display()));
+    let bad = |why: &str| {
+        Error::Invalid(format!("{} is not a usable backup: {why}", path.display()).into())
+    };
     let len = std::fs::metadata(path)
         .map_err(|e| Error::file(path, e))?
         .len();

@@ -9,7 +9,7 @@ use super::{blocking, AppState};
 use crate::devices::{
     self, AuthorizationRequest, DeregisterRequest, RegisterRequest, RenewRequest,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 
 pub const SIGNATURE_HEADER: &str = "X-Satellite-Signature";
 
@@ -61,9 +61,7 @@ pub async fn register(
     // A forged or mistyped token is turned away before any work; whether it is still valid
     // is decided in the writer.
     if crate::tokens::authentic(&state.token_key, &req.token)?.is_none() {
-        return Err(Error::Unauthorized(
-            crate::tokens::Refusal::Unknown.message().into(),
-        ));
+        return Err(crate::tokens::Refusal::Unknown.error());
     }
     let mut prepared = devices::prepare(&req, &state.device_ca, now)?;
     // An active device registering again proves it holds its current key by signing.
@@ -72,8 +70,12 @@ pub async fn register(
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
     {
-        let signature = openssl::base64::decode_block(sig.trim())
-            .map_err(|_| Error::Unauthorized(format!("{SIGNATURE_HEADER} is not base64")))?;
+        let signature = openssl::base64::decode_block(sig.trim()).map_err(|_| {
+            Error::Unauthorized(Reason::new(
+                "bad_signature",
+                format!("{SIGNATURE_HEADER} is not base64"),
+            ))
+        })?;
         prepared.proof = Some(devices::KeyProof {
             body: body.to_vec(),
             signature,
@@ -120,7 +122,10 @@ pub async fn renew(
     let (rreq, prepared) = blocking(move || {
         let mut conn = st.store.conn()?;
         let pi = crate::db::devices::by_uuid(&mut conn, &rreq.pi_id)?.ok_or_else(|| {
-            Error::Unauthorized(format!("unknown product instance {:?}", rreq.pi_id))
+            Error::Unauthorized(Reason::new(
+                "unknown_device",
+                format!("unknown product instance {:?}", rreq.pi_id),
+            ))
         })?;
         let p = devices::prepare_renewal(&rreq, &pi, &st.device_ca, now)?;
         Ok((rreq, p))

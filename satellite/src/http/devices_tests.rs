@@ -116,13 +116,13 @@ async fn every_device_route_and_refusal_async() {
             "not a CSR",
             register(&s.token, "SN-1", "junk".into()),
             400,
-            "invalid",
+            "bad_csr",
         ),
         (
             "a SHA-1 CSR",
             register(&s.token, "SN-1", csr(&key, MessageDigest::sha1())),
             400,
-            "invalid",
+            "weak_csr",
         ),
         (
             "a forged token",
@@ -132,7 +132,7 @@ async fn every_device_route_and_refusal_async() {
                 csr(&key, MessageDigest::sha256()),
             ),
             401,
-            "unauthorized",
+            "token_unknown",
         ),
     ] {
         let (st, v) = post!(&app, reg, &body, None);
@@ -145,7 +145,7 @@ async fn every_device_route_and_refusal_async() {
     let thief = sync_format::pki::new_p256_key().unwrap();
     let body = register(&s.token, "SN-1", csr(&thief, MessageDigest::sha256()));
     let (st, v) = post!(&app, reg, &body, None);
-    assert_eq!((st, code(&v)), (401, "unauthorized"), "{v}");
+    assert_eq!((st, code(&v)), (401, "reregister_needs_key"), "{v}");
 
     // Authorize: signed, counted.
     let auth = "/api/v1/devices/authorize";
@@ -154,17 +154,25 @@ async fn every_device_route_and_refusal_async() {
                 "entitlements": [{ "tag": TAG, "count": count }] })
     };
     let (st, v) = post!(&app, auth, &ask(1, 1), None);
-    assert_eq!((st, code(&v)), (401, "unauthorized"), "unsigned: {v}");
+    assert_eq!((st, code(&v)), (401, "signature_missing"), "unsigned: {v}");
     let (st, v) = post!(&app, auth, &ask(1, 1), Some(&thief));
-    assert_eq!((st, code(&v)), (401, "unauthorized"), "another key: {v}");
+    assert_eq!((st, code(&v)), (401, "bad_signature"), "another key: {v}");
     let (st, v) = post!(&app, auth, &ask(1, 2_000_000), Some(&key));
-    assert_eq!((st, code(&v)), (400, "invalid"), "count out of range: {v}");
+    assert_eq!(
+        (st, code(&v)),
+        (400, "count_out_of_range"),
+        "count out of range: {v}"
+    );
     let (st, v) = post!(&app, auth, &ask(i64::MAX, 1), Some(&key));
-    assert_eq!((st, code(&v)), (400, "invalid"), "counter jump: {v}");
+    assert_eq!(
+        (st, code(&v)),
+        (400, "counter_too_far"),
+        "counter jump: {v}"
+    );
     let (st, v) = post!(&app, auth, &ask(1, 3), Some(&key));
     assert_eq!(st, 200, "{v}");
     let (st, v) = post!(&app, auth, &ask(1, 3), Some(&key));
-    assert_eq!((st, code(&v)), (409, "conflict"), "replayed: {v}");
+    assert_eq!((st, code(&v)), (409, "replayed"), "replayed: {v}");
 
     // Renew: a new identity for a new key.
     let next = sync_format::pki::new_p256_key().unwrap();
@@ -175,17 +183,21 @@ async fn every_device_route_and_refusal_async() {
     // Export-controlled: a device of an ordinary token may not ask; nothing to return.
     let body = json!({ "pi_id": pi, "counter": 3, "tag": TAG, "count": 1 });
     let (st, v) = post!(&app, "/api/v1/devices/export/request", &body, Some(&next));
-    assert_eq!((st, code(&v)), (403, "forbidden"), "{v}");
+    assert_eq!((st, code(&v)), (403, "export_not_allowed"), "{v}");
     let body = json!({ "pi_id": pi, "counter": 4, "tag": TAG });
     let (st, v) = post!(&app, "/api/v1/devices/export/return", &body, Some(&next));
-    assert_eq!((st, code(&v)), (404, "not_found"), "nothing held: {v}");
+    assert_eq!(
+        (st, code(&v)),
+        (404, "nothing_to_return"),
+        "nothing held: {v}"
+    );
 
     // Deregister: then the device is gone.
     let body = json!({ "pi_id": pi, "counter": 5 });
     let (st, v) = post!(&app, "/api/v1/devices/deregister", &body, Some(&next));
     assert_eq!(st, 200, "{v}");
     let (st, v) = post!(&app, auth, &ask(6, 1), Some(&next));
-    assert_eq!((st, code(&v)), (401, "unauthorized"), "removed: {v}");
+    assert_eq!((st, code(&v)), (401, "device_removed"), "removed: {v}");
 
     // The CA, health, and an unknown route.
     let resp = test::call_service(
@@ -216,6 +228,6 @@ fn an_unregistered_satellite_registers_no_device() {
         let body = json!({ "token": s.token, "udi": { "pid": "P", "sn": "SN-U" },
                            "csr_pem": csr(&key, MessageDigest::sha256()) });
         let (st, v) = post!(&app, "/api/v1/devices/register", &body, None);
-        assert_eq!((st, code(&v)), (409, "state"), "{v}");
+        assert_eq!((st, code(&v)), (409, "not_registered"), "{v}");
     });
 }

@@ -166,18 +166,24 @@ pub fn import<R: Read + Seek>(
     let mut bundle = sync_format::open(input, &opts)?;
     let m = bundle.manifest().clone();
     if m.sender != cloud_id {
-        return Err(Error::Conflict(format!(
-            "this response comes from the cloud {}, but this satellite is registered with {}; \
+        return Err(Error::Conflict(
+            format!(
+                "this response comes from the cloud {}, but this satellite is registered with {}; \
              nothing changed",
-            m.sender, cloud_id
-        )));
+                m.sender, cloud_id
+            )
+            .into(),
+        ));
     }
     let resp: SyncResponse = bundle.payload()?;
     if resp.satellite_id != me.satellite_id {
-        return Err(Error::Conflict(format!(
-            "this response is for satellite {}, not for this one ({}); nothing changed",
-            resp.satellite_id, me.satellite_id
-        )));
+        return Err(Error::Conflict(
+            format!(
+                "this response is for satellite {}, not for this one ({}); nothing changed",
+                resp.satellite_id, me.satellite_id
+            )
+            .into(),
+        ));
     }
     let request_id = m.in_reply_to.clone().ok_or_else(|| {
         Error::Conflict("this response does not answer any sync request; nothing changed".into())
@@ -249,10 +255,13 @@ pub fn import<R: Read + Seek>(
     conn.immediate_transaction::<_, Error, _>(|conn| {
         // Again inside the transaction: another import may have won the race.
         if let Some(applied_at) = check_order(conn, &m, &request_id)? {
-            return Err(Error::Conflict(format!(
-                "this response was applied at {} by another import; nothing changed",
-                clock::format(applied_at)
-            )));
+            return Err(Error::Conflict(
+                format!(
+                    "this response was applied at {} by another import; nothing changed",
+                    clock::format(applied_at)
+                )
+                .into(),
+            ));
         }
         apply(conn)
     })?;
@@ -289,20 +298,27 @@ fn check_order(conn: &mut SqliteConnection, m: &Manifest, request_id: &str) -> R
         return Ok(Some(done.completed_at.unwrap_or(done.created_at)));
     }
     let Some(req) = db::sync::request(conn, request_id)? else {
-        return Err(Error::Conflict(format!(
-            "this response answers sync request {request_id}, which this satellite never made \
+        return Err(Error::Conflict(
+            format!(
+                "this response answers sync request {request_id}, which this satellite never made \
              (made by another satellite or another data directory?); nothing changed"
-        )));
+            )
+            .into(),
+        ));
     };
     if req.status == "superseded" {
-        return Err(Error::Conflict(format!(
-            "this response answers sync request {request_id}, made before this satellite \
+        return Err(Error::Conflict(
+            format!(
+                "this response answers sync request {request_id}, made before this satellite \
              registered again; make a new sync request; nothing changed"
-        )));
+            )
+            .into(),
+        ));
     }
     let st = db::sync::state(conn)?;
     if (m.sequence as i64) <= st.last_response_seq {
-        return Err(Error::Conflict(format!(
+        return Err(Error::Conflict(
+            format!(
             "this response (sequence {}, made {}) is older than the last one applied (sequence \
              {}, made {}): refusing to roll back; make a new sync request; nothing changed",
             m.sequence,
@@ -311,7 +327,9 @@ fn check_order(conn: &mut SqliteConnection, m: &Manifest, request_id: &str) -> R
             st.last_response_created_at
                 .map(clock::format)
                 .unwrap_or_else(|| "?".into())
-        )));
+        )
+            .into(),
+        ));
     }
     Ok(None)
 }

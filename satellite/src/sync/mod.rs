@@ -18,7 +18,7 @@ pub mod request;
 use crate::clock;
 use crate::db::identity::SatelliteRow;
 use crate::db::{self, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::states::SatelliteState;
 use crate::states::SyncMode;
 
@@ -37,14 +37,20 @@ pub fn registered_with_cloud(me: &SatelliteRow) -> Result<&str> {
             .cloud_id
             .as_deref()
             .ok_or_else(|| Error::State("the satellite has no cloud id".into())),
-        SatelliteState::Removed => Err(Error::Removed(format!(
-            "this satellite was removed at {} (90 days without a successful sync) and can no \
-             longer sync; register it again (`satellite register export` or `register network`)",
-            me.removed_at.map(clock::format).unwrap_or_default()
-        ))),
-        other => Err(Error::State(format!(
-            "this satellite is {other}: it syncs once it is registered with the cloud \
-             (`satellite register export|import|network`)"
+        SatelliteState::Removed => Err(Error::Removed(
+            format!(
+                "this satellite was removed at {} (90 days without a successful sync) and can no \
+             longer sync; register it again (by files or over the network)",
+                me.removed_at.map(clock::format).unwrap_or_default()
+            )
+            .into(),
+        )),
+        other => Err(Error::State(Reason::new(
+            "not_registered",
+            format!(
+                "this satellite is {other}: it syncs once it is registered with the cloud \
+             (by files or over the network)"
+            ),
         ))),
     }
 }

@@ -118,7 +118,7 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
 
     // Refused at once, nothing queued: an ordinary device; a tag that is not restricted.
     let refused = export(&site, &o, "request", 1);
-    assert_eq!(refused["error"], "403 forbidden", "{refused}");
+    assert_eq!(refused["error"], "403 export_not_allowed", "{refused}");
     let plain = site.sim(&[
         "export",
         "request",
