@@ -691,11 +691,17 @@ pub struct RenewRequest {
 
 /// CPU half of a renewal.
 pub fn prepare_renewal(
+    conn: &mut SqliteConnection,
     req: &RenewRequest,
-    pi: &PiRow,
     ca: &DeviceCa,
     now: i64,
 ) -> Result<Prepared> {
+    let pi = &db::by_uuid(conn, &req.pi_id)?.ok_or_else(|| {
+        Error::Unauthorized(Reason::new(
+            "unknown_device",
+            format!("unknown product instance {:?}", req.pi_id),
+        ))
+    })?;
     let key = csr_key(&req.csr_pem)?;
     let udi = Udi {
         pid: pi.pid.clone(),

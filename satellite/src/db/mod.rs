@@ -75,6 +75,13 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Whether the database answers (a trivial query on a pooled connection).
+    pub fn ping(&self) -> Result<()> {
+        use diesel::connection::SimpleConnection;
+        self.conn()?.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) the data directory and the database, and applies pending
     /// migrations. Returns the store and the migrations it applied.
     pub fn open(cfg: &StorageConfig) -> Result<(Store, Vec<String>)> {

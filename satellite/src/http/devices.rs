@@ -120,14 +120,7 @@ pub async fn renew(
     let rreq: RenewRequest = signed(&state, &req, &body, now).await?;
     let st = state.get_ref().clone();
     let (rreq, prepared) = blocking(move || {
-        let mut conn = st.store.conn()?;
-        let pi = crate::db::devices::by_uuid(&mut conn, &rreq.pi_id)?.ok_or_else(|| {
-            Error::Unauthorized(Reason::new(
-                "unknown_device",
-                format!("unknown product instance {:?}", rreq.pi_id),
-            ))
-        })?;
-        let p = devices::prepare_renewal(&rreq, &pi, &st.device_ca, now)?;
+        let p = devices::prepare_renewal(&mut *st.store.conn()?, &rreq, &st.device_ca, now)?;
         Ok((rreq, p))
     })
     .await?;

@@ -3,10 +3,8 @@
 use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse};
-use diesel::connection::SimpleConnection;
 
 use super::{blocking, AppState};
-use crate::error::Error;
 
 /// `GET /healthz`: the process is up and serving.
 pub async fn healthz() -> HttpResponse {
@@ -20,11 +18,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .json(serde_json::json!({ "status": "starting" }));
     }
     let store = state.store.clone();
-    let db = blocking(move || {
-        store.conn()?.batch_execute("SELECT 1")?;
-        Ok::<_, Error>(())
-    })
-    .await;
+    let db = blocking(move || store.ping()).await;
     match db {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
