@@ -1,11 +1,12 @@
 //! The checks every device request goes through, below both the device flows (`devices`)
 //! and the export-controlled ones (`export`), which both use them: field syntax, the
-//! satellite's registration, and a signed request's product instance and counter.
+//! satellite's registration and its removal deadline, and a signed request's product
+//! instance and counter.
 
 use diesel::SqliteConnection;
 
 use crate::db::devices::{self as db, PiRow};
-use crate::db::identity;
+use crate::db::identity::{self, SatelliteRow};
 use crate::error::{Error, Reason, Result};
 use crate::states::PiState;
 use crate::states::SatelliteState;
@@ -32,9 +33,7 @@ pub fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<ident
         )
     };
     match me.state {
-        SatelliteState::Registered if crate::sync::deadlines::past_removal(&me, now) => {
-            Err(removed())
-        }
+        SatelliteState::Registered if past_removal(&me, now) => Err(removed()),
         SatelliteState::Registered => Ok(me),
         SatelliteState::Removed => Err(removed()),
         other => Err(Error::State(Reason::new(
@@ -44,6 +43,25 @@ pub fn require_registered(conn: &mut SqliteConnection, now: i64) -> Result<ident
             ),
         ))),
     }
+}
+
+/// After this long without a successful sync the satellite removes itself (seed 001: 90
+/// days). The sync timers ([`crate::sync::deadlines`]) act on it; devices are refused past it.
+pub const REMOVAL_AFTER: i64 = 90 * crate::clock::DAY;
+
+/// When the satellite last synchronized (or registered, before its first sync).
+pub fn last_sync(me: &SatelliteRow) -> Option<i64> {
+    me.last_sync_at.or(me.registered_at)
+}
+
+/// When a registered satellite will remove itself.
+pub fn removal_at(me: &SatelliteRow) -> Option<i64> {
+    last_sync(me).map(|t| t + REMOVAL_AFTER)
+}
+
+/// Whether a registered satellite is past its removal deadline at `now`.
+pub fn past_removal(me: &SatelliteRow, now: i64) -> bool {
+    me.is_registered() && removal_at(me).is_some_and(|at| now >= at)
 }
 
 /// How far a counter may run ahead of the greater of the device's last counter and the

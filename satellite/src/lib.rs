@@ -1,20 +1,28 @@
 //! The satellite: an on-premises license server.
 //!
 //! Layers, from the outside in:
-//! - front ends that only translate: [`cli`] (the `satellite` command) and [`http`]
-//!   (actix-web handlers, one app factory [`http::configure`]);
-//! - the domain: plain functions taking a store connection and a [`clock::Clock`]
-//!   ([`status`], [`identity`], ...);
-//! - persistence: [`db`], diesel on SQLite, one module per table family.
+//! - front ends that only translate: [`cli`] (the `satellite` command, one file per command
+//!   group) and [`http`] (the device API; the operator API and the console, whose pages are
+//!   maud templates, one module per page); [`server`] assembles the running server;
+//! - the domain, one module per flow of the brief ([`registration`], [`tokens`], [`devices`],
+//!   [`compliance`], [`export`], [`sync`], [`alerts`], [`backup`], [`operators`], [`report`]):
+//!   plain functions taking a store connection and a time or [`clock::Clock`];
+//! - persistence: [`db`], diesel on SQLite, one module per table family;
+//! - leaves: [`config`], [`clock`], [`crypto`], [`der`], the vocabulary ([`states`],
+//!   [`catalogue`]) and `sync_format`.
 //!
 //! The rules that keep it so (each a place to look when adding code):
-//! - imports point inwards: front ends → domain → `db` → leaf services ([`config`],
-//!   [`clock`], [`crypto`], [`der`], `sync_format`); a leaf imports nothing of the crate
-//!   (configuration owns the constants its checks need, such as [`config::MIN_PASSWORD`]);
+//! - imports point inwards: front ends → domain → `db` → leaves; a leaf imports nothing of
+//!   the crate but the error type and the vocabulary macro (configuration owns the constants
+//!   its checks need, such as [`config::MIN_PASSWORD`]);
+//! - front ends reach storage only through the domain: they hold the [`db::Store`] handle
+//!   and the writer, never a table;
 //! - domain modules do not import each other in a circle: checks that two flows share live
 //!   below both ([`guards`] for `devices` and `export`);
 //! - no SQL outside [`db`] (tests aside); "is there a satellite?" is one
-//!   `db::identity::require`, "is it registered?" one `SatelliteRow::is_registered`.
+//!   `db::identity::require`, "is it registered?" one `SatelliteRow::is_registered`;
+//! - a state, kind or mode is a type from [`states`] or [`catalogue`], mapped once to its
+//!   column, JSON, flag and text; a refusal carries a stable code ([`error::Reason`]).
 
 pub mod alerts;
 pub mod backup;
@@ -46,3 +54,6 @@ pub mod tls;
 pub mod tokens;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod layers_tests;

@@ -15,29 +15,14 @@ use crate::db::identity::SatelliteRow;
 use crate::db::{self, alerts, events, identity};
 use crate::error::{Error, Result};
 
+pub use crate::guards::{last_sync, past_removal, removal_at, REMOVAL_AFTER};
+
 /// The cloud expects a sync at least this often.
 pub const SYNC_INTERVAL: i64 = 30 * DAY;
 /// After this long without a sync the satellite is overdue (seed 001: 66 days).
 pub const OVERDUE_AFTER: i64 = 66 * DAY;
-/// After this long without a successful sync the satellite removes itself.
-pub const REMOVAL_AFTER: i64 = 90 * DAY;
 /// A clock this far behind the high-water mark has been set back (smaller steps are NTP).
 pub const CLOCK_TOLERANCE: i64 = 5 * MINUTE;
-
-/// When the satellite last synchronized (or registered, before its first sync).
-pub fn last_sync(me: &SatelliteRow) -> Option<i64> {
-    me.last_sync_at.or(me.registered_at)
-}
-
-/// When a registered satellite will remove itself.
-pub fn removal_at(me: &SatelliteRow) -> Option<i64> {
-    last_sync(me).map(|t| t + REMOVAL_AFTER)
-}
-
-/// Whether a registered satellite is past its removal deadline at `now`.
-pub fn past_removal(me: &SatelliteRow, now: i64) -> bool {
-    me.is_registered() && removal_at(me).is_some_and(|at| now >= at)
-}
 
 /// What a run of the timers found.
 #[derive(Debug, Clone, Default, serde::Serialize)]

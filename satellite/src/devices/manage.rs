@@ -1,0 +1,138 @@
+//! The operators' view of product instances and their actions on them (list, show, remove,
+//! transfer to another virtual account).
+
+use super::*;
+
+/// A device as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub pi_id: String,
+    pub name: String,
+    pub pid: String,
+    pub sn: String,
+    pub uuid: Option<String>,
+    pub host_id: Option<String>,
+    pub mac: Option<String>,
+    pub virtual_account: String,
+    pub state: PiState,
+    pub export_controlled: bool,
+    pub registered_at: String,
+    pub last_contact_at: String,
+    pub identity_not_after: Option<String>,
+    pub licenses: Vec<EntitlementStatus>,
+    /// Restricted (export-controlled) licenses: pending, held, being returned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restricted: Vec<crate::export::RestrictedStatus>,
+}
+
+fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView> {
+    let licenses = db::usage_of(conn, pi.id)?
+        .into_iter()
+        .map(|u| EntitlementStatus {
+            tag: u.tag,
+            count: u.count,
+            status: u.status,
+        })
+        .collect();
+    let restricted = crate::export::of_device(conn, pi.id)?;
+    Ok(DeviceView {
+        pi_id: pi.uuid,
+        name: pi.name,
+        pid: pi.pid,
+        sn: pi.sn,
+        uuid: pi.udi_uuid,
+        host_id: pi.host_id,
+        mac: pi.mac,
+        virtual_account: va,
+        state: pi.state,
+        export_controlled: pi.export_controlled,
+        registered_at: clock::format(pi.registered_at),
+        last_contact_at: clock::format(pi.last_contact_at),
+        identity_not_after: pi.cert_not_after.map(clock::format),
+        licenses,
+        restricted,
+    })
+}
+
+pub fn list(conn: &mut SqliteConnection, f: &db::Filter) -> Result<Vec<DeviceView>> {
+    db::list(conn, f)?
+        .into_iter()
+        .map(|(pi, va)| view(conn, pi, va))
+        .collect()
+}
+
+/// Finds a device by PI id, or by UDI written `PID:SN`.
+pub(super) fn find(conn: &mut SqliteConnection, who: &str) -> Result<PiRow> {
+    if let Some(pi) = db::by_uuid(conn, who)? {
+        return Ok(pi);
+    }
+    if let Some((pid, sn)) = who.rsplit_once(':') {
+        if let Some(pi) = db::by_udi(conn, pid, sn)? {
+            return Ok(pi);
+        }
+    }
+    Err(Error::NotFound(
+        format!("no product instance {who:?} (give its PI id or PID:SN)").into(),
+    ))
+}
+
+pub fn show(conn: &mut SqliteConnection, who: &str) -> Result<DeviceView> {
+    let pi = find(conn, who)?;
+    let va = pools::va_name(conn, pi.va_id)?;
+    view(conn, pi, va)
+}
+
+/// Removes a device (operator): its licenses are released.
+pub fn remove(conn: &mut SqliteConnection, who: &str, now: i64, actor: &str) -> Result<DeviceView> {
+    conn.immediate_transaction(|conn| {
+        let pi = find(conn, who)?;
+        if pi.state != PiState::Active {
+            return Err(Error::Conflict(
+                format!("product instance {who:?} is already removed").into(),
+            ));
+        }
+        remove_pi(conn, &pi, now, actor)?;
+        show(conn, &pi.uuid)
+    })
+}
+
+/// Transfers a device to another of the satellite's VAs; its licenses do not follow.
+pub fn transfer(
+    conn: &mut SqliteConnection,
+    who: &str,
+    to_va: &str,
+    now: i64,
+    actor: &str,
+) -> Result<DeviceView> {
+    conn.immediate_transaction(|conn| {
+        let pi = find(conn, who)?;
+        if pi.state != PiState::Active {
+            return Err(Error::Conflict(format!("product instance {who:?} is removed").into()));
+        }
+        let to = pools::va_id(conn, to_va)?
+            .ok_or_else(|| Error::NotFound(format!("no virtual account {to_va:?} on this satellite").into()))?;
+        if to == pi.va_id {
+            return Err(Error::Conflict(format!("product instance {who:?} is already in {to_va:?}").into()));
+        }
+        let from = pools::va_name(conn, pi.va_id)?;
+        compliance::release_all(conn, &pi, now)?;
+        db::set_va(conn, pi.id, to)?;
+        // Restricted licenses go with the device (seed 001); the others stay behind.
+        crate::export::moved(conn, pi.id, pi.va_id, to, now)?;
+        events::append(
+            conn,
+            now,
+            &events::NewEvent {
+                va_name: Some(to_va),
+                pi_uuid: Some(&pi.uuid),
+                message: format!(
+                    "The product instance {} was transferred from the Virtual Account \"{from}\" to the Virtual Account \"{to_va}\".",
+                    pi.name
+                ),
+                actor,
+                ..events::NewEvent::of(EventKind::PiTransferred)
+            },
+        )?;
+        show(conn, &pi.uuid)
+    })
+}
