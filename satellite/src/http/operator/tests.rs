@@ -230,6 +230,29 @@ async fn browser_session_cookie_csrf_and_login_limit_async() {
         Some(actix_web::cookie::SameSite::Strict)
     );
 
+    // A filter the pages do not offer is refused with the reason, as the API refuses it.
+    for (uri, said) in [
+        (
+            "/console/devices?status=gone",
+            "unknown product instance status",
+        ),
+        ("/console/alerts?state=gone", "unknown alert state"),
+    ] {
+        let resp = test::call_service(
+            &app,
+            TestRequest::get()
+                .uri(uri)
+                .cookie(cookie.clone())
+                .to_request(),
+        )
+        .await;
+        let page = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+        assert!(
+            page.contains(r#"class="flash error""#) && page.contains(said),
+            "{uri}: {page}"
+        );
+    }
+
     // The page carries the session's CSRF token in its forms.
     let resp = test::call_service(
         &app,

@@ -25,9 +25,19 @@ async fn render(
     which: Option<String>,
     flash: Option<Flash>,
 ) -> Result<HttpResponse> {
-    let which = which
-        .filter(|s| alerts::STATES.contains(&s.as_str()))
-        .unwrap_or_else(|| "active".into());
+    // No state shows the active alerts; an unknown one is refused (as by the API and the
+    // CLI), with the active ones below.
+    let (which, flash) = match which.filter(|s| !s.trim().is_empty()) {
+        Some(s) if !alerts::STATES.contains(&s.as_str()) => {
+            let e = crate::error::Error::invalid(format!(
+                "unknown alert state {s:?}: use {}",
+                crate::states::choices(alerts::STATES.iter().copied())
+            ));
+            ("active".to_string(), Some(super::outcome(Err(e)).1))
+        }
+        Some(s) => (s, flash),
+        None => ("active".to_string(), flash),
+    };
     let now = state.clock.now();
     let f = alerts::Filter {
         state: Some(which.clone()),

@@ -29,14 +29,24 @@ async fn render(
     flash: Option<Flash>,
 ) -> Result<HttpResponse> {
     let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-    let f = report::DeviceFilter {
-        vas: nonempty(&q.va).into_iter().collect(),
-        product_types: Vec::new(),
-        name: nonempty(&q.name),
-        // A status the form does not offer lists every state.
-        state: q.status.as_deref().and_then(PiState::parse),
+    // No status lists every state; a status the form does not offer is refused, as the API
+    // and the CLI refuse it.
+    let chosen = nonempty(&q.status)
+        .map(|s| PiState::parse_named("product instance status", &s))
+        .transpose();
+    let listed = match chosen {
+        Ok(pi_state) => {
+            let f = report::DeviceFilter {
+                vas: nonempty(&q.va).into_iter().collect(),
+                product_types: Vec::new(),
+                name: nonempty(&q.name),
+                state: pi_state,
+            };
+            db(state, move |c| report::devices(c, &f)).await
+        }
+        Err(e) => Err(e),
     };
-    let (rows, flash) = match db(state, move |c| report::devices(c, &f)).await {
+    let (rows, flash) = match listed {
         Ok(r) => (r, flash),
         Err(e) => (Vec::new(), Some(outcome(Err(e)).1)),
     };
