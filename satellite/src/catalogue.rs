@@ -32,6 +32,8 @@ text_enum! {
         SyncFailed => "Synchronization Failed",
         AuthorizationPending => "Authorization Pending",
         ClockBackwards => "System Clock Moved Backwards",
+        CertificateExpiring => "Satellite Certificate Expiring",
+        CertificateExpiringSoon => "Satellite Certificate Expiring (14 Day)",
     }
 }
 
@@ -39,11 +41,15 @@ impl AlertKind {
     pub fn severity(self) -> Severity {
         use AlertKind::*;
         match self {
-            InsufficientLicenses | PiFailedToRenew | SyncOverdue | SatelliteRemoved
-            | SyncFailed | ClockBackwards => Severity::Major,
-            LicensesExpiring | LicensesExpired | PiFailedToConnect | SyncUpcoming => {
-                Severity::Minor
-            }
+            InsufficientLicenses
+            | PiFailedToRenew
+            | SyncOverdue
+            | SatelliteRemoved
+            | SyncFailed
+            | ClockBackwards
+            | CertificateExpiringSoon => Severity::Major,
+            LicensesExpiring | LicensesExpired | PiFailedToConnect | SyncUpcoming
+            | CertificateExpiring => Severity::Minor,
             RestrictedNotAvailable | AuthorizationPending => Severity::Informational,
         }
     }
@@ -58,6 +64,9 @@ impl AlertKind {
             ),
             SyncUpcoming | SyncOverdue | SatelliteRemoved => {
                 Some("it clears itself at the next successful synchronization")
+            }
+            CertificateExpiring | CertificateExpiringSoon => {
+                Some("it clears itself when a sync brings the renewed certificate")
             }
             AuthorizationPending => {
                 Some("it clears itself when the authorization file is imported")
@@ -139,6 +148,8 @@ events! {
         "The satellite \"<name>\" synchronized with the cloud by file: <n> license lines, <n> records refused by the cloud.";
     SatelliteSynchronizedNetwork => "satellite_synchronized_network",
         "The satellite \"<name>\" synchronized with the cloud via network: <n> license lines, <n> records refused by the cloud.";
+    SatelliteCertificateRenewed => "satellite_certificate_renewed",
+        "The satellite \"<name>\" received a new certificate from the cloud, valid until <time>.";
     SatelliteSyncFailed => "satellite_sync_failed",
         "Synchronization with the cloud failed (attempt <n> in a row): <reason>. The next attempt is at <time>.";
 }

@@ -18,6 +18,8 @@ pub struct Status {
     pub registered_at: Option<String>,
     pub last_sync_at: Option<String>,
     pub next_sync_due_at: Option<String>,
+    /// When the satellite's certificate from the cloud ends (a sync renews it).
+    pub certificate_expires_at: Option<String>,
     pub now: String,
     pub manual_clock: bool,
     pub export_controlled_allowed: bool,
@@ -47,6 +49,7 @@ pub struct LicenseStatus {
 pub fn status(store: &Store, clock: &dyn Clock) -> Result<Status> {
     let mut conn = store.conn()?;
     let row = identity::require(&mut conn)?;
+    let certificate = crate::sync::renewal::validity(&row)?;
     Ok(Status {
         state: row.state,
         satellite_id: row.satellite_id,
@@ -57,6 +60,7 @@ pub fn status(store: &Store, clock: &dyn Clock) -> Result<Status> {
         registered_at: row.registered_at.map(clock::format),
         last_sync_at: row.last_sync_at.map(clock::format),
         next_sync_due_at: row.next_sync_due_at.map(clock::format),
+        certificate_expires_at: certificate.map(|(_, to)| clock::format(to)),
         now: clock::format(clock.now()),
         manual_clock: clock.is_manual(),
         export_controlled_allowed: row.export_controlled_allowed,
@@ -110,6 +114,9 @@ impl Status {
         ));
         if let Some(d) = &self.next_sync_due_at {
             s.push_str(&format!("Next sync due:      {d}\n"));
+        }
+        if let Some(d) = &self.certificate_expires_at {
+            s.push_str(&format!("Certificate until:  {d} (a sync renews it)\n"));
         }
         s.push_str(&format!(
             "Clock:              {}{}\n",

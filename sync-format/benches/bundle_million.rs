@@ -87,6 +87,7 @@ fn main() {
             usage: n,
             ..SyncCounts::default()
         },
+        renewal_csr_pem: None,
     })
     .unwrap();
     let mut pis = w.ndjson("product_instances.ndjson").unwrap();

@@ -178,6 +178,12 @@ pub struct SyncRequest {
     #[serde(default)]
     pub to_event: u64,
     pub counts: SyncCounts,
+    /// When the satellite's certificate has less than a third of its life left: a PKCS#10
+    /// request (PEM) for a new certificate, for a key pair the satellite made and keeps (its
+    /// private key never leaves it). The request is signed by that new key; the bundle by
+    /// the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_csr_pem: Option<String>,
 }
 
 impl Versioned for SyncRequest {
@@ -348,6 +354,12 @@ pub struct SyncResponse {
     pub virtual_accounts: Vec<VirtualAccount>,
     /// Unix seconds: the next sync is due by then.
     pub next_sync_due: i64,
+    /// The answer to `renewal_csr_pem`: the satellite's new certificate (PEM), issued by
+    /// the cloud's CA for the requested key, with the satellite's role and id. The
+    /// satellite switches to it as it applies the response; the old one stays valid until
+    /// it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satellite_certificate_pem: Option<String>,
 }
 
 /// A record of a sync response's `licenses.ndjson`: one line of one VA's pool. The VAs

@@ -134,6 +134,7 @@ fn sync_request_payload(n: u64) -> SyncRequest {
             product_instances: n,
             ..SyncCounts::default()
         },
+        renewal_csr_pem: None,
     }
 }
 
@@ -400,6 +401,7 @@ fn every_kind_round_trips() {
         account,
         virtual_accounts: vas,
         next_sync_due: NOW + 30 * 86_400,
+        satellite_certificate_pem: Some("-----BEGIN CERTIFICATE-----".into()),
     };
     let mut w =
         BundleWriter::new(Cursor::new(Vec::new()), header(BundleKind::SyncResponse)).unwrap();
@@ -701,6 +703,7 @@ fn signed_by(kind: BundleKind, sender: &str, key: PKey<Private>, chain: Vec<X509
                 },
                 virtual_accounts: vec![],
                 next_sync_due: NOW + 10 * 365 * 86_400,
+                satellite_certificate_pem: None,
             })
             .unwrap(),
     }

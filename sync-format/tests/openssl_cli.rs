@@ -83,6 +83,7 @@ fn bundle(kind: BundleKind, key: PKey<Private>, chain: Vec<X509>) -> Vec<u8> {
         from_event: 0,
         to_event: 0,
         counts: SyncCounts::default(),
+        renewal_csr_pem: None,
     })
     .unwrap();
     if kind != BundleKind::SyncRequest {

@@ -71,3 +71,12 @@ pub fn insert_if_missing(
         .select(SatelliteRow::as_select())
         .first(conn)?)
 }
+
+/// Stores a renewed certificate of the satellite (in the transaction that applies the
+/// sync response carrying it).
+pub fn set_certificate(conn: &mut SqliteConnection, pem: &str) -> Result<()> {
+    diesel::update(satellite::table.find(1))
+        .set(satellite::certificate_pem.eq(pem))
+        .execute(conn)?;
+    Ok(())
+}

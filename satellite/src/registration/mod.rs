@@ -17,11 +17,10 @@
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use openssl::asn1::Asn1Time;
 use openssl::x509::X509;
 use sync_format::manifest::{BundleKind, Header, ANY_RECEIVER};
 use sync_format::payload::{RegistrationAuthorization, RegistrationRequest};
-use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole, Trust};
+use sync_format::pki::{self, CertRole, CertSpec, Signer, Trust};
 use sync_format::{BundleWriter, ReadOptions};
 
 use crate::catalogue::AlertKind;
@@ -258,33 +257,15 @@ pub fn import_authorization(
     }
 
     // Our certificate: for our key, issued by that CA, valid now.
-    let cert = X509::from_pem(auth.satellite_certificate_pem.as_bytes()).map_err(|e| {
-        Error::invalid(format!(
-            "the authorization's satellite certificate is not valid: {e}"
-        ))
-    })?;
-    if pki::bundle_role(&cert)? != Some((SignerRole::Satellite, me.satellite_id.clone())) {
-        return Err(Error::Conflict(
-            "the authorization's satellite certificate does not certify this satellite as a \
-             bundle signer; refusing it"
-                .into(),
-        ));
-    }
     let key = crate::identity::signing_key(store.data_dir())?;
-    if !cert.public_key()?.public_eq(&key) {
-        return Err(Error::Conflict(
-            "the authorization certifies another key than this satellite's".into(),
-        ));
-    }
-    let at = Asn1Time::from_unix(now)?;
-    let ca_key = ca.public_key()?;
-    if !cert.verify(&ca_key).unwrap_or(false) || cert.not_before() > at || cert.not_after() < at {
-        return Err(Error::Conflict(
-            "the satellite certificate in the authorization is not issued by the cloud CA or \
-             not valid now"
-                .into(),
-        ));
-    }
+    crate::identity::check_certificate(
+        &auth.satellite_certificate_pem,
+        "the authorization",
+        &me.satellite_id,
+        &key,
+        &ca,
+        now,
+    )?;
 
     let mut checked = crate::compliance::LineTotals::default();
     for va in &auth.virtual_accounts {

@@ -2,6 +2,7 @@ use super::*;
 use crate::clock::SystemClock;
 use openssl::pkey::{PKey, Private};
 use sync_format::payload::{Account, VirtualAccount};
+use sync_format::pki::SignerRole;
 
 struct FakeCloud {
     ca: X509,

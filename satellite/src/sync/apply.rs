@@ -61,6 +61,9 @@ pub struct ImportOutcome {
     /// The cloud's answers to export-controlled requests and returns.
     pub export_answers: Vec<crate::export::AnswerOutcome>,
     pub next_sync_due: String,
+    /// Until when the satellite's new certificate, received with this response, is valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_renewed_until: Option<String>,
     pub message: String,
 }
 
@@ -113,6 +116,11 @@ impl ImportOutcome {
                     )
                 }),
         );
+        if let Some(until) = &self.certificate_renewed_until {
+            out.push(format!(
+                "New satellite certificate from the cloud, valid until {until}."
+            ));
+        }
         if self.status != "already-applied" {
             out.push(format!("Next sync due by {}.", self.next_sync_due));
         }
@@ -185,6 +193,17 @@ pub fn import<R: Read + Seek>(
             .into(),
         ));
     }
+    // A renewed certificate is checked before anything is written.
+    let renewed = match resp.satellite_certificate_pem.as_deref() {
+        Some(pem) => Some(super::renewal::check(
+            store.data_dir(),
+            &me,
+            pem,
+            &anchors[0],
+            at,
+        )?),
+        None => None,
+    };
     let request_id = m.in_reply_to.clone().ok_or_else(|| {
         Error::Conflict("this response does not answer any sync request; nothing changed".into())
     })?;
@@ -207,6 +226,7 @@ pub fn import<R: Read + Seek>(
         rejected: Vec::new(),
         export_answers: Vec::new(),
         next_sync_due: clock::format(resp.next_sync_due),
+        certificate_renewed_until: None,
         message: String::new(),
     };
     if let Some(applied_at) = check_order(&mut conn, &m, &request_id)? {
@@ -229,6 +249,7 @@ pub fn import<R: Read + Seek>(
                 payload: &resp,
                 bundle: &mut bundle,
                 mode,
+                renewed: renewed.as_ref(),
             },
             Report {
                 outcome: &mut outcome,
@@ -265,6 +286,8 @@ pub fn import<R: Read + Seek>(
         }
         apply(conn)
     })?;
+    // The new certificate is stored: its key signs from now on.
+    crate::identity::promote_renewal(store.data_dir(), renewed.as_ref().map(|r| r.0.as_str()))?;
     outcome.status = "applied".into();
     outcome.message = format!(
         "applied sync response {}: {} license lines, {} license changes, {} records refused \
@@ -364,6 +387,8 @@ struct Incoming<'a, R: Read + Seek> {
     payload: &'a SyncResponse,
     bundle: &'a mut VerifiedBundle<R>,
     mode: SyncMode,
+    /// The satellite's new certificate (checked) and its expiry, if the response has one.
+    renewed: Option<&'a (String, i64)>,
 }
 
 /// Where applying tells what it did, and how far it got.
@@ -383,6 +408,7 @@ fn apply_in<R: Read + Seek>(
         payload: resp,
         bundle,
         mode,
+        renewed,
     } = incoming;
     let Report { outcome, progress } = report;
     // Licenses that ended by now are logged as expired first (once), so what follows sees
@@ -588,6 +614,29 @@ fn apply_in<R: Read + Seek>(
         alerts::clear(conn, at, kind)?;
     }
     let me = identity::get(conn)?.map(|m| m.name).unwrap_or_default();
+    if let Some((pem, until)) = renewed {
+        identity::set_certificate(conn, pem)?;
+        for kind in [
+            AlertKind::CertificateExpiring,
+            AlertKind::CertificateExpiringSoon,
+        ] {
+            alerts::clear(conn, at, kind)?;
+        }
+        outcome.certificate_renewed_until = Some(clock::format(*until));
+        events::append(
+            conn,
+            at,
+            &events::NewEvent {
+                message: format!(
+                    "The satellite \"{me}\" received a new certificate from the cloud, valid \
+                     until {}.",
+                    clock::format(*until)
+                ),
+                actor: "system",
+                ..events::NewEvent::of(EventKind::SatelliteCertificateRenewed)
+            },
+        )?;
+    }
     events::append(
         conn,
         at,

@@ -100,6 +100,7 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
     if !me.is_registered() {
         return Ok(out);
     }
+    out.raised.extend(super::renewal::alerts(conn, &me, at)?);
     let Some(last) = last_sync(&me) else {
         return Ok(out);
     };

@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod deadlines;
 pub mod network;
+pub mod renewal;
 pub mod request;
 
 use crate::clock;
@@ -67,6 +68,9 @@ pub struct SyncStatus {
     pub next_scheduled: Option<String>,
     pub removal_at: Option<String>,
     pub days_left_before_removal: Option<i64>,
+    /// When the satellite's certificate ends, and whether the next sync asks for a new one.
+    pub certificate_expires_at: Option<String>,
+    pub certificate_renewal_due: bool,
     pub pending_product_instances: i64,
     pub pending_events: i64,
     /// Export-controlled requests and returns waiting for the cloud.
@@ -93,6 +97,7 @@ pub fn status(store: &Store, config: &crate::config::Config, now: i64) -> Result
         None
     };
     let network = !config.cloud.url.is_empty();
+    let certificate = renewal::validity(&me)?;
     Ok(SyncStatus {
         state: me.state,
         mode: if network {
@@ -112,6 +117,8 @@ pub fn status(store: &Store, config: &crate::config::Config, now: i64) -> Result
         },
         removal_at: removal.map(clock::format),
         days_left_before_removal: removal.map(|r| ((r - at).max(0) + clock::DAY - 1) / clock::DAY),
+        certificate_expires_at: certificate.map(|(_, to)| clock::format(to)),
+        certificate_renewal_due: certificate.is_some_and(|(from, to)| renewal::due(from, to, at)),
         pending_product_instances: db::sync::pending_changes(&mut conn, st.acked_change)?,
         pending_events: db::sync::pending_events(&mut conn, st.acked_event_id)?,
         pending_export_requests: db::export::count_waiting(&mut conn)?,
@@ -152,6 +159,16 @@ impl SyncStatus {
             self.pending_events,
             self.pending_export_requests,
         );
+        if let Some(until) = &self.certificate_expires_at {
+            s.push_str(&format!(
+                "Certificate until:     {until}{}\n",
+                if self.certificate_renewal_due {
+                    " (renewal asked at every sync until it arrives)"
+                } else {
+                    ""
+                }
+            ));
+        }
         if self.failures > 0 {
             s.push_str(&format!(
                 "Failed attempts:       {} in a row; last: {}\n",

@@ -47,6 +47,8 @@ pub struct RequestSummary {
     pub export_requests: u64,
     /// Product instances sent again because the cloud refused them last time.
     pub resent_rejected: u64,
+    /// Whether it asks the cloud for a new satellite certificate.
+    pub renewal_requested: bool,
 }
 
 impl RequestSummary {
@@ -54,7 +56,7 @@ impl RequestSummary {
     pub fn text(&self) -> String {
         format!(
             "sync request {} (sequence {}, {}): {} product instances, {} usage records, {} \
-             export requests and returns, {} events{}",
+             export requests and returns, {} events{}{}",
             self.bundle_id,
             self.sequence,
             if self.full {
@@ -75,6 +77,11 @@ impl RequestSummary {
                 )
             } else {
                 String::new()
+            },
+            if self.renewal_requested {
+                "; asks for a new satellite certificate"
+            } else {
+                ""
             }
         )
     }
@@ -99,6 +106,7 @@ pub fn make<W: Read + Write + Seek>(
         .ok_or_else(|| Error::State("the satellite has no certificate from the cloud".into()))?;
     let cert = X509::from_pem(cert_pem.as_bytes())?;
     let signer = Signer::new(key, vec![cert])?;
+    let renewal_csr_pem = super::renewal::request(store.data_dir(), &me, now)?;
 
     // One read snapshot for everything the request carries.
     let (w, summary, exports) = conn.transaction::<_, Error, _>(|conn| {
@@ -131,6 +139,7 @@ pub fn make<W: Read + Write + Seek>(
             events: 0,
             export_requests: 0,
             resent_rejected: 0,
+            renewal_requested: renewal_csr_pem.is_some(),
         };
         let mut w = BundleWriter::new(out, header)?;
         write_pis(conn, &mut w, after, to_change, &mut summary, progress)?;
@@ -150,6 +159,7 @@ pub fn make<W: Read + Write + Seek>(
                 export_requests: summary.export_requests,
                 events: summary.events,
             },
+            renewal_csr_pem: renewal_csr_pem.clone(),
         })?;
         let (w, _) = w.finish(&signer)?;
         Ok((w, summary, exports))

@@ -35,10 +35,22 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The sources a binary of the workspace is built from: what rustc reads (sources, embedded
-/// migrations and the default configuration), not manifests or the lock file, which may
-/// change without the binary being built again.
-fn sources_of(name: &str) -> Vec<PathBuf> {
+/// The sources a binary of the workspace is built from: the files cargo's dep-info beside
+/// it lists (exactly what rustc read for it: sources, embedded migrations, the default
+/// configuration; not test-only modules, manifests or the lock file, which may change
+/// without the binary being built again). Without dep-info, the source folders it is built
+/// from.
+fn sources_of(name: &str, binary: &Path) -> Vec<PathBuf> {
+    if let Ok(d) = std::fs::read_to_string(binary.with_extension("d")) {
+        if let Some((_, deps)) = d.split_once(": ") {
+            // Paths are separated by spaces; a space inside a path is escaped as "\ ".
+            let deps = deps.lines().next().unwrap_or_default().replace("\\ ", "\0");
+            return deps
+                .split_whitespace()
+                .map(|p| PathBuf::from(p.replace('\0', " ")))
+                .collect();
+        }
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let root = root.canonicalize().unwrap_or(root);
     let mut dirs = vec![
@@ -80,7 +92,7 @@ fn refuse_stale(name: &str, path: &Path) {
     let built = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .expect("binary's modification time");
-    if let Some((changed, file)) = newest(&sources_of(name)) {
+    if let Some((changed, file)) = newest(&sources_of(name, path)) {
         assert!(
             changed <= built,
             "{} is older than {}: it was built from older sources. Run `cargo build \

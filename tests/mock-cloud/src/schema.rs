@@ -62,6 +62,7 @@ diesel::table! {
         last_sync_at -> Nullable<BigInt>,
         next_sync_due -> Nullable<BigInt>,
         removed_at -> Nullable<BigInt>,
+        renewed_key_pem -> Nullable<Text>,
     }
 }
 

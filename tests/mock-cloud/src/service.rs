@@ -20,6 +20,8 @@ use satellite::clock::{format as fmt_time, DAY};
 
 /// Days between syncs the cloud expects.
 pub const SYNC_INTERVAL_DAYS: i64 = 30;
+/// How long a satellite's certificate lasts (a sync renews it once a third is left).
+pub const SATELLITE_CERT_DAYS: u32 = 730;
 /// Demo licenses last this long unless an end is given.
 pub const DEMO_DAYS: i64 = 60;
 
@@ -571,7 +573,7 @@ fn authorize_row(
             organization: &account_name,
             role: CertRole::Bundle(SignerRole::Satellite, &satellite_id),
             now,
-            days: 730,
+            days: SATELLITE_CERT_DAYS,
         },
     )?;
     let cert_pem =

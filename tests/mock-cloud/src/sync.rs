@@ -21,7 +21,7 @@ use super::schema::{
     accounts, licenses, pi_usage, product_instances as pis, satellite_events, satellite_vas,
     satellites, shortages, syncs, virtual_accounts,
 };
-use super::service::{pools, SYNC_INTERVAL_DAYS};
+use super::service::{pools, SATELLITE_CERT_DAYS, SYNC_INTERVAL_DAYS};
 use super::{Cloud, CloudError, Result};
 use satellite::clock::{format as fmt_time, DAY};
 
@@ -83,16 +83,31 @@ pub fn process<R: Read + Seek>(
     }
     let mut c = cloud.conn()?;
     let row = active_row(&mut c, &m.sender)?;
-    let (name, key_pem, account_id): (String, String, Option<i64>) = satellites::table
-        .select((
-            satellites::name,
-            satellites::public_key_pem,
-            satellites::account_id,
-        ))
-        .find(row)
-        .first(&mut c)?;
-    let key = PKey::public_key_from_pem(key_pem.as_bytes())?;
-    if !b.signer().public_key()?.public_eq(&key) {
+    let (name, key_pem, renewed_pem, account_id): (String, String, Option<String>, Option<i64>) =
+        satellites::table
+            .select((
+                satellites::name,
+                satellites::public_key_pem,
+                satellites::renewed_key_pem,
+                satellites::account_id,
+            ))
+            .find(row)
+            .first(&mut c)?;
+    // Signed by the key the cloud certified, or by the one it certified at a renewal (the
+    // satellite switched to it): from then on that one is the satellite's key.
+    let signer = b.signer().public_key()?;
+    let by_renewed = match &renewed_pem {
+        Some(p) => signer.public_eq(&*PKey::public_key_from_pem(p.as_bytes())?),
+        None => false,
+    };
+    if by_renewed {
+        diesel::update(satellites::table.find(row))
+            .set((
+                satellites::public_key_pem.eq(renewed_pem.clone().unwrap_or_default()),
+                satellites::renewed_key_pem.eq(None::<String>),
+            ))
+            .execute(&mut c)?;
+    } else if !signer.public_eq(&*PKey::public_key_from_pem(key_pem.as_bytes())?) {
         return Err(CloudError::Invalid(format!(
             "the request is not signed by the key of satellite {name:?}"
         )));
@@ -288,6 +303,19 @@ pub fn process<R: Read + Seek>(
             .filter(syncs::request_id.eq(&m.bundle_id))
             .first(c)?;
         let next_due = now + SYNC_INTERVAL_DAYS * DAY;
+        let renewed = match &req.renewal_csr_pem {
+            Some(csr) => Some(renew(
+                cloud,
+                c,
+                row,
+                &name,
+                &account.name,
+                &m.sender,
+                csr,
+                now,
+            )?),
+            None => None,
+        };
         let bytes = response(
             cloud,
             &m.sender,
@@ -298,6 +326,7 @@ pub fn process<R: Read + Seek>(
             vas,
             &rejected,
             &answers,
+            renewed,
             now,
             next_due,
         )?;
@@ -335,6 +364,7 @@ fn response(
     vas: Vec<VirtualAccount>,
     rejected: &[ItemResult],
     answers: &[ExportAnswer],
+    renewed: Option<String>,
     now: i64,
     next_due: i64,
 ) -> Result<Vec<u8>> {
@@ -391,8 +421,75 @@ fn response(
             })
             .collect(),
         next_sync_due: next_due,
+        satellite_certificate_pem: renewed,
     })?;
     Ok(w.finish(cloud.signer())?.0.into_inner())
+}
+
+/// Answers a certificate renewal: the request must be a PKCS#10 request signed by its own
+/// P-256 key and naming the satellite; the cloud certifies that key for the satellite (its
+/// role and id, as at registration) and remembers it, so requests signed by it are the
+/// satellite's. The old certificate stays valid until it expires.
+#[allow(clippy::too_many_arguments)]
+fn renew(
+    cloud: &Cloud,
+    c: &mut SqliteConnection,
+    row: i64,
+    name: &str,
+    account: &str,
+    satellite_id: &str,
+    csr_pem: &str,
+    now: i64,
+) -> Result<String> {
+    let csr = openssl::x509::X509Req::from_pem(csr_pem.as_bytes()).map_err(|e| {
+        CloudError::Invalid(format!(
+            "the certificate renewal request is not a PEM CSR: {e}"
+        ))
+    })?;
+    let key = csr.public_key()?;
+    if !csr.verify(&key).unwrap_or(false) || !sync_format::pki::is_p256(&key) {
+        return Err(CloudError::Invalid(
+            "the certificate renewal request is not signed by its own P-256 key".into(),
+        ));
+    }
+    let named = csr
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .map(|e| e.data().as_slice().to_vec())
+        .and_then(|b| String::from_utf8(b).ok());
+    if named.as_deref() != Some(satellite_id) {
+        return Err(CloudError::Invalid(format!(
+            "the certificate renewal request names {named:?}, not the satellite {satellite_id}"
+        )));
+    }
+    let cert = sync_format::pki::issue(
+        &cloud.ca_cert,
+        cloud.ca_key(),
+        &key,
+        &sync_format::pki::CertSpec {
+            common_name: &format!("satellite {name}"),
+            organization: account,
+            role: sync_format::pki::CertRole::Bundle(
+                sync_format::pki::SignerRole::Satellite,
+                satellite_id,
+            ),
+            now,
+            days: SATELLITE_CERT_DAYS,
+        },
+    )?;
+    let cert_pem =
+        String::from_utf8(cert.to_pem()?).map_err(|e| CloudError::Internal(e.to_string()))?;
+    let key_pem = String::from_utf8(key.public_key_to_pem()?)
+        .map_err(|e| CloudError::Internal(e.to_string()))?;
+    diesel::update(satellites::table.find(row))
+        .set((
+            satellites::renewed_key_pem.eq(key_pem),
+            satellites::certificate_pem.eq(&cert_pem),
+        ))
+        .execute(c)?;
+    tracing::info!(satellite = %name, "renewed the satellite's certificate");
+    Ok(cert_pem)
 }
 
 /// The authorized row of a satellite; a clear refusal when it was removed or is unknown.

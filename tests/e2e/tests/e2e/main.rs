@@ -11,3 +11,4 @@ mod registration;
 mod service;
 mod sync;
 mod trust;
+mod years;

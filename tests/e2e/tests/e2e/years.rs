@@ -1,0 +1,89 @@
+//! Years of service (issue 20): the satellite's certificate renews through sync, by file and
+//! over the network, and a response lost on the way costs nothing.
+
+use crate::common::*;
+use satellite_e2e::harness;
+
+fn p(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn status(site: &Site) -> serde_json::Value {
+    site.sat(&["status", "--json"]).ok().json()
+}
+
+fn event_kinds(site: &Site) -> Vec<String> {
+    site.sat(&["event", "list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_satellites_certificate_renews_through_sync_and_a_lost_response_costs_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let first_until = status(&site)["certificate_expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // 480 days of syncs every 80 days: two thirds of its 730 days are not gone yet, so no
+    // request asks for a new certificate.
+    site.advance_synced(480);
+    let (req, resp) = site.files("day-490");
+    site.sat(&["clock", "advance", "10d"]).ok();
+    site.cloud.run(&["clock", "advance", "10d"]).ok();
+    let st = site.sat(&["sync", "status", "--json"]).ok().json();
+    assert_eq!(st["certificate_renewal_due"], true, "{st}");
+
+    // Day 490: the request asks; its response is lost on the way.
+    let out = site
+        .sat(&["sync", "export", "--out", p(&req), "--json"])
+        .ok()
+        .json();
+    assert_eq!(out["renewal_requested"], true, "{out}");
+    site.cloud.process(&req, &resp);
+    assert_eq!(
+        status(&site)["certificate_expires_at"],
+        first_until.as_str()
+    );
+
+    // The next sync asks again and brings the certificate; the satellite switches to it.
+    let applied = site.round_trip("renewed");
+    let until = applied["certificate_renewed_until"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no certificate in {applied}"))
+        .to_string();
+    assert!(until > first_until, "{until} after {first_until}");
+    assert_eq!(status(&site)["certificate_expires_at"], until.as_str());
+    assert!(event_kinds(&site).contains(&"satellite_certificate_renewed".to_string()));
+    let st = site.sat(&["sync", "status", "--json"]).ok().json();
+    assert_eq!(st["certificate_renewal_due"], false, "{st}");
+    assert!(!site
+        .dir
+        .join("data/keys/satellite-renewal.key.pem")
+        .exists());
+
+    // The new key signs from now on, and the cloud takes it; past the old certificate's
+    // end (day 730) syncs by file and over the network go on.
+    site.advance_synced(260);
+    let (server, port) = site.cloud.serve(t.path(), &[]);
+    let mut c = satellite(&site.dir);
+    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
+        .args(["sync", "now", "--json"]);
+    let out = harness::run(&mut c).ok().json();
+    assert_eq!(out["response"]["status"], "applied", "{out}");
+    drop(server);
+    let st = status(&site);
+    assert_eq!(st["state"], "registered", "{st}");
+    assert!(!st["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a.as_str().unwrap_or_default().contains("Certificate")));
+}

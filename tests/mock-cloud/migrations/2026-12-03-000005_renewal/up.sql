@@ -1,0 +1,1 @@
+ALTER TABLE satellites ADD COLUMN renewed_key_pem TEXT;
