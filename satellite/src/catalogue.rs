@@ -142,6 +142,8 @@ events! {
         "The satellite \"<name>\" was registered to the Smart Account \"<account>\" with the Virtual Accounts <VAs>.";
     SatelliteRemoved => "satellite_removed",
         "The satellite \"<name>\" failed to synchronize in 90 days and has been removed. Its data is kept; register it again to restore service.";
+    SatelliteRemovedByCloud => "satellite_removed_by_cloud",
+        "The satellite \"<name>\" was removed by the cloud at <time>: <reason>. Its data is kept; register it again to restore service.";
     SatelliteSyncOverdue => "satellite_sync_overdue",
         "Satellite has not synchronized within the expected time period.";
     SatelliteSynchronizedFile => "satellite_synchronized_file",

@@ -360,6 +360,19 @@ pub struct SyncResponse {
     /// it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub satellite_certificate_pem: Option<String>,
+    /// The cloud removed this satellite (its operator's "Remove", or 90 days without a
+    /// sync): nothing of the request was applied, the virtual accounts are disassociated,
+    /// and the satellite stops serving devices until it is registered again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Removal>,
+}
+
+/// Why and when the cloud removed a satellite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    /// Unix seconds.
+    pub at: i64,
+    pub reason: String,
 }
 
 /// A record of a sync response's `licenses.ndjson`: one line of one VA's pool. The VAs

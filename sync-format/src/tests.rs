@@ -402,6 +402,7 @@ fn every_kind_round_trips() {
         virtual_accounts: vas,
         next_sync_due: NOW + 30 * 86_400,
         satellite_certificate_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+        removed: None,
     };
     let mut w =
         BundleWriter::new(Cursor::new(Vec::new()), header(BundleKind::SyncResponse)).unwrap();
@@ -704,6 +705,7 @@ fn signed_by(kind: BundleKind, sender: &str, key: PKey<Private>, chain: Vec<X509
                 virtual_accounts: vec![],
                 next_sync_due: NOW + 10 * 365 * 86_400,
                 satellite_certificate_pem: None,
+                removed: None,
             })
             .unwrap(),
     }

@@ -121,7 +121,7 @@ impl ImportOutcome {
                 "New satellite certificate from the cloud, valid until {until}."
             ));
         }
-        if self.status != "already-applied" {
+        if self.status != "already-applied" && !self.next_sync_due.is_empty() {
             out.push(format!("Next sync due by {}.", self.next_sync_due));
         }
         out
@@ -192,6 +192,10 @@ pub fn import<R: Read + Seek>(
             )
             .into(),
         ));
+    }
+    // The cloud removed this satellite: nothing else of the response applies.
+    if let Some(removal) = &resp.removed {
+        return removed_by_cloud(&mut conn, at, &me, &m, removal, dry_run);
     }
     // A renewed certificate is checked before anything is written.
     let renewed = match resp.satellite_certificate_pem.as_deref() {
@@ -312,6 +316,52 @@ pub fn import<R: Read + Seek>(
         "applied a sync response"
     );
     Ok(outcome)
+}
+
+/// Applies a response that says the cloud removed this satellite.
+fn removed_by_cloud(
+    conn: &mut SqliteConnection,
+    at: i64,
+    me: &crate::db::identity::SatelliteRow,
+    m: &Manifest,
+    removal: &sync_format::payload::Removal,
+    dry_run: bool,
+) -> Result<ImportOutcome> {
+    let said = format!(
+        "the cloud removed this satellite at {} ({}): it no longer authorizes devices; \
+         register it again",
+        clock::format(removal.at),
+        removal.reason
+    );
+    let outcome = |status: &str, message: String| ImportOutcome {
+        status: status.into(),
+        response_id: m.bundle_id.clone(),
+        request_id: m.in_reply_to.clone().unwrap_or_default(),
+        sequence: m.sequence,
+        acknowledged_change: 0,
+        acknowledged_event: 0,
+        virtual_accounts_added: Vec::new(),
+        license_changes: Vec::new(),
+        license_lines: 0,
+        rejected: Vec::new(),
+        export_answers: Vec::new(),
+        next_sync_due: String::new(),
+        certificate_renewed_until: None,
+        message,
+    };
+    if dry_run {
+        return Ok(outcome("dry-run", format!("dry run: {said}")));
+    }
+    if me.state == crate::states::SatelliteState::Removed {
+        return Ok(outcome(
+            "already-applied",
+            format!("{said} (already known)"),
+        ));
+    }
+    conn.immediate_transaction::<_, Error, _>(|conn| {
+        deadlines::removed_by_cloud(conn, at, me, removal)
+    })?;
+    Ok(outcome("removed", said))
 }
 
 /// `Some(applied_at)` when this response was applied before; an error when it must be

@@ -175,25 +175,11 @@ fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
 /// 90 days without a sync: the satellite stops authorizing devices and marks itself
 /// removed. Its data stays for audit; it can be registered again.
 fn remove(conn: &mut SqliteConnection, at: i64, me: &SatelliteRow) -> Result<()> {
-    db::sync::mark_removed(conn, at)?;
-    alerts::clear(conn, at, AlertKind::SyncUpcoming)?;
-    alerts::clear(conn, at, AlertKind::SyncOverdue)?;
-    alerts::raise(
+    removed(
         conn,
         at,
-        &alerts::NewAlert {
-            kind: AlertKind::SatelliteRemoved,
-            source_type: "satellite",
-            source_id: None,
-            va_id: None,
-            // Seed 001, "Alert Events".
-            message: "Satellite failed to synchronize in 90 days and has been removed.".into(),
-            action_due_at: None,
-        },
-    )?;
-    events::append(
-        conn,
-        at,
+        // Seed 001, "Alert Events".
+        "Satellite failed to synchronize in 90 days and has been removed.",
         &events::NewEvent {
             message: format!(
                 "The satellite \"{}\" failed to synchronize in 90 days and has been removed. \
@@ -210,6 +196,68 @@ fn remove(conn: &mut SqliteConnection, at: i64, me: &SatelliteRow) -> Result<()>
          authorizes devices; register it again"
     );
     Ok(())
+}
+
+/// The cloud removed this satellite (its operator's "Remove", or its own 90 days), as a sync
+/// response said: the satellite stops serving devices, with the alert and an event.
+pub fn removed_by_cloud(
+    conn: &mut SqliteConnection,
+    at: i64,
+    me: &SatelliteRow,
+    removal: &sync_format::payload::Removal,
+) -> Result<()> {
+    removed(
+        conn,
+        at,
+        &format!(
+            "The cloud removed this satellite at {} ({}); it no longer authorizes devices. \
+             Register it again to restore service.",
+            clock::format(removal.at),
+            removal.reason
+        ),
+        &events::NewEvent {
+            message: format!(
+                "The satellite \"{}\" was removed by the cloud at {}: {}. Its data is kept; \
+                 register it again to restore service.",
+                me.name,
+                clock::format(removal.at),
+                removal.reason
+            ),
+            actor: "system",
+            ..events::NewEvent::of(EventKind::SatelliteRemovedByCloud)
+        },
+    )?;
+    tracing::error!(
+        satellite = %me.name,
+        reason = %removal.reason,
+        "the cloud removed this satellite; it no longer authorizes devices; register it again"
+    );
+    Ok(())
+}
+
+/// The satellite is removed: its state, the alert (`alert` its text) and the event.
+fn removed(
+    conn: &mut SqliteConnection,
+    at: i64,
+    alert: &str,
+    event: &events::NewEvent<'_>,
+) -> Result<()> {
+    db::sync::mark_removed(conn, at)?;
+    alerts::clear(conn, at, AlertKind::SyncUpcoming)?;
+    alerts::clear(conn, at, AlertKind::SyncOverdue)?;
+    alerts::raise(
+        conn,
+        at,
+        &alerts::NewAlert {
+            kind: AlertKind::SatelliteRemoved,
+            source_type: "satellite",
+            source_id: None,
+            va_id: None,
+            message: alert.to_string(),
+            action_due_at: None,
+        },
+    )?;
+    events::append(conn, at, event)
 }
 
 #[cfg(test)]

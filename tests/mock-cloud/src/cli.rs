@@ -199,6 +199,13 @@ pub enum SatelliteCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Remove a satellite (the satellite's Actions, "Remove"): its licenses are released and
+    /// its virtual accounts disassociated; the satellite learns it at its next sync, by file
+    /// or network, and stops serving devices until it is registered again.
+    Remove {
+        /// Satellite id, request id or name.
+        satellite: String,
+    },
     /// Write a satellite's authorization file again ("Download Authorization File").
     Authorization {
         satellite: String,
@@ -499,6 +506,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let name = service::approve(&open()?, &satellite, &vas, name.as_deref())?;
             println!(
                 "approved satellite {name:?}; it collects its authorization at its next attempt"
+            );
+            Ok(())
+        }
+        Command::Satellite(SatelliteCommand::Remove { satellite }) => {
+            let name = super::sync::remove_satellite(&open()?, &satellite)?;
+            println!(
+                "removed satellite {name:?}: its licenses are released and its virtual \
+                 accounts free; it learns it at its next sync"
             );
             Ok(())
         }

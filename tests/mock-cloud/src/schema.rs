@@ -63,6 +63,7 @@ diesel::table! {
         next_sync_due -> Nullable<BigInt>,
         removed_at -> Nullable<BigInt>,
         renewed_key_pem -> Nullable<Text>,
+        removal_reason -> Nullable<Text>,
     }
 }
 

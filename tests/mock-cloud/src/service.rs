@@ -685,7 +685,7 @@ pub fn register_network(
 }
 
 /// Finds a satellite row by satellite id, request id or name (newest first).
-fn find_row(c: &mut SqliteConnection, who: &str, state: Option<&str>) -> Result<i64> {
+pub(crate) fn find_row(c: &mut SqliteConnection, who: &str, state: Option<&str>) -> Result<i64> {
     let mut q = satellites::table
         .select(satellites::id)
         .filter(

@@ -82,6 +82,29 @@ pub fn process<R: Read + Seek>(
         ));
     }
     let mut c = cloud.conn()?;
+    if let Some((account, removal)) = removed(&mut c, &m.sender)? {
+        // A satellite the cloud removed learns it from its next sync, by file or network.
+        let bytes = removal_response(cloud, &m, account, removal, now)?;
+        return Ok((
+            bytes,
+            Processed {
+                satellite: m.sender.clone(),
+                request_id: m.bundle_id.clone(),
+                response_id: String::new(),
+                sequence: 0,
+                full: req.full,
+                product_instances: 0,
+                usage: 0,
+                events: 0,
+                chain_breaks: 0,
+                rejected: 0,
+                export_granted: 0,
+                export_denied: 0,
+                export_returned: 0,
+                repeated: false,
+            },
+        ));
+    }
     let row = active_row(&mut c, &m.sender)?;
     let (name, key_pem, renewed_pem, account_id): (String, String, Option<String>, Option<i64>) =
         satellites::table
@@ -422,6 +445,7 @@ fn response(
             .collect(),
         next_sync_due: next_due,
         satellite_certificate_pem: renewed,
+        removed: None,
     })?;
     Ok(w.finish(cloud.signer())?.0.into_inner())
 }
@@ -490,6 +514,88 @@ fn renew(
         .execute(c)?;
     tracing::info!(satellite = %name, "renewed the satellite's certificate");
     Ok(cert_pem)
+}
+
+/// When the satellite's latest registration was removed (and it was not registered again):
+/// its account and why.
+fn removed(
+    c: &mut SqliteConnection,
+    satellite_id: &str,
+) -> Result<Option<(Account, sync_format::payload::Removal)>> {
+    let latest: Option<(String, Option<i64>, Option<String>, Option<i64>)> = satellites::table
+        .select((
+            satellites::state,
+            satellites::removed_at,
+            satellites::removal_reason,
+            satellites::account_id,
+        ))
+        .filter(satellites::satellite_id.eq(satellite_id))
+        .order(satellites::id.desc())
+        .first(c)
+        .optional()?;
+    let Some((state, Some(at), reason, account_id)) = latest else {
+        return Ok(None);
+    };
+    if state != "removed" {
+        return Ok(None);
+    }
+    let account = match account_id {
+        Some(id) => {
+            let (name, export_controlled_allowed): (String, bool) = accounts::table
+                .select((accounts::name, accounts::export_controlled))
+                .find(id)
+                .first(c)?;
+            Account {
+                name,
+                export_controlled_allowed,
+            }
+        }
+        None => Account {
+            name: String::new(),
+            export_controlled_allowed: false,
+        },
+    };
+    let removal = sync_format::payload::Removal {
+        at,
+        reason: reason.unwrap_or_else(|| "removed".into()),
+    };
+    Ok(Some((account, removal)))
+}
+
+/// The answer to a removed satellite's sync request: nothing applied, no virtual account,
+/// and why it was removed.
+fn removal_response(
+    cloud: &Cloud,
+    m: &sync_format::manifest::Manifest,
+    account: Account,
+    removal: sync_format::payload::Removal,
+    now: i64,
+) -> Result<Vec<u8>> {
+    let header = Header {
+        kind: BundleKind::SyncResponse,
+        bundle_id: uuid::Uuid::new_v4().to_string(),
+        sender: cloud.cloud_id.clone(),
+        receiver: m.sender.clone(),
+        sequence: 0,
+        created_at: now,
+        not_after: now + SYNC_INTERVAL_DAYS * DAY,
+        in_reply_to: Some(m.bundle_id.clone()),
+    };
+    let mut w = BundleWriter::new(Cursor::new(Vec::new()), header)?;
+    w.payload(&SyncResponse {
+        payload_version: 1,
+        satellite_id: m.sender.clone(),
+        acknowledged_request: m.bundle_id.clone(),
+        acknowledged_change: 0,
+        acknowledged_event: 0,
+        rejected: 0,
+        account,
+        virtual_accounts: Vec::new(),
+        next_sync_due: now,
+        satellite_certificate_pem: None,
+        removed: Some(removal),
+    })?;
+    Ok(w.finish(cloud.signer())?.0.into_inner())
 }
 
 /// The authorized row of a satellite; a clear refusal when it was removed or is unknown.
@@ -661,6 +767,7 @@ pub fn sweep(cloud: &Cloud, now: i64) -> Result<Vec<String>> {
                 .set((
                     satellites::state.eq("removed"),
                     satellites::removed_at.eq(now),
+                    satellites::removal_reason.eq(format!("{REMOVAL_DAYS} days without a sync")),
                 ))
                 .execute(c)?;
             tracing::warn!(satellite = %name, released, "satellite removed: 90 days without a sync");
@@ -670,6 +777,35 @@ pub fn sweep(cloud: &Cloud, now: i64) -> Result<Vec<String>> {
             flag_shortages(c, now)?;
         }
         Ok(removed)
+    })
+}
+
+/// The cloud's operator removes a satellite (seed 001, the satellite's Actions, "Remove"):
+/// its product instances' licenses are released and its virtual accounts disassociated
+/// (they may be given to another satellite). The satellite learns it at its next sync.
+pub fn remove_satellite(cloud: &Cloud, who: &str) -> Result<String> {
+    let now = cloud.now()?;
+    let mut c = cloud.conn()?;
+    c.immediate_transaction(|c| {
+        let row = super::service::find_row(c, who, Some("authorized"))?;
+        let name: String = satellites::table
+            .select(satellites::name)
+            .find(row)
+            .first(c)?;
+        let released = release_satellite(c, row, now)?;
+        super::export::release_satellite(c, row, now)?;
+        diesel::delete(satellite_vas::table.filter(satellite_vas::satellite_row.eq(row)))
+            .execute(c)?;
+        diesel::update(satellites::table.find(row))
+            .set((
+                satellites::state.eq("removed"),
+                satellites::removed_at.eq(now),
+                satellites::removal_reason.eq("removed by the cloud's operator"),
+            ))
+            .execute(c)?;
+        flag_shortages(c, now)?;
+        tracing::warn!(satellite = %name, released, "satellite removed by the operator");
+        Ok(name)
     })
 }
 

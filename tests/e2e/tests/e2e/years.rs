@@ -87,3 +87,72 @@ fn the_satellites_certificate_renews_through_sync_and_a_lost_response_costs_noth
         .iter()
         .any(|a| a.as_str().unwrap_or_default().contains("Certificate")));
 }
+
+const DNA: &str = "regid.example.dna-advantage"; // 50 in Lab
+
+/// The active alerts' types.
+fn alert_types(site: &Site) -> Vec<String> {
+    status(site)["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_cloud_removes_a_satellite_and_its_next_sync_by_file_or_network_says_so() {
+    let t = tempfile::tempdir().unwrap();
+
+    // By file.
+    let site = Site::new(&t.path().join("file"));
+    let token = site.token("Lab", &[]);
+    let mut d = Dev::register(&site, &token, "SN-R");
+    d.authorize(&site, DNA, 2);
+    site.round_trip("before");
+    site.cloud.run(&["satellite", "remove", "site"]).ok();
+    let out = site.round_trip("removed");
+    assert_eq!(out["status"], "removed", "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("removed by the cloud's operator"),
+        "{out}"
+    );
+    let st = status(&site);
+    assert_eq!(st["state"], "removed", "{st}");
+    assert!(alert_types(&site).contains(&"Satellite Unregistered and Removed".to_string()));
+    assert!(event_kinds(&site).contains(&"satellite_removed_by_cloud".to_string()));
+    // Devices are refused as after 90 days; the store keeps what it had.
+    let r = d.signed(
+        &site,
+        "/api/v1/devices/authorize",
+        serde_json::json!({"nonce": "n", "entitlements": [{"tag": DNA, "count": 1}]}),
+    );
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["code"], "satellite_removed");
+    // The cloud released its licenses.
+    let usage = site.cloud.run(&["usage", "--json"]).ok().json();
+    assert!(
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["in_use"].as_i64().unwrap_or(0) == 0),
+        "{usage}"
+    );
+
+    // Over the network.
+    let site = Site::new(&t.path().join("network"));
+    site.cloud.run(&["satellite", "remove", "site"]).ok();
+    let (server, port) = site.cloud.serve(&t.path().join("network"), &[]);
+    let mut c = satellite(&site.dir);
+    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
+        .args(["sync", "now", "--json"]);
+    let out = harness::run(&mut c).ok().json();
+    assert_eq!(out["response"]["status"], "removed", "{out}");
+    drop(server);
+    assert_eq!(status(&site)["state"], "removed");
+    assert!(event_kinds(&site).contains(&"satellite_removed_by_cloud".to_string()));
+}

@@ -1,0 +1,1 @@
+ALTER TABLE satellites DROP COLUMN removal_reason;

@@ -1,0 +1,1 @@
+ALTER TABLE satellites ADD COLUMN removal_reason TEXT;
