@@ -522,7 +522,9 @@ fn removed(
     c: &mut SqliteConnection,
     satellite_id: &str,
 ) -> Result<Option<(Account, sync_format::payload::Removal)>> {
-    let latest: Option<(String, Option<i64>, Option<String>, Option<i64>)> = satellites::table
+    /// State, removed at, why, account.
+    type Latest = (String, Option<i64>, Option<String>, Option<i64>);
+    let latest: Option<Latest> = satellites::table
         .select((
             satellites::state,
             satellites::removed_at,
