@@ -96,7 +96,15 @@ pub fn make_request(
         public_key_pem,
     })?;
     let (out, _) = w.finish(&Signer::new(key, vec![cert])?)?;
-    reg::insert_request(&mut conn, &bundle_id, now, mode, cloud_url)?;
+    conn.immediate_transaction::<_, Error, _>(|conn| {
+        reg::insert_request(conn, &bundle_id, now, mode, cloud_url)?;
+        // By files the authorization comes back by hand: the alert says one is awaited until
+        // it is imported (over the network, once the cloud says it holds the request).
+        if mode == SyncMode::Manual {
+            raise_pending(conn, now)?;
+        }
+        Ok(())
+    })?;
     tracing::info!(%bundle_id, %mode, "made a registration request");
     Ok((out.into_inner(), bundle_id))
 }
@@ -433,20 +441,25 @@ fn mark_pending(store: &Store, clock: &dyn Clock, request_id: &str) -> Result<()
     let mut conn = store.conn()?;
     conn.immediate_transaction::<_, Error, _>(|conn| {
         reg::set_pending(conn, request_id)?;
-        alerts::raise(
-            conn,
-            now,
-            &alerts::NewAlert {
-                kind: AlertKind::AuthorizationPending,
-                source_type: "satellite",
-                source_id: None,
-                va_id: None,
-                message: AUTHORIZATION_PENDING_TEXT.to_string(),
-                action_due_at: None,
-            },
-        )?;
-        Ok(())
+        raise_pending(conn, now)
     })
+}
+
+/// The Authorization Pending alert, until the authorization is imported.
+fn raise_pending(conn: &mut diesel::SqliteConnection, now: i64) -> Result<()> {
+    alerts::raise(
+        conn,
+        now,
+        &alerts::NewAlert {
+            kind: AlertKind::AuthorizationPending,
+            source_type: "satellite",
+            source_id: None,
+            va_id: None,
+            message: AUTHORIZATION_PENDING_TEXT.to_string(),
+            action_due_at: None,
+        },
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,10 +30,26 @@ fn register_by_files_brings_the_account_vas_and_pools() {
     std::fs::create_dir_all(&s).unwrap();
 
     assert_eq!(status(&s)["state"], "unregistered");
+    // By files, Authorization Pending is raised from the export until the import.
+    let first = s.join("first-request.zip");
+    sat(
+        &s,
+        &["register", "export", "--out", first.to_str().unwrap()],
+    )
+    .ok();
+    let pending = |st: &serde_json::Value| {
+        st["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "Authorization Pending")
+    };
+    assert!(pending(&status(&s)), "{}", status(&s));
     let auth = register_by_files(&s, &cloud, "site-a", &["Lab", "Ops"]);
 
     let st = status(&s);
     assert_eq!(st["state"], "registered");
+    assert!(!pending(&st), "{st}");
     assert_eq!(st["account"], "Acme");
     assert_eq!(st["export_controlled_allowed"], true);
     let vas = st["virtual_accounts"].as_array().unwrap();
