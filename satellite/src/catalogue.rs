@@ -104,6 +104,10 @@ events! {
         "<n> \"<license>\" licenses were removed from the Virtual Account \"<VA>\".";
     LicensesExpired => "licenses_expired",
         "<n> \"<license>\" licenses expired and were removed from the Virtual Account \"<VA>\".";
+    LicensesTransferred => "licenses_transferred",
+        "<n> <license> licenses were transferred from the Virtual Account \"<from>\" to the Virtual Account \"<to>\".";
+    VirtualAccountAdded => "virtual_account_added",
+        "The Virtual Account \"<VA>\" was added to this satellite.";
     InsufficientLicenses => "insufficient_licenses",
         "The Virtual Account \"<VA>\" reported a shortage of <n> <license> licenses.";
     PiNew => "pi_new",

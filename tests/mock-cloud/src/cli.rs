@@ -166,6 +166,22 @@ pub enum LicenseCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move licenses from one virtual account to another of the same smart account, at most
+    /// the source's balance; the satellites learn it at their next sync.
+    Transfer {
+        /// The virtual account the licenses leave.
+        #[arg(long)]
+        from: String,
+        /// The virtual account they join.
+        #[arg(long)]
+        to: String,
+        /// Entitlement tag.
+        #[arg(long)]
+        tag: String,
+        /// How many.
+        #[arg(long)]
+        count: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +214,14 @@ pub enum SatelliteCommand {
         /// Name of the satellite in the cloud (default: the name it asked for).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Associate one more virtual account with a satellite; its pools reach the satellite at
+    /// its next sync.
+    AddVa {
+        /// Satellite id, request id or name.
+        satellite: String,
+        /// The virtual account.
+        va: String,
     },
     /// Remove a satellite (the satellite's Actions, "Remove"): its licenses are released and
     /// its virtual accounts disassociated; the satellite learns it at its next sync, by file
@@ -507,6 +531,21 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "approved satellite {name:?}; it collects its authorization at its next attempt"
             );
+            Ok(())
+        }
+        Command::Satellite(SatelliteCommand::AddVa { satellite, va }) => {
+            let name = super::sync::add_va(&open()?, &satellite, &va)?;
+            println!("{va:?} now belongs to the satellite {name:?}; its next sync brings it");
+            Ok(())
+        }
+        Command::License(LicenseCommand::Transfer {
+            from,
+            to,
+            tag,
+            count,
+        }) => {
+            super::sync::transfer_licenses(&open()?, &from, &to, &tag, count)?;
+            println!("transferred {count} {tag:?} from {from:?} to {to:?}");
             Ok(())
         }
         Command::Satellite(SatelliteCommand::Remove { satellite }) => {

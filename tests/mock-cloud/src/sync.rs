@@ -811,6 +811,151 @@ pub fn remove_satellite(cloud: &Cloud, who: &str) -> Result<String> {
     })
 }
 
+/// Moves `count` licenses of `tag` from one virtual account to another of the same account
+/// (seed 001, "Transfer"), refused beyond the source's balance (purchased, as of now, less
+/// what its devices use). The lines keep their kind and dates; the satellites serving the
+/// two accounts learn it at their next sync.
+pub fn transfer_licenses(cloud: &Cloud, from: &str, to: &str, tag: &str, count: i64) -> Result<()> {
+    let now = cloud.now()?;
+    let mut c = cloud.conn()?;
+    c.immediate_transaction(|c| {
+        let from_id = super::service::va_id(c, from)?;
+        let to_id = super::service::va_id(c, to)?;
+        let accounts_of: Vec<i64> = virtual_accounts::table
+            .select(virtual_accounts::account_id)
+            .filter(virtual_accounts::id.eq_any([from_id, to_id]))
+            .load(c)?;
+        if from_id == to_id || accounts_of.first() != accounts_of.last() {
+            return Err(CloudError::Invalid(format!(
+                "licenses move between two virtual accounts of one smart account, not {from:?} \
+                 to {to:?}"
+            )));
+        }
+        let balance = usage_report(c, now)?
+            .into_iter()
+            .find(|u| u.va_id == from_id && u.tag == tag)
+            .map_or(0, |u| u.balance);
+        if count < 1 || count > balance {
+            return Err(CloudError::Invalid(format!(
+                "cannot transfer {count} {tag:?} from {from:?}: its balance is {balance} \
+                 (purchased less in use)"
+            )));
+        }
+        // Taken from the lines valid now, longest-lived first.
+        type Line = (
+            i64,
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            bool,
+        );
+        let mut lines: Vec<Line> = licenses::table
+            .select((
+                licenses::id,
+                licenses::name,
+                licenses::description,
+                licenses::kind,
+                licenses::quantity,
+                licenses::start_at,
+                licenses::end_at,
+                licenses::restricted,
+            ))
+            .filter(licenses::va_id.eq(from_id))
+            .filter(licenses::tag.eq(tag))
+            .filter(licenses::kind.ne("reporting-only"))
+            .load(c)?;
+        lines.retain(|l| l.5.is_none_or(|s| s <= now) && l.6.is_none_or(|e| e > now));
+        lines.sort_by_key(|l| std::cmp::Reverse(l.6.unwrap_or(i64::MAX)));
+        let mut left = count;
+        for (id, name, description, kind, quantity, start, end, restricted) in lines {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(quantity);
+            left -= take;
+            if take == quantity {
+                diesel::delete(licenses::table.find(id)).execute(c)?;
+            } else {
+                diesel::update(licenses::table.find(id))
+                    .set(licenses::quantity.eq(quantity - take))
+                    .execute(c)?;
+            }
+            diesel::insert_into(licenses::table)
+                .values((
+                    licenses::va_id.eq(to_id),
+                    licenses::tag.eq(tag),
+                    licenses::name.eq(name),
+                    licenses::description.eq(description),
+                    licenses::kind.eq(kind),
+                    licenses::quantity.eq(take),
+                    licenses::start_at.eq(start),
+                    licenses::end_at.eq(end),
+                    licenses::restricted.eq(restricted),
+                    licenses::created_at.eq(now),
+                ))
+                .execute(c)?;
+        }
+        flag_shortages(c, now)?;
+        tracing::info!(%from, %to, %tag, count, "transferred licenses");
+        Ok(())
+    })
+}
+
+/// Associates one more virtual account with an authorized satellite (seed 001: "Virtual
+/// accounts can be added to a satellite but cannot be deleted"); its pools reach the
+/// satellite at the next sync. A virtual account serves one satellite at a time.
+pub fn add_va(cloud: &Cloud, who: &str, va: &str) -> Result<String> {
+    let mut c = cloud.conn()?;
+    c.immediate_transaction(|c| {
+        let row = super::service::find_row(c, who, Some("authorized"))?;
+        let (name, account_id): (String, Option<i64>) = satellites::table
+            .select((satellites::name, satellites::account_id))
+            .find(row)
+            .first(c)?;
+        let va_id = super::service::va_id(c, va)?;
+        let va_account: i64 = virtual_accounts::table
+            .select(virtual_accounts::account_id)
+            .find(va_id)
+            .first(c)?;
+        if Some(va_account) != account_id {
+            return Err(CloudError::Invalid(format!(
+                "the virtual account {va:?} belongs to another smart account than the \
+                 satellite {name:?}"
+            )));
+        }
+        let taken: Option<(i64, String)> = satellite_vas::table
+            .inner_join(satellites::table)
+            .select((satellites::id, satellites::name))
+            .filter(satellite_vas::va_id.eq(va_id))
+            .filter(satellites::state.eq("authorized"))
+            .first(c)
+            .optional()?;
+        match taken {
+            Some((r, _)) if r == row => {
+                return Err(CloudError::Conflict(format!(
+                    "the satellite {name:?} already serves {va:?}"
+                )))
+            }
+            Some((_, other)) => {
+                return Err(CloudError::Conflict(format!(
+                    "the virtual account {va:?} already belongs to the satellite {other:?}"
+                )))
+            }
+            None => {}
+        }
+        diesel::insert_into(satellite_vas::table)
+            .values((
+                satellite_vas::satellite_row.eq(row),
+                satellite_vas::va_id.eq(va_id),
+            ))
+            .execute(c)?;
+        Ok(name)
+    })
+}
+
 /// Recomputes the shortages: purchased (lines valid now; reporting-only lines never run
 /// short) against in use (active devices' usage), per VA and entitlement.
 fn flag_shortages(c: &mut SqliteConnection, now: i64) -> Result<()> {

@@ -156,3 +156,79 @@ fn the_cloud_removes_a_satellite_and_its_next_sync_by_file_or_network_says_so() 
     assert_eq!(status(&site)["state"], "removed");
     assert!(event_kinds(&site).contains(&"satellite_removed_by_cloud".to_string()));
 }
+
+/// The pool of `tag` in `va` as the satellite lists it: (purchased, in use).
+fn pool(site: &Site, va: &str, tag: &str) -> (i64, i64) {
+    let (purchased, in_use, _) = site.pool(va, tag);
+    (purchased, in_use)
+}
+
+#[test]
+fn licenses_transferred_and_virtual_accounts_added_at_the_cloud_reach_the_satellite() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let token = site.token("Lab", &[]);
+    let mut d = Dev::register(&site, &token, "SN-X");
+    d.authorize(&site, DNA, 30);
+    site.round_trip("before");
+    let before = site.sat(&["event", "list", "--json"]).ok().json();
+
+    // Refused beyond the balance (50 purchased, 30 in use): nothing moves.
+    let out = site.cloud.run(&[
+        "license", "transfer", "--from", "Lab", "--to", "Ops", "--tag", DNA, "--count", "21",
+    ]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("balance is 20"), "{}", out.stderr);
+    site.cloud
+        .run(&[
+            "license", "transfer", "--from", "Lab", "--to", "Ops", "--tag", DNA, "--count", "20",
+        ])
+        .ok();
+    // A virtual account the satellite did not serve joins it.
+    site.cloud
+        .add_license("Spare", "regid.example.spare", "Spare", "7", &[]);
+    site.cloud
+        .run(&["satellite", "add-va", "site", "Spare"])
+        .ok();
+    let out = site.cloud.run(&["satellite", "add-va", "site", "Spare"]);
+    assert_ne!(out.code, 0, "added twice: {out:?}");
+
+    let applied = site.round_trip("after");
+    assert_eq!(
+        applied["virtual_accounts_added"],
+        serde_json::json!(["Spare"]),
+        "{applied}"
+    );
+    assert_eq!(pool(&site, "Lab", DNA), (30, 30));
+    assert_eq!(pool(&site, "Ops", DNA), (20, 0));
+    assert_eq!(pool(&site, "Spare", "regid.example.spare"), (7, 0));
+    let events = site.sat(&["event", "list", "--json"]).ok().json();
+    let new: Vec<&serde_json::Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(before.as_array().unwrap().len())
+        .collect();
+    let transferred: Vec<&str> = new
+        .iter()
+        .filter(|e| e["type"] == "licenses_transferred")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        transferred,
+        vec![
+            "20 DNA Advantage licenses were transferred from the Virtual Account \"Lab\" to the \
+             Virtual Account \"Ops\"."
+        ]
+    );
+    assert!(new.iter().any(|e| e["type"] == "virtual_account_added"));
+    assert!(
+        !new.iter().any(|e| e["type"] == "licenses_removed"),
+        "a transfer is not a removal: {new:?}"
+    );
+    // The satellite serves the moved licenses: a device of Ops may use them.
+    let ops = site.token("Ops", &[]);
+    let mut o = Dev::register(&site, &ops, "SN-O");
+    o.authorize(&site, DNA, 5);
+    assert_eq!(pool(&site, "Ops", DNA), (20, 5));
+}
