@@ -154,6 +154,8 @@ events! {
         "The satellite \"<name>\" synchronized with the cloud by file: <n> license lines, <n> records refused by the cloud.";
     SatelliteSynchronizedNetwork => "satellite_synchronized_network",
         "The satellite \"<name>\" synchronized with the cloud via network: <n> license lines, <n> records refused by the cloud.";
+    CloudCaRolledOver => "cloud_ca_rolled_over",
+        "The cloud's CA <fingerprint> is pinned in place of <fingerprint>, which stays trusted until it expires at <time>.";
     SatelliteCertificateRenewed => "satellite_certificate_renewed",
         "The satellite \"<name>\" received a new certificate from the cloud, valid until <time>.";
     SatelliteSyncFailed => "satellite_sync_failed",

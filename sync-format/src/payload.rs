@@ -365,6 +365,20 @@ pub struct SyncResponse {
     /// and the satellite stops serving devices until it is registered again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed: Option<Removal>,
+    /// The cloud rolled its CA over: the new CA, and the same CA certified by the one before
+    /// (which the satellite pins). The satellite pins the new one; the old one stays trusted
+    /// until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_ca: Option<CaRollover>,
+}
+
+/// A CA rollover announced in a sync response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRollover {
+    /// The new CA's self-signed certificate (PEM).
+    pub ca_pem: String,
+    /// The new CA's key and name, certified by the CA before it (PEM).
+    pub cross_signed_pem: String,
 }
 
 /// Why and when the cloud removed a satellite.

@@ -403,6 +403,7 @@ fn every_kind_round_trips() {
         next_sync_due: NOW + 30 * 86_400,
         satellite_certificate_pem: Some("-----BEGIN CERTIFICATE-----".into()),
         removed: None,
+        cloud_ca: None,
     };
     let mut w =
         BundleWriter::new(Cursor::new(Vec::new()), header(BundleKind::SyncResponse)).unwrap();
@@ -706,6 +707,7 @@ fn signed_by(kind: BundleKind, sender: &str, key: PKey<Private>, chain: Vec<X509
                 next_sync_due: NOW + 10 * 365 * 86_400,
                 satellite_certificate_pem: None,
                 removed: None,
+                cloud_ca: None,
             })
             .unwrap(),
     }

@@ -24,6 +24,8 @@ pub struct SatelliteRow {
     pub registration_request_id: Option<String>,
     pub last_sync_at: Option<i64>,
     pub next_sync_due_at: Option<i64>,
+    /// The cloud CA pinned before the last rollover, trusted until it expires.
+    pub cloud_ca_previous_pem: Option<String>,
 }
 
 impl SatelliteRow {
@@ -77,6 +79,18 @@ pub fn insert_if_missing(
 pub fn set_certificate(conn: &mut SqliteConnection, pem: &str) -> Result<()> {
     diesel::update(satellite::table.find(1))
         .set(satellite::certificate_pem.eq(pem))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Pins a new cloud CA (a rollover the cloud announced), keeping the one before it, which
+/// stays trusted until it expires.
+pub fn roll_cloud_ca(conn: &mut SqliteConnection, new_pem: &str, previous_pem: &str) -> Result<()> {
+    diesel::update(satellite::table.find(1))
+        .set((
+            satellite::cloud_ca_pem.eq(new_pem),
+            satellite::cloud_ca_previous_pem.eq(previous_pem),
+        ))
         .execute(conn)?;
     Ok(())
 }

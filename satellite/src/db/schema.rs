@@ -18,6 +18,7 @@ diesel::table! {
         registration_request_id -> Nullable<Text>,
         last_sync_at -> Nullable<BigInt>,
         next_sync_due_at -> Nullable<BigInt>,
+        cloud_ca_previous_pem -> Nullable<Text>,
     }
 }
 

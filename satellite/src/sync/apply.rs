@@ -65,6 +65,9 @@ pub struct ImportOutcome {
     /// Until when the satellite's new certificate, received with this response, is valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_renewed_until: Option<String>,
+    /// The fingerprint of a new cloud CA this response made the satellite pin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_ca_pinned: Option<String>,
     pub message: String,
 }
 
@@ -117,6 +120,12 @@ impl ImportOutcome {
                     )
                 }),
         );
+        if let Some(fp) = &self.cloud_ca_pinned {
+            out.push(format!(
+                "The cloud rolled its CA over: {fp} is pinned; the one before stays trusted \
+                 until it expires."
+            ));
+        }
         if let Some(until) = &self.certificate_renewed_until {
             out.push(format!(
                 "New satellite certificate from the cloud, valid until {until}."
@@ -161,11 +170,7 @@ pub fn import<R: Read + Seek>(
                 .into(),
         ));
     }
-    let ca_pem = me
-        .cloud_ca_pem
-        .as_deref()
-        .ok_or_else(|| Error::State("the satellite has no pinned cloud CA".into()))?;
-    let anchors = vec![X509::from_pem(ca_pem.as_bytes())?];
+    let anchors = super::rollover::anchors(&me)?;
     let opts = ReadOptions::new(
         BundleKind::SyncResponse,
         Trust::Anchors(&anchors),
@@ -198,13 +203,17 @@ pub fn import<R: Read + Seek>(
     if let Some(removal) = &resp.removed {
         return removed_by_cloud(&mut conn, at, &me, &m, removal, dry_run);
     }
-    // A renewed certificate is checked before anything is written.
+    // A new cloud CA and a renewed certificate are checked before anything is written.
+    let rolled = match &resp.cloud_ca {
+        Some(r) => super::rollover::check(&anchors[0], r, at)?,
+        None => None,
+    };
     let renewed = match resp.satellite_certificate_pem.as_deref() {
         Some(pem) => Some(super::renewal::check(
             store.data_dir(),
             &me,
             pem,
-            &anchors[0],
+            rolled.as_ref().unwrap_or(&anchors[0]),
             at,
         )?),
         None => None,
@@ -232,6 +241,7 @@ pub fn import<R: Read + Seek>(
         export_answers: Vec::new(),
         next_sync_due: clock::format(resp.next_sync_due),
         certificate_renewed_until: None,
+        cloud_ca_pinned: None,
         message: String::new(),
     };
     if let Some(applied_at) = check_order(&mut conn, &m, &request_id)? {
@@ -255,6 +265,7 @@ pub fn import<R: Read + Seek>(
                 bundle: &mut bundle,
                 mode,
                 renewed: renewed.as_ref(),
+                rolled: rolled.as_ref(),
             },
             Report {
                 outcome: &mut outcome,
@@ -378,6 +389,7 @@ fn removed_by_cloud(
         export_answers: Vec::new(),
         next_sync_due: String::new(),
         certificate_renewed_until: None,
+        cloud_ca_pinned: None,
         message,
     };
     if dry_run {
@@ -470,6 +482,8 @@ struct Incoming<'a, R: Read + Seek> {
     mode: SyncMode,
     /// The satellite's new certificate (checked) and its expiry, if the response has one.
     renewed: Option<&'a (String, i64)>,
+    /// A new cloud CA the pinned one vouched for, if the response announces one.
+    rolled: Option<&'a X509>,
 }
 
 /// Where applying tells what it did, and how far it got.
@@ -490,6 +504,7 @@ fn apply_in<R: Read + Seek>(
         bundle,
         mode,
         renewed,
+        rolled,
     } = incoming;
     let Report { outcome, progress } = report;
     // Licenses that ended by now are logged as expired first (once), so what follows sees
@@ -729,6 +744,32 @@ fn apply_in<R: Read + Seek>(
         alerts::clear(conn, at, kind)?;
     }
     let me = identity::get(conn)?.map(|m| m.name).unwrap_or_default();
+    if let Some(new_ca) = rolled {
+        let me_row = identity::require(conn)?;
+        let previous = me_row.cloud_ca_pem.unwrap_or_default();
+        let new_pem = String::from_utf8(new_ca.to_pem()?)
+            .map_err(|e| Error::Internal(format!("CA is not UTF-8: {e}")))?;
+        identity::roll_cloud_ca(conn, &new_pem, &previous)?;
+        let old = X509::from_pem(previous.as_bytes())?;
+        let (new_fp, old_fp) = (
+            sync_format::pki::sha256_fingerprint(new_ca)?,
+            sync_format::pki::sha256_fingerprint(&old)?,
+        );
+        let old_until = clock::format(crate::identity::unix_of(old.not_after())?);
+        outcome.cloud_ca_pinned = Some(new_fp.clone());
+        events::append(
+            conn,
+            at,
+            &events::NewEvent {
+                message: format!(
+                    "The cloud's CA {new_fp} is pinned in place of {old_fp}, which stays \
+                     trusted until it expires at {old_until}."
+                ),
+                actor: "system",
+                ..events::NewEvent::of(EventKind::CloudCaRolledOver)
+            },
+        )?;
+    }
     if let Some((pem, until)) = renewed {
         identity::set_certificate(conn, pem)?;
         for kind in [

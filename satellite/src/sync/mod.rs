@@ -15,6 +15,7 @@ pub mod deadlines;
 pub mod network;
 pub mod renewal;
 pub mod request;
+pub mod rollover;
 
 use crate::clock;
 use crate::db::identity::SatelliteRow;

@@ -90,10 +90,21 @@ pub enum Command {
         /// Print only the fingerprint (`SHA256:AB:CD:…`), on standard output.
         #[arg(long)]
         fingerprint: bool,
+        #[command(subcommand)]
+        action: Option<CaCommand>,
     },
     /// Show or move the manual test clock (needs MOCK_CLOUD_TESTING_MANUAL_CLOCK=true).
     #[command(subcommand)]
     Clock(ClockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Roll the CA over: a new CA replaces the current one, which certifies it and stays
+    /// trusted (for satellites' bundles) until it expires. Each satellite's next sync
+    /// response carries the new CA, cross-signed by the old one, and the satellite pins it.
+    /// Prints the new fingerprint.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -697,7 +708,22 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Ca { fingerprint } => {
+        Command::Ca {
+            action: Some(CaCommand::Rotate),
+            ..
+        } => {
+            let fp = open()?.rotate_ca()?;
+            println!("{fp}");
+            eprintln!(
+                "rotated the CA: satellites pin the new one at their next sync; the old one \
+                 stays trusted until it expires"
+            );
+            Ok(())
+        }
+        Command::Ca {
+            fingerprint,
+            action: None,
+        } => {
             let cloud = open()?;
             if fingerprint {
                 println!("{}", cloud.ca_fingerprint()?);
@@ -742,7 +768,13 @@ async fn serve(cloud: Cloud, listen: SocketAddr, auto_approve: Vec<String>) -> R
         now,
         Some((&cloud.ca_cert, cloud.ca_key())),
     )?;
-    satellite::datadir::write_public(&tls_cert_path, &cert.to_pem()?)?;
+    // After a rollover the chain carries the cross-certificate, so satellites that still
+    // pin the CA before can reach the cloud and learn the new one.
+    let mut chain = cert.to_pem()?;
+    if let Some(cross) = &cloud.ca_cross {
+        chain.extend(cross.to_pem()?);
+    }
+    satellite::datadir::write_public(&tls_cert_path, &chain)?;
     let server_cert = satellite::tls::ServerCert {
         cert_path: tls_cert_path,
         key_path: tls_key_path,

@@ -87,6 +87,13 @@ pub struct Cloud {
     pub ca_cert: X509,
     ca_key: PKey<Private>,
     signer: Signer,
+    /// After a rollover (`ca rotate`): the CA before, still trusted for satellites' bundles
+    /// until it expires, and the current CA certified by it.
+    pub ca_previous: Option<X509>,
+    pub ca_cross: Option<X509>,
+    /// Signs sync responses: after a rollover its chain ends in the cross-certificate, so
+    /// satellites that still pin the CA before verify it and learn the new one.
+    sync_signer: Signer,
     pub manual_clock: bool,
 }
 
@@ -186,6 +193,21 @@ impl Cloud {
             signer_cert = make_signer()?;
             datadir::write_public(&signer_path, &signer_cert.to_pem()?)?;
         }
+        let optional = |name: &str| -> Result<Option<X509>> {
+            match std::fs::read(data_dir.join(name)) {
+                Ok(pem) => Ok(Some(X509::from_pem(&pem)?)),
+                Err(_) => Ok(None),
+            }
+        };
+        let ca_previous = optional("ca-previous.crt.pem")?;
+        let ca_cross = optional("ca-cross.crt.pem")?;
+        let sync_signer = Signer::new(
+            signer_key.clone(),
+            vec![
+                signer_cert.clone(),
+                ca_cross.clone().unwrap_or_else(|| ca_cert.clone()),
+            ],
+        )?;
         // The chain carries the CA too, so a satellite without a CA yet can pin it.
         let signer = Signer::new(signer_key, vec![signer_cert, ca_cert.clone()])?;
         Ok(Cloud {
@@ -195,6 +217,9 @@ impl Cloud {
             ca_cert,
             ca_key,
             signer,
+            ca_previous,
+            ca_cross,
+            sync_signer,
             manual_clock,
         })
     }
@@ -238,6 +263,68 @@ impl Cloud {
 
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    /// The signer of sync responses (see [`Cloud::sync_signer`]'s field).
+    pub fn sync_signer(&self) -> &Signer {
+        &self.sync_signer
+    }
+
+    /// The CAs whose certificates the cloud accepts on satellites' bundles: the current one
+    /// and, after a rollover, the one before (until it expires).
+    pub fn anchors(&self) -> Vec<X509> {
+        let mut out = vec![self.ca_cert.clone()];
+        out.extend(self.ca_previous.clone());
+        out
+    }
+
+    /// The rollover a sync response announces, after `ca rotate`.
+    pub fn rollover(&self) -> Result<Option<sync_format::payload::CaRollover>> {
+        let Some(cross) = &self.ca_cross else {
+            return Ok(None);
+        };
+        let pem = |c: &X509| -> Result<String> {
+            String::from_utf8(c.to_pem()?).map_err(|e| CloudError::Internal(e.to_string()))
+        };
+        Ok(Some(sync_format::payload::CaRollover {
+            ca_pem: pem(&self.ca_cert)?,
+            cross_signed_pem: pem(cross)?,
+        }))
+    }
+
+    /// `ca rotate`: a new CA (key and self-signed certificate) replaces the current one,
+    /// which certifies it (the cross-certificate) and stays as the previous CA; the bundle
+    /// signer is certified again under the new CA. Satellites learn the new CA from their
+    /// next sync response. Returns the new CA's fingerprint.
+    pub fn rotate_ca(self) -> Result<String> {
+        let dir = self.data_dir.clone();
+        let now = satellite::clock::system_now();
+        let key = pki::new_p256_key()?;
+        let name = format!(
+            "Mock Cloud Root CA {}",
+            &uuid::Uuid::new_v4().to_string()[..8]
+        );
+        let spec = CertSpec {
+            common_name: &name,
+            organization: "mock cloud",
+            role: CertRole::Ca,
+            now,
+            days: 3650,
+        };
+        let ca = pki::self_signed(&key, &spec)?;
+        let cross = pki::issue(&self.ca_cert, &self.ca_key, &key, &spec)?;
+        let moved = |from: &str, to: &str| -> Result<()> {
+            std::fs::rename(dir.join(from), dir.join(to))
+                .map_err(|e| CloudError::Internal(format!("{from}: {e}")))
+        };
+        moved("ca.crt.pem", "ca-previous.crt.pem")?;
+        moved("ca.key.pem", "ca-previous.key.pem")?;
+        datadir::write_private(&dir.join("ca.key.pem"), &key.private_key_to_pem_pkcs8()?)?;
+        datadir::write_public(&dir.join("ca.crt.pem"), &ca.to_pem()?)?;
+        datadir::write_public(&dir.join("ca-cross.crt.pem"), &cross.to_pem()?)?;
+        // The signer is certified again under the new CA when the cloud next opens.
+        let _ = std::fs::remove_file(dir.join("signer.crt.pem"));
+        Ok(pki::sha256_fingerprint(&ca)?)
     }
 
     pub fn ca_key(&self) -> &PKey<Private> {

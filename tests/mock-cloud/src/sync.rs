@@ -59,7 +59,7 @@ pub fn process<R: Read + Seek>(
 ) -> Result<(Vec<u8>, Processed)> {
     let now = cloud.now()?;
     sweep(cloud, now)?;
-    let anchors = vec![cloud.ca_cert.clone()];
+    let anchors = cloud.anchors();
     let opts = ReadOptions::new(
         BundleKind::SyncRequest,
         Trust::Anchors(&anchors),
@@ -446,8 +446,9 @@ fn response(
         next_sync_due: next_due,
         satellite_certificate_pem: renewed,
         removed: None,
+        cloud_ca: cloud.rollover()?,
     })?;
-    Ok(w.finish(cloud.signer())?.0.into_inner())
+    Ok(w.finish(cloud.sync_signer())?.0.into_inner())
 }
 
 /// Answers a certificate renewal: the request must be a PKCS#10 request signed by its own
@@ -596,8 +597,9 @@ fn removal_response(
         next_sync_due: now,
         satellite_certificate_pem: None,
         removed: Some(removal),
+        cloud_ca: cloud.rollover()?,
     })?;
-    Ok(w.finish(cloud.signer())?.0.into_inner())
+    Ok(w.finish(cloud.sync_signer())?.0.into_inner())
 }
 
 /// The authorized row of a satellite; a clear refusal when it was removed or is unknown.

@@ -232,3 +232,69 @@ fn licenses_transferred_and_virtual_accounts_added_at_the_cloud_reach_the_satell
     o.authorize(&site, DNA, 5);
     assert_eq!(pool(&site, "Ops", DNA), (20, 5));
 }
+
+#[test]
+fn the_clouds_ca_rolls_over_and_each_satellite_pins_the_new_one_at_its_next_sync() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let old = site.cloud.fingerprint();
+    let new = site
+        .cloud
+        .run(&["ca", "rotate"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_ne!(old, new);
+    assert_eq!(site.cloud.fingerprint(), new);
+
+    // The next response, signed under the new CA and cross-signed by the old one that the
+    // satellite pins, is accepted, and the satellite pins the new CA.
+    let out = site.round_trip("rolled");
+    assert_eq!(out["status"], "applied", "{out}");
+    assert_eq!(out["cloud_ca_pinned"], new.as_str(), "{out}");
+    assert!(event_kinds(&site).contains(&"cloud_ca_rolled_over".to_string()));
+    // Announced again: nothing more to pin.
+    let again = site.round_trip("again");
+    assert!(again.get("cloud_ca_pinned").is_none(), "{again}");
+
+    // Over the network, TLS now goes through the new CA.
+    let (server, port) = site.cloud.serve(t.path(), &[]);
+    let mut c = satellite(&site.dir);
+    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
+        .args(["sync", "now", "--json"]);
+    let out = harness::run(&mut c).ok().json();
+    assert_eq!(out["response"]["status"], "applied", "{out}");
+    drop(server);
+
+    // The certificate renewed later is issued by the new CA and accepted.
+    site.advance_synced(490);
+    let st = status(&site);
+    assert!(
+        st["certificate_expires_at"].as_str().unwrap() > "2028",
+        "renewed under the new CA: {st}"
+    );
+    assert!(event_kinds(&site).contains(&"satellite_certificate_renewed".to_string()));
+}
+
+#[test]
+fn a_satellite_that_missed_the_rollover_still_reaches_the_cloud_over_the_network() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let new = site
+        .cloud
+        .run(&["ca", "rotate"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    // Its first contact after the rollover is over the network: TLS and the response chain
+    // to the old CA through the cross-certificate.
+    let (server, port) = site.cloud.serve(t.path(), &[]);
+    let mut c = satellite(&site.dir);
+    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
+        .args(["sync", "now", "--json"]);
+    let out = harness::run(&mut c).ok().json();
+    assert_eq!(out["response"]["cloud_ca_pinned"], new.as_str(), "{out}");
+    drop(server);
+}

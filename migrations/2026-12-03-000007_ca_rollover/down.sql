@@ -1,0 +1,1 @@
+ALTER TABLE satellite DROP COLUMN cloud_ca_previous_pem;
