@@ -25,6 +25,7 @@ text_enum! {
         LicensesExpired => "Licenses Expired",
         PiFailedToConnect => "Product Instance Failed to Connect",
         PiFailedToRenew => "Product Instance Failed to Renew",
+        PiFailedToConnectRestricted => "Product Instance Failed to Connect (Export Restricted)",
         RestrictedNotAvailable => "Restricted License Not Available",
         SyncUpcoming => "Upcoming Sync Deadline (30 Day)",
         SyncOverdue => "Synchronization Overdue",
@@ -43,6 +44,7 @@ impl AlertKind {
         match self {
             InsufficientLicenses
             | PiFailedToRenew
+            | PiFailedToConnectRestricted
             | SyncOverdue
             | SatelliteRemoved
             | SyncFailed
@@ -118,6 +120,8 @@ events! {
         "The product instance <name> may register again without its current key until <time>.";
     PiRemoved => "pi_removed",
         "The product instance \"<name>\" was removed from Smart Software Manager.";
+    PiRemovedInactive => "pi_removed_inactive",
+        "The product instance \"<name>\" in the Virtual Account \"<VA>\" did not connect for a year and was removed automatically; its licenses were released.";
     PiRequestedLicense => "pi_requested_license",
         "The product instance <name> in the Virtual Account \"<VA>\" requested <n> \"<license>\".";
     PiRenewedCertificate => "pi_renewed_certificate",

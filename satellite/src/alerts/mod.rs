@@ -43,6 +43,13 @@ pub use view::*;
 pub const EXPIRY_WARNINGS: [i64; 7] = [90, 60, 30, 14, 7, 3, 1];
 /// Days without contact at which Product Instance Failed to Connect is raised.
 pub const CONNECT_WARNINGS: [i64; 2] = [30, 60];
+/// A device renewing on its 30-day schedule, even late within the same day, is healthy:
+/// each Failed to Connect warning comes this long after its period (seed 000: "does not
+/// contact ... for more than 30 days").
+pub const CONNECT_GRACE: i64 = DAY;
+/// After a year without contact a product instance is no longer valid and is removed
+/// automatically, its licenses released (seed 000).
+pub const REMOVE_AFTER_DAYS: i64 = 365;
 /// Days without contact after which a device's licenses are released (Failed to Renew).
 pub const RENEW_AFTER_DAYS: i64 = 90;
 
@@ -57,6 +64,8 @@ pub struct Evaluated {
     pub expired: Vec<(String, String, String, i64)>,
     /// Devices whose licenses were released (Failed to Renew).
     pub released: Vec<String>,
+    /// Devices removed after a year without contact.
+    pub removed: Vec<String>,
 }
 
 /// Runs every warning timer at `now`, in one transaction. Idempotent: running it again at
@@ -250,7 +259,8 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
         }
     }
 
-    let silent = store::devices::silent_since(conn, now - CONNECT_WARNINGS[0] * DAY)?;
+    let silent =
+        store::devices::silent_since(conn, now - CONNECT_WARNINGS[0] * DAY - CONNECT_GRACE)?;
     if silent.is_empty() {
         return Ok(());
     }
@@ -267,6 +277,11 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
             })
             .unwrap_or_default();
         let silent_days = (now - pi.last_contact_at) / DAY;
+        if silent_days >= REMOVE_AFTER_DAYS {
+            crate::devices::remove_inactive(conn, &pi, &va, now)?;
+            out.removed.push(pi.uuid.clone());
+            continue;
+        }
         if silent_days >= RENEW_AFTER_DAYS {
             if spell.iter().any(|a| a.kind == AlertKind::PiFailedToRenew) {
                 continue;
@@ -274,7 +289,8 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
             failed_to_renew(conn, now, &pi, &va, holders.contains(&pi.id), &spell, out)?;
             continue;
         }
-        let Some(period) = CONNECT_WARNINGS.iter().rev().find(|p| silent_days >= **p) else {
+        let warned_days = (now - pi.last_contact_at - CONNECT_GRACE) / DAY;
+        let Some(period) = CONNECT_WARNINGS.iter().rev().find(|p| warned_days >= **p) else {
             continue;
         };
         let period_key = format!("{period}d");

@@ -260,7 +260,7 @@ fn alerts_that_clear_themselves_cannot_be_dismissed_nor_reminded() {
 }
 
 #[test]
-fn silent_devices_warn_at_30_and_60_days_then_lose_their_licenses_at_90() {
+fn silent_devices_warn_after_30_and_60_days_lose_their_licenses_at_90_and_go_after_a_year() {
     let (store, _d, token, key, ca) = site_with(
         &[("Lab", line("tag", 10, LicenseKind::Perpetual, None))],
         false,
@@ -294,7 +294,13 @@ fn silent_devices_warn_at_30_and_60_days_then_lose_their_licenses_at_90() {
         .is_empty());
     contact(c, &busy, t0 + 29 * DAY);
 
-    let at30 = t0 + 30 * DAY;
+    // Thirty days and some hours (renewing late the same day) is healthy: no warning.
+    evaluate(c, t0 + 30 * DAY + 20 * 3600).unwrap();
+    assert!(list(c, &Filter::default(), t0 + 30 * DAY + 20 * 3600)
+        .unwrap()
+        .is_empty());
+    // More than that: the first warning.
+    let at30 = t0 + 31 * DAY;
     evaluate(c, at30).unwrap();
     let a = list(c, &Filter::default(), at30).unwrap();
     assert_eq!(a.len(), 1, "{a:?}");
@@ -306,7 +312,7 @@ fn silent_devices_warn_at_30_and_60_days_then_lose_their_licenses_at_90() {
     assert_eq!(a[0].action_due, Some(clock::format(t0 + 90 * DAY)));
     assert!(a[0].message.starts_with("The Product Instance \"PID:P SN:SN-Q\" in the Virtual Account \"Lab\" is not connected for its renewal period"), "{}", a[0].message);
     assert!(
-        a[0].message.contains("within the next 60 days"),
+        a[0].message.contains("within the next 59 days"),
         "{}",
         a[0].message
     );
@@ -320,14 +326,14 @@ fn silent_devices_warn_at_30_and_60_days_then_lose_their_licenses_at_90() {
 
     // Remind later: hidden until the 60-day warning, which replaces it.
     let v = remind_later(c, a[0].id, at30, "cli:ops").unwrap();
-    assert_eq!(v.remind_at, Some(clock::format(t0 + 60 * DAY)));
-    let at60 = t0 + 60 * DAY;
+    assert_eq!(v.remind_at, Some(clock::format(t0 + 61 * DAY)));
+    let at60 = t0 + 61 * DAY;
     contact(c, &busy, at60 - DAY);
     evaluate(c, at60).unwrap();
     let a = list(c, &Filter::default(), at60).unwrap();
     assert_eq!(a.len(), 1);
     assert!(
-        a[0].message.contains("within the next 30 days"),
+        a[0].message.contains("within the next 29 days"),
         "{}",
         a[0].message
     );
@@ -367,6 +373,25 @@ fn silent_devices_warn_at_30_and_60_days_then_lose_their_licenses_at_90() {
     assert!(list(c, &Filter::default(), at90 + 2 * DAY)
         .unwrap()
         .is_empty());
+
+    // A year without contact: removed automatically, its licenses released, its alerts gone.
+    let year = at90 + 2 * DAY + 365 * DAY;
+    contact(c, &busy, year - DAY);
+    let out = evaluate(c, year).unwrap();
+    assert_eq!(out.removed, vec![quiet.clone()]);
+    assert_eq!(
+        crate::db::devices::by_uuid(c, &quiet)
+            .unwrap()
+            .unwrap()
+            .state,
+        PiState::Removed
+    );
+    assert_eq!(in_use(c), 3, "only the busy device's licenses remain");
+    assert!(list(c, &Filter::default(), year)
+        .unwrap()
+        .iter()
+        .all(|a| a.source != quiet));
+    assert!(event_kinds(c).contains(&"pi_removed_inactive".to_string()));
 }
 
 #[test]

@@ -216,7 +216,7 @@ fn remind_until(a: &AlertRow) -> Option<i64> {
                 CONNECT_WARNINGS
                     .iter()
                     .find(|p| **p > period)
-                    .map_or(due, |next| contact + next * DAY),
+                    .map_or(due, |next| contact + next * DAY + CONNECT_GRACE),
             )
         }
         _ => None,

@@ -127,6 +127,22 @@ pub fn clear_source(
     .execute(conn)?)
 }
 
+/// Clears every active alert about one source (a product instance that is removed), and
+/// about its parts (`SOURCE/...`, such as one of its restricted licenses).
+pub fn clear_about(conn: &mut SqliteConnection, now: i64, source_id: &str) -> Result<usize> {
+    Ok(diesel::update(
+        alerts::table
+            .filter(
+                alerts::source_id
+                    .eq(source_id)
+                    .or(alerts::source_id.like(format!("{source_id}/%"))),
+            )
+            .filter(alerts::state.eq("active")),
+    )
+    .set((alerts::state.eq("cleared"), alerts::updated_at.eq(now)))
+    .execute(conn)?)
+}
+
 /// Clears the active alerts of `kind` (all sources).
 pub fn clear(conn: &mut SqliteConnection, now: i64, kind: AlertKind) -> Result<usize> {
     Ok(diesel::update(

@@ -335,9 +335,7 @@ pub(super) fn remove_pi(
     now: i64,
     actor: &str,
 ) -> Result<()> {
-    compliance::release_all(conn, pi, now)?;
-    crate::export::return_all(conn, pi, now)?;
-    db::mark_removed(conn, pi.id, now)?;
+    release_and_mark_removed(conn, pi, now)?;
     let va = pools::va_name(conn, pi.va_id)?;
     events::append(
         conn,
@@ -353,4 +351,18 @@ pub(super) fn remove_pi(
             ..events::NewEvent::of(EventKind::PiRemoved)
         },
     )
+}
+
+/// What removing a product instance does, however it goes: its licenses released (its
+/// restricted ones returned through the cloud), its state, and its alerts cleared.
+pub(super) fn release_and_mark_removed(
+    conn: &mut SqliteConnection,
+    pi: &PiRow,
+    now: i64,
+) -> Result<()> {
+    compliance::release_all(conn, pi, now)?;
+    crate::export::return_all(conn, pi, now)?;
+    db::mark_removed(conn, pi.id, now)?;
+    crate::db::alerts::clear_about(conn, now, &pi.uuid)?;
+    Ok(())
 }

@@ -96,6 +96,28 @@ pub fn remove(conn: &mut SqliteConnection, who: &str, now: i64, actor: &str) -> 
     })
 }
 
+/// Removes a product instance not heard from for a year (seed 000: "After one year, the
+/// Product Instance is assumed to be no longer valid and it is automatically removed"), its
+/// licenses released, with an event. In the timers' transaction.
+pub fn remove_inactive(conn: &mut SqliteConnection, pi: &PiRow, va: &str, now: i64) -> Result<()> {
+    release_and_mark_removed(conn, pi, now)?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent {
+            va_name: Some(va),
+            pi_uuid: Some(&pi.uuid),
+            message: format!(
+                "The product instance \"{}\" in the Virtual Account \"{va}\" did not connect \
+                 for a year and was removed automatically; its licenses were released.",
+                pi.name
+            ),
+            actor: "system",
+            ..events::NewEvent::of(EventKind::PiRemovedInactive)
+        },
+    )
+}
+
 /// Transfers a device to another of the satellite's VAs; its licenses do not follow.
 pub fn transfer(
     conn: &mut SqliteConnection,

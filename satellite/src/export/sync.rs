@@ -183,6 +183,27 @@ pub fn apply_answer(
                 (name, kind),
                 at,
             )?;
+            // Seed 001, "Product Instance Failed to Connect", export-restricted licenses: the
+            // device went, its restricted license did not come back.
+            alerts::raise(
+                conn,
+                at,
+                &alerts::NewAlert {
+                    kind: AlertKind::PiFailedToConnectRestricted,
+                    source_type: "pi",
+                    source_id: Some(&alert_source(&pi, &row.tag)),
+                    va_id: Some(pi.va_id),
+                    message: format!(
+                        "The product instance \"{}\" in the Virtual Account \"{va}\" failed to \
+                         connect. It is using licenses which enable restricted encryption \
+                         technology, and those licenses have not been released. The \
+                         non-restricted licenses it was consuming have been released for use by \
+                         other product instances. (The cloud refused the return: {reason}.)",
+                        pi.name
+                    ),
+                    action_due_at: None,
+                },
+            )?;
             out.result = "denied".into();
             out.reason = Some(reason);
         }
