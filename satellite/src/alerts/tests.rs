@@ -287,6 +287,9 @@ fn silent_devices_warn_after_30_and_60_days_lose_their_licenses_at_90_and_go_aft
     };
     let in_use = |c: &mut SqliteConnection| crate::db::devices::totals(c, 1, "tag").unwrap().0;
     assert_eq!(in_use(c), 6);
+    // Both last heard from at t0 exactly (registration may fall a second before it).
+    contact(c, &quiet, t0);
+    contact(c, &busy, t0);
 
     evaluate(c, t0 + 29 * DAY).unwrap();
     assert!(list(c, &Filter::default(), t0 + 29 * DAY)

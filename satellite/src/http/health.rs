@@ -6,9 +6,13 @@ use actix_web::{web, HttpResponse};
 
 use super::{blocking, AppState};
 
-/// `GET /healthz`: the process is up and serving.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`: the process is up and serving, and the satellite's time (its injectable
+/// clock, which devices and monitors may compare with theirs).
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "time": crate::clock::format(state.clock.now()),
+    }))
 }
 
 /// `GET /readyz`: migrations ran, the listeners are bound and the database answers.

@@ -40,6 +40,11 @@ pub enum Command {
     /// Deregister the saved devices (their licenses are released; the returns of
     /// restricted ones are queued for the next sync).
     Deregister(SavedArgs),
+    /// Act, for each saved device, as a real device does at the satellite's current time
+    /// (read from its `/healthz`): renew the identity certificate when it is six months old,
+    /// ask for the authorization again when the last one is 30 days old, and retry a call
+    /// that failed a day later. Reports what each did; devices with nothing due stay quiet.
+    Tick(SavedArgs),
     /// Export-controlled licenses of the saved devices (registered with an
     /// export-controlled token): `request` a restricted license, or `return` it. The
     /// satellite queues it for its next sync and answers "pending"; the cloud's answer comes
@@ -132,6 +137,15 @@ pub struct Device {
     pub pi_id: Option<String>,
     pub counter: i64,
     pub ca_pem: Option<String>,
+    /// Satellite time of the last authorization `tick` got (Unix seconds).
+    #[serde(default)]
+    pub authorized_at: Option<i64>,
+    /// Satellite time of the identity certificate `tick` last got or first saw.
+    #[serde(default)]
+    pub identity_at: Option<i64>,
+    /// After a failed call: not before this satellite time.
+    #[serde(default)]
+    pub retry_at: Option<i64>,
     /// The key, parsed once.
     #[serde(skip)]
     pub ec: Option<EcKey<Private>>,
@@ -175,6 +189,12 @@ pub struct Summary {
     pub restricted: BTreeMap<String, usize>,
     /// The satellite's answers to export requests or returns, per device.
     pub export_answers: Vec<serde_json::Value>,
+    /// `tick`: the satellite's time it acted at, and the devices with nothing due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tick_at: Option<String>,
+    pub idle: usize,
+    /// `tick`: devices whose call failed, to be retried later.
+    pub retry_later: usize,
     pub phases: BTreeMap<String, Phase>,
 }
 
@@ -233,6 +253,9 @@ fn make_devices(n: usize, pid: &str, prefix: &str) -> Vec<Device> {
                                 pi_id: None,
                                 counter: 0,
                                 ca_pem: None,
+                                authorized_at: None,
+                                identity_at: None,
+                                retry_at: None,
                                 ec: Some(key.ec_key().expect("ec key")),
                             }
                         })
@@ -485,7 +508,7 @@ async fn authorize_all(
     ents: &[(String, i64)],
     concurrency: usize,
     summary: &mut Summary,
-) {
+) -> Vec<bool> {
     let url = format!("{base}/api/v1/devices/authorize");
     let registered: Vec<usize> = (0..devices.len())
         .filter(|&i| devices[i].pi_id.is_some())
@@ -545,6 +568,7 @@ async fn authorize_all(
         }
     }
     summary.phases.insert("authorize".into(), p);
+    outcomes.iter().map(|o| o.is_ok()).collect()
 }
 
 /// Posts one pre-signed body per device to `url`, `concurrency` at a time.
@@ -569,7 +593,7 @@ async fn renew_all(
     devices: &mut [Device],
     concurrency: usize,
     summary: &mut Summary,
-) {
+) -> Vec<bool> {
     let bodies = devices
         .iter_mut()
         .map(|d| {
@@ -577,7 +601,7 @@ async fn renew_all(
             signed_body(d, serde_json::json!({ "csr_pem": c }))
         })
         .collect();
-    let (p, _) = post_signed(
+    let (p, outcomes) = post_signed(
         client,
         &format!("{base}/api/v1/devices/renew"),
         devices,
@@ -587,6 +611,7 @@ async fn renew_all(
     .await;
     summary.renewed = p.ok;
     summary.phases.insert("renew".into(), p);
+    outcomes.iter().map(|o| o.is_ok()).collect()
 }
 
 async fn deregister_all(
@@ -781,6 +806,7 @@ fn run_inner(cli: Cli) -> Result<bool, String> {
         }
         Command::Authorize(a) => saved(&system, a, Op::Authorize)?,
         Command::Renew(a) => saved(&system, a, Op::Renew)?,
+        Command::Tick(a) => tick(&system, a)?,
         Command::Deregister(a) => saved(&system, a, Op::Deregister)?,
         Command::Export(a) => {
             if a.action == ExportAction::Request && !(1..=1_000_000).contains(&a.count) {
@@ -804,6 +830,127 @@ enum Op {
     Renew,
     Deregister,
     Export(ExportAsk),
+}
+
+/// A device asks for its authorization again after this long (seed 002: every 30 days).
+pub const AUTHORIZE_EVERY: i64 = 30 * 86_400;
+/// A device renews its identity certificate after this long (seed 003: every six months).
+pub const RENEW_IDENTITY_EVERY: i64 = 182 * 86_400;
+/// A failed call is tried again after this long.
+pub const RETRY_AFTER: i64 = 86_400;
+
+/// The satellite's time, from its `/healthz` (its manual clock in tests).
+async fn satellite_time(client: &awc::Client, base: &str) -> Result<i64, String> {
+    let mut resp = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map_err(|e| format!("transport: {e}"))?;
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("the satellite's /healthz is not JSON: {e}"))?;
+    let t = v["time"]
+        .as_str()
+        .ok_or_else(|| "the satellite's /healthz does not say its time".to_string())?;
+    satellite::clock::parse_time(t).map_err(|e| e.to_string())
+}
+
+/// `tick`: what each saved device would do now, done.
+fn tick(system: &actix_web::rt::SystemRunner, a: SavedArgs) -> Result<(Summary, bool), String> {
+    let ents = parse_entitlements(&a.common.entitlements)?;
+    let mut all = load(&a.state)?;
+    for d in &mut all {
+        d.ec = Some(key_of(d));
+    }
+    let client = client(&a.common)?;
+    let base = a.common.satellite.trim_end_matches('/').to_string();
+    let registered = all.iter().filter(|d| d.pi_id.is_some()).count();
+    let mut summary = Summary {
+        devices: all.len(),
+        registered,
+        ..Summary::default()
+    };
+    system.block_on(async {
+        let now = satellite_time(&client, &base).await?;
+        summary.tick_at = Some(satellite::clock::format(now));
+        let waiting = |d: &Device| d.pi_id.is_none() || d.retry_at.is_some_and(|t| t > now);
+        // A device first seen here got its identity at about this time.
+        for d in all.iter_mut().filter(|d| d.identity_at.is_none()) {
+            d.identity_at = Some(now);
+        }
+        let renew: Vec<usize> = (0..all.len())
+            .filter(|&i| {
+                !waiting(&all[i])
+                    && all[i]
+                        .identity_at
+                        .is_some_and(|t| now - t >= RENEW_IDENTITY_EVERY)
+            })
+            .collect();
+        let mut failed = std::collections::HashSet::new();
+        if !renew.is_empty() {
+            let mut some: Vec<Device> = renew.iter().map(|&i| all[i].clone()).collect();
+            let ok = renew_all(
+                &client,
+                &base,
+                &mut some,
+                a.common.concurrency,
+                &mut summary,
+            )
+            .await;
+            for (k, &i) in renew.iter().enumerate() {
+                all[i].counter = some[k].counter;
+                if ok[k] {
+                    all[i].identity_at = Some(now);
+                } else {
+                    failed.insert(i);
+                }
+            }
+        }
+        let authorize: Vec<usize> = (0..all.len())
+            .filter(|&i| {
+                !waiting(&all[i])
+                    && !failed.contains(&i)
+                    && all[i]
+                        .authorized_at
+                        .is_none_or(|t| now - t >= AUTHORIZE_EVERY)
+            })
+            .collect();
+        if !authorize.is_empty() {
+            let mut some: Vec<Device> = authorize.iter().map(|&i| all[i].clone()).collect();
+            let ok = authorize_all(
+                &client,
+                &base,
+                &mut some,
+                &ents,
+                a.common.concurrency,
+                &mut summary,
+            )
+            .await;
+            for (k, &i) in authorize.iter().enumerate() {
+                all[i].counter = some[k].counter;
+                if ok[k] {
+                    all[i].authorized_at = Some(now);
+                } else {
+                    failed.insert(i);
+                }
+            }
+        }
+        for (i, d) in all.iter_mut().enumerate() {
+            if failed.contains(&i) {
+                d.retry_at = Some(now + RETRY_AFTER);
+            } else if d.retry_at.is_some_and(|t| t <= now) {
+                d.retry_at = None;
+            }
+        }
+        summary.retry_later = failed.len();
+        summary.idle = (0..all.len())
+            .filter(|i| !renew.contains(i) && !authorize.contains(i))
+            .count();
+        Ok::<(), String>(())
+    })?;
+    save(&a.state, &all)?;
+    Ok((summary, a.common.json))
 }
 
 /// Runs one phase for the devices of a state file, and saves their counters back.
@@ -836,7 +983,7 @@ fn saved(
                     a.common.concurrency,
                     &mut summary,
                 )
-                .await
+                .await;
             }
             Op::Renew => {
                 renew_all(
@@ -846,7 +993,7 @@ fn saved(
                     a.common.concurrency,
                     &mut summary,
                 )
-                .await
+                .await;
             }
             Op::Deregister => {
                 deregister_all(

@@ -298,3 +298,220 @@ fn a_satellite_that_missed_the_rollover_still_reaches_the_cloud_over_the_network
     assert_eq!(out["response"]["cloud_ca_pinned"], new.as_str(), "{out}");
     drop(server);
 }
+
+/// The product instance ids of a device-sim state file.
+fn pis_of(state: &std::path::Path) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["pi_id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Five years on the manual clocks, in ten-day steps: devices tick as real ones do, the
+/// satellite syncs every 60 days (by file and over the network in turn), and the cloud
+/// changes along the way. At the end both ends agree and nothing healthy was ever reported
+/// as failing.
+#[test]
+fn five_years_of_service() {
+    const HSEC: &str = "regid.example.hsec";
+    const TERM: &str = "regid.example.term";
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    // A term license that ends in the second year.
+    let end = {
+        let now = site
+            .cloud
+            .run(&["clock", "show"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string();
+        let year: i32 = now[..4].parse().unwrap();
+        format!("{}-01-01", year + 2)
+    };
+    site.cloud
+        .add_license("Lab", TERM, "Term", "4", &["--kind", "term", "--end", &end]);
+    site.round_trip("start");
+
+    let fleet = site.dir.join("fleet.json");
+    let silent = site.dir.join("silent.json");
+    let guarded = site.dir.join("guarded.json");
+    let token = site.token("Lab", &[]);
+    let dna = format!("{DNA}:2");
+    for (state, n, ents) in [
+        (&fleet, "3", dna.as_str()),
+        (&silent, "1", "regid.example.dna-advantage:1"),
+    ] {
+        let out = site.sim(&[
+            "run",
+            "--token",
+            &token,
+            "--devices",
+            n,
+            "--state",
+            p(state),
+            "--entitlement",
+            ents,
+        ]);
+        assert_eq!(out["authorized"], n.parse::<i64>().unwrap(), "{out}");
+    }
+    let xtoken = site.token("Ops", &["--export-controlled"]);
+    let out = site.sim(&[
+        "run",
+        "--token",
+        &xtoken,
+        "--devices",
+        "1",
+        "--state",
+        p(&guarded),
+        "--no-authorize",
+    ]);
+    assert_eq!(out["registered"], 1, "{out}");
+    let healthy: Vec<String> = pis_of(&fleet).into_iter().chain(pis_of(&guarded)).collect();
+    let quiet = pis_of(&silent).remove(0);
+
+    let mut syncs = 0;
+    let sync = |n: i32| {
+        if n % 2 == 0 {
+            let out = site.round_trip(&format!("sync-{n}"));
+            assert_eq!(out["status"], "applied", "{out}");
+        } else {
+            // The cloud's server as it is now (after a CA rollover, under its new CA).
+            let logs = t.path().join(format!("cloud-{n}"));
+            std::fs::create_dir_all(&logs).unwrap();
+            let (server, port) = site.cloud.serve(&logs, &[]);
+            let mut c = satellite(&site.dir);
+            c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
+                .args(["sync", "now", "--json"]);
+            let out = harness::run(&mut c).ok().json();
+            assert_eq!(out["response"]["status"], "applied", "{out}");
+            drop(server);
+        }
+    };
+    let tick = |state: &std::path::Path, ents: &str| {
+        let mut args = vec!["tick", "--state", p(state)];
+        if !ents.is_empty() {
+            args.extend(["--entitlement", ents]);
+        }
+        let out = site.sim(&args);
+        assert_eq!(out["retry_later"], 0, "{out}");
+        out
+    };
+    let mut day = 0;
+    while day < 5 * 365 {
+        day += 10;
+        site.sat(&["clock", "advance", "10d"]).ok();
+        site.cloud.run(&["clock", "advance", "10d"]).ok();
+        tick(&fleet, &dna);
+        let asked = if (500..700).contains(&day) {
+            format!("{HSEC}:1")
+        } else {
+            String::new()
+        };
+        tick(&guarded, &asked);
+        site.sat(&["alert", "check"]).ok();
+        match day {
+            100 => site
+                .cloud
+                .add_license("Lab", "regid.example.new", "New", "10", &[]),
+            200 => {
+                site.cloud
+                    .run(&[
+                        "license", "transfer", "--from", "Lab", "--to", "Ops", "--tag", DNA,
+                        "--count", "5",
+                    ])
+                    .ok();
+            }
+            300 => {
+                site.cloud
+                    .add_license("Spare", "regid.example.spare", "Spare", "3", &[]);
+                site.cloud
+                    .run(&["satellite", "add-va", "site", "Spare"])
+                    .ok();
+            }
+            400 => {
+                site.cloud.run(&["ca", "rotate"]).ok();
+            }
+            500 => {
+                let out = site.sim(&[
+                    "export",
+                    "request",
+                    "--state",
+                    p(&guarded),
+                    "--tag",
+                    HSEC,
+                    "--count",
+                    "1",
+                ]);
+                assert_eq!(out["export_queued"], 1, "{out}");
+            }
+            700 => {
+                let out = site.sim(&["export", "return", "--state", p(&guarded), "--tag", HSEC]);
+                assert_eq!(out["export_queued"], 1, "{out}");
+            }
+            _ => {}
+        }
+        if day % 60 == 0 {
+            syncs += 1;
+            sync(syncs);
+        }
+    }
+    syncs += 1;
+    sync(syncs);
+
+    // Still registered, the log intact, certificates renewed twice, the CA rolled over.
+    let st = status(&site);
+    assert_eq!(st["state"], "registered", "{st}");
+    site.sat(&["event", "verify"]).ok();
+    let events = site.sat(&["event", "list", "--json"]).ok().json();
+    let events = events.as_array().unwrap();
+    let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
+    assert!(
+        count("satellite_certificate_renewed") >= 2,
+        "renewals: {}",
+        count("satellite_certificate_renewed")
+    );
+    assert_eq!(count("cloud_ca_rolled_over"), 1);
+    assert_eq!(count("licenses_transferred"), 1);
+    assert_eq!(count("virtual_account_added"), 1);
+    assert!(count("licenses_expired") >= 1, "the term license ended");
+    assert!(count("export_authorization_success") >= 1);
+    assert!(count("export_authorization_released") >= 1);
+    // The silent device went after a year; no healthy device was ever said to be failing.
+    let removed: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "pi_removed_inactive")
+        .map(|e| e["product_instance"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(removed, vec![quiet.as_str()]);
+    let failing: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "pi_failed_to_connect" || e["type"] == "pi_failed_to_renew")
+        .map(|e| e["product_instance"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        failing.iter().all(|pi| !healthy.iter().any(|h| h == pi)),
+        "a healthy device was reported failing: {failing:?}"
+    );
+
+    // Pools and usage agree exactly at both ends.
+    let ours = site.sat(&["license", "list", "--json"]).ok().json();
+    let cloud = site.cloud.run(&["usage", "--json"]).ok().json();
+    for row in cloud.as_array().unwrap() {
+        let mine = ours
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["virtual_account"] == row["va"] && r["tag"] == row["tag"])
+            .unwrap_or_else(|| panic!("{row} is not at the satellite: {ours}"));
+        assert_eq!(
+            (&mine["purchased"], &mine["in_use"]),
+            (&row["purchased"], &row["in_use"]),
+            "{} {}",
+            row["va"],
+            row["tag"]
+        );
+    }
+}
