@@ -284,7 +284,11 @@ pub fn devices(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<Vec<Devi
                 name: d.name,
                 product_type: d.pid,
                 serial_number: d.sn,
-                virtual_account: d.virtual_account,
+                virtual_account: if d.virtual_account_served {
+                    d.virtual_account
+                } else {
+                    format!("{} (no longer served)", d.virtual_account)
+                },
                 state: d.state,
                 registered: d.registered_at,
                 last_contact: d.last_contact_at,

@@ -159,7 +159,9 @@ pub fn create(
                  cannot allow it",
             ));
         }
-        let va_id = crate::db::pools::va_id(conn, &n.va)?.ok_or_else(|| unknown_va(conn, &n.va))?;
+        let va_id = crate::db::pools::va_id(conn, &n.va)?
+            .filter(|id| crate::db::pools::served(conn, *id).unwrap_or(false))
+            .ok_or_else(|| unknown_va(conn, &n.va))?;
         let mut id = [0u8; ID_LEN];
         openssl::rand::rand_bytes(&mut id)?;
         let lookup_id = hex::encode(id);
@@ -207,7 +209,7 @@ pub fn create(
 }
 
 fn unknown_va(conn: &mut SqliteConnection, name: &str) -> Error {
-    let names: Vec<String> = crate::db::pools::va_names(conn)
+    let names: Vec<String> = crate::db::pools::served_names(conn)
         .unwrap_or_default()
         .into_iter()
         .map(|(_, n)| n)
@@ -228,6 +230,9 @@ pub enum Refusal {
     Expired,
     Revoked,
     UsedUp,
+    /// Its virtual account is no longer served (the satellite was registered again
+    /// without it).
+    VaNotServed,
 }
 
 impl Refusal {
@@ -238,6 +243,7 @@ impl Refusal {
             Refusal::Expired => "token_expired",
             Refusal::Revoked => "token_revoked",
             Refusal::UsedUp => "token_used_up",
+            Refusal::VaNotServed => "token_va_not_served",
         }
     }
 
@@ -254,6 +260,11 @@ impl Refusal {
             Refusal::Expired => "the registration token has expired",
             Refusal::Revoked => "the registration token has been revoked",
             Refusal::UsedUp => "the registration token has been used its maximum number of times",
+            Refusal::VaNotServed => {
+                "the registration token's virtual account is no longer served by this satellite \
+                 (it was registered again without it): ask for a token of a virtual account it \
+                 serves"
+            }
         }
     }
 }
@@ -279,13 +290,16 @@ pub fn check(
         TokenState::Revoked => Err(Refusal::Revoked),
         TokenState::Expired => Err(Refusal::Expired),
         TokenState::UsedUp => Err(Refusal::UsedUp),
+        TokenState::Active if !crate::db::pools::served(conn, row.va_id)? => {
+            Err(Refusal::VaNotServed)
+        }
         TokenState::Active => Ok(row),
     })
 }
 
 /// The virtual accounts a token can be made for, by name.
 pub fn virtual_accounts(conn: &mut SqliteConnection) -> Result<Vec<String>> {
-    let mut names: Vec<String> = crate::db::pools::va_names(conn)?
+    let mut names: Vec<String> = crate::db::pools::served_names(conn)?
         .into_iter()
         .map(|(_, n)| n)
         .collect();

@@ -13,6 +13,8 @@ pub struct VaRow {
     pub name: String,
     pub description: String,
     pub created_at: i64,
+    /// Whether this satellite serves it (a registration again may leave it out).
+    pub served: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
@@ -31,10 +33,14 @@ pub struct LicenseRow {
     pub updated_at: i64,
 }
 
-/// Makes the store's VAs and pools those of `vas`: VAs are added or updated by name (never
-/// deleted: their devices and history stay), every license line is replaced.
+/// Makes the store's VAs and pools exactly those of `vas` (a registration): VAs are added or
+/// updated by name; the others are no longer served (never deleted: their devices and
+/// history stay); every license line is replaced.
 pub fn replace(conn: &mut SqliteConnection, now: i64, vas: &[VirtualAccount]) -> Result<()> {
     delete_lines(conn)?;
+    diesel::update(virtual_accounts::table)
+        .set(virtual_accounts::served.eq(false))
+        .execute(conn)?;
     for va in vas {
         let va_id = upsert_va(conn, now, va)?;
         for l in &va.licenses {
@@ -42,6 +48,14 @@ pub fn replace(conn: &mut SqliteConnection, now: i64, vas: &[VirtualAccount]) ->
         }
     }
     Ok(())
+}
+
+/// Whether the satellite serves the virtual account `id`.
+pub fn served(conn: &mut SqliteConnection, id: i64) -> Result<bool> {
+    Ok(virtual_accounts::table
+        .select(virtual_accounts::served)
+        .find(id)
+        .first(conn)?)
 }
 
 pub fn insert_line(
@@ -77,7 +91,10 @@ pub fn upsert_va(conn: &mut SqliteConnection, now: i64, va: &VirtualAccount) -> 
         ))
         .on_conflict(virtual_accounts::name)
         .do_update()
-        .set(virtual_accounts::description.eq(&va.description))
+        .set((
+            virtual_accounts::description.eq(&va.description),
+            virtual_accounts::served.eq(true),
+        ))
         .execute(conn)?;
     Ok(virtual_accounts::table
         .select(virtual_accounts::id)
@@ -91,10 +108,11 @@ pub fn delete_lines(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-/// Every VA with its license lines, by name.
+/// Every VA the satellite serves, with its license lines, by name.
 pub fn all(conn: &mut SqliteConnection) -> Result<Vec<(VaRow, Vec<LicenseRow>)>> {
     let vas: Vec<VaRow> = virtual_accounts::table
         .select(VaRow::as_select())
+        .filter(virtual_accounts::served.eq(true))
         .order(virtual_accounts::name)
         .load(conn)?;
     let lines: Vec<LicenseRow> = licenses::table
@@ -143,10 +161,19 @@ pub fn line_keys(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
         .load(conn)?)
 }
 
-/// Every virtual account's id and name (without their license lines).
+/// Every virtual account's id and name (without their license lines), served or not.
 pub fn va_names(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
     Ok(virtual_accounts::table
         .select((virtual_accounts::id, virtual_accounts::name))
+        .order(virtual_accounts::name)
+        .load(conn)?)
+}
+
+/// The virtual accounts the satellite serves: id and name.
+pub fn served_names(conn: &mut SqliteConnection) -> Result<Vec<(i64, String)>> {
+    Ok(virtual_accounts::table
+        .select((virtual_accounts::id, virtual_accounts::name))
+        .filter(virtual_accounts::served.eq(true))
         .order(virtual_accounts::name)
         .load(conn)?)
 }

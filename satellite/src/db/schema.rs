@@ -47,6 +47,7 @@ diesel::table! {
         name -> Text,
         description -> Text,
         created_at -> BigInt,
+        served -> Bool,
     }
 }
 

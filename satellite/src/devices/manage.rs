@@ -14,6 +14,9 @@ pub struct DeviceView {
     pub host_id: Option<String>,
     pub mac: Option<String>,
     pub virtual_account: String,
+    /// False when the satellite no longer serves its virtual account (it was registered
+    /// again without it): the device keeps its history but gets no authorization there.
+    pub virtual_account_served: bool,
     pub state: PiState,
     pub export_controlled: bool,
     pub registered_at: String,
@@ -44,6 +47,7 @@ fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView
         host_id: pi.host_id,
         mac: pi.mac,
         virtual_account: va,
+        virtual_account_served: pools::served(conn, pi.va_id)?,
         state: pi.state,
         export_controlled: pi.export_controlled,
         registered_at: clock::format(pi.registered_at),

@@ -2,7 +2,7 @@
 //! over the network, and a response lost on the way costs nothing.
 
 use crate::common::*;
-use satellite_e2e::harness;
+use satellite_e2e::harness::{self, dump_sqlite};
 
 fn p(path: &std::path::Path) -> &str {
     path.to_str().unwrap()
@@ -514,4 +514,80 @@ fn five_years_of_service() {
             row["tag"]
         );
     }
+}
+
+#[test]
+fn registered_again_the_satellite_serves_exactly_the_new_authorizations_virtual_accounts() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let ops = site.token("Ops", &[]);
+    let mut d = Dev::register(&site, &ops, "SN-OPS");
+    d.authorize(&site, "regid.example.hsec", 0);
+    site.cloud.run(&["satellite", "remove", "site"]).ok();
+    site.round_trip("removed");
+    assert_eq!(status(&site)["state"], "removed");
+
+    // Registered again with Lab only.
+    let (reg, auth) = (site.dir.join("again.zip"), site.dir.join("again-auth.zip"));
+    site.sat(&["register", "export", "--out", p(&reg)]).ok();
+    site.cloud
+        .run(&[
+            "satellite",
+            "authorize",
+            p(&reg),
+            "--name",
+            "site",
+            "--va",
+            "Lab",
+            "--out",
+            p(&auth),
+        ])
+        .ok();
+    site.sat(&["register", "import", p(&auth)]).ok();
+    let st = status(&site);
+    let vas: Vec<&str> = st["virtual_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vas, vec!["Lab"], "{st}");
+    let licenses = site.sat(&["license", "list", "--json"]).ok().json();
+    assert!(
+        licenses
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["virtual_account"] == "Lab"),
+        "{licenses}"
+    );
+    // A token of Ops stops working, with a clear refusal; it cannot be made any more.
+    let before = dump_sqlite(&sat_db(&site.dir));
+    let key = sync_format::pki::new_p256_key().unwrap();
+    let r = site
+        .sat
+        .https
+        .post_json(
+            "/api/v1/devices/register",
+            &register_body(&ops, "P", "SN-NEW", &key),
+        )
+        .unwrap();
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["code"], "token_va_not_served");
+    assert_eq!(
+        dump_sqlite(&sat_db(&site.dir)),
+        before,
+        "refused: nothing stored"
+    );
+    let out = site.sat(&["token", "create", "--va", "Ops", "--days", "3"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    // Its device is shown as belonging to a virtual account the satellite no longer serves.
+    let devices = site.sat(&["device", "list", "--json"]).ok().json();
+    let mine = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["pi_id"] == d.pi_id.as_str())
+        .unwrap_or_else(|| panic!("{devices}"));
+    assert_eq!(mine["virtual_account"], "Ops (no longer served)", "{mine}");
 }

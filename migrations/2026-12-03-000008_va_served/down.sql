@@ -1,0 +1,1 @@
+ALTER TABLE virtual_accounts DROP COLUMN served;
