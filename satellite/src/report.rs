@@ -143,6 +143,11 @@ fn alerts_by_source(conn: &mut SqliteConnection) -> Result<HashMap<(i64, String)
         let (Some(va), Some(src)) = (a.va_id, a.source_id) else {
             continue;
         };
+        // An alert about one of a device's licenses ("PI/tag") is the device's too.
+        let src = match (a.source_type.as_str(), src.split_once('/')) {
+            ("pi", Some((pi, _))) => pi.to_string(),
+            _ => src,
+        };
         by.entry((va, src))
             .or_default()
             .push(format!("{} ({})", a.kind, a.severity));

@@ -148,6 +148,9 @@ pub struct Registration {
     pub account: String,
     /// Set when the registration moved the device from another VA.
     pub moved_from: Option<String>,
+    /// Whether the device may use export-controlled functionality (its token allowed it,
+    /// and the account allows it): only then may it ask for restricted licenses.
+    pub export_controlled: bool,
 }
 
 /// Verifies a CSR: well-formed, signed by its own key, a key we accept. P-256 CSRs go
@@ -437,6 +440,7 @@ pub fn commit_registration(
         virtual_account: va_name,
         account: me.account_name.unwrap_or_default(),
         moved_from,
+        export_controlled: tok.export_controlled,
     })
 }
 

@@ -140,6 +140,7 @@ async fn every_device_route_and_refusal_async() {
     }
     let (st, v) = post!(&app, reg, &good, None);
     assert_eq!(st, 200, "{v}");
+    assert_eq!(v["export_controlled"], false, "an ordinary token: {v}");
     let pi = v["pi_id"].as_str().unwrap().to_string();
     // Its PID:SN again with another key and no signature of its own: refused.
     let thief = sync_format::pki::new_p256_key().unwrap();

@@ -170,6 +170,22 @@ fn restricted_licenses_by_file_sync_granted_denied_returned() {
     );
     assert_eq!(site.pool("Ops", HSEC), (2, 2, 0));
     assert_eq!(cloud_in_use(&site, "Ops"), 2);
+    // B's Restricted License Not Available alert shows on its row of the product instances.
+    let devices = site.sat(&["device", "list", "--json"]).ok().json();
+    let row_b = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["pi_id"] == pi_of(&b).as_str())
+        .unwrap_or_else(|| panic!("{devices}"))
+        .clone();
+    assert!(
+        row_b["alerts"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Restricted License Not Available")),
+        "{row_b}"
+    );
 
     // The grant reaches A signed in its next authorization; B hears of its denial once.
     let got = authorize(&site, &a, 2);
