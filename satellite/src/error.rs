@@ -176,6 +176,7 @@ impl Error {
             Error::ManualClockDisabled => "manual_clock_disabled",
             Error::DataDir { .. } => "data_dir",
             Error::File { .. } => "file",
+            e if e.is_busy() => "busy",
             Error::Database(_) => "database",
             Error::Pool(_) => "database_pool",
             Error::Migration(_) => "migration",
@@ -210,6 +211,19 @@ impl Error {
             Error::Bundle(e) if !e.is_local_failure() => 2,
             Error::Tampered(_) => 3,
             _ => 1,
+        }
+    }
+
+    /// The store could not be had in time (locked by another writer, or no pooled
+    /// connection free): the request may simply be tried again a moment later.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Error::Pool(_) => true,
+            Error::Database(diesel::result::Error::DatabaseError(_, info)) => {
+                let m = info.message();
+                m.contains("database is locked") || m.contains("busy")
+            }
+            _ => false,
         }
     }
 

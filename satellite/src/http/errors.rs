@@ -21,6 +21,8 @@ pub struct ErrorDetail {
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
+            // Not now: try again in a moment (with `Retry-After`).
+            e if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
             Error::Config(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -51,6 +53,19 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        if self.is_busy() {
+            tracing::warn!(error = %self, "the store is busy: the client is told to retry");
+            let mut r = body(
+                status,
+                self.code(),
+                "the satellite is busy: try again in a moment".into(),
+            );
+            r.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            return r;
+        }
         let message = if status.is_server_error() {
             tracing::error!(code = self.code(), error = %self, "request failed");
             "internal error; see the satellite's log".to_string()
@@ -60,6 +75,9 @@ impl ResponseError for Error {
         body(status, self.code(), message)
     }
 }
+
+/// What a busy answer asks the client to wait, in seconds.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// The documented error body for `status`, with `code` and `message`.
 fn body(status: StatusCode, code: &str, message: String) -> HttpResponse {
@@ -173,6 +191,25 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> actix_web::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_store_is_503_with_retry_after() {
+        let locked = Error::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new(String::from("database is locked")),
+        ));
+        assert!(locked.is_busy());
+        let r = locked.error_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some(RETRY_AFTER_SECONDS)
+        );
+        assert_eq!(locked.code(), "busy");
+        assert!(!Error::Internal("x".into()).is_busy());
+    }
     use actix_web::body::MessageBody;
 
     fn body(e: &Error) -> ErrorBody {

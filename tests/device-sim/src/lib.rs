@@ -309,6 +309,11 @@ async fn post(
         .await
         .map_err(|e| format!("transport: {e}"))?;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
     let bytes = resp
         .body()
         .limit(4 * 1024 * 1024)
@@ -323,7 +328,10 @@ async fn post(
             .pointer("/error/code")
             .and_then(|c| c.as_str())
             .unwrap_or("error");
-        Err(format!("{status} {code}"))
+        match retry_after {
+            Some(n) => Err(format!("{status} {code} retry-after={n}")),
+            None => Err(format!("{status} {code}")),
+        }
     }
 }
 
@@ -508,7 +516,7 @@ async fn authorize_all(
     ents: &[(String, i64)],
     concurrency: usize,
     summary: &mut Summary,
-) -> Vec<bool> {
+) -> Vec<Result<(), Option<i64>>> {
     let url = format!("{base}/api/v1/devices/authorize");
     let registered: Vec<usize> = (0..devices.len())
         .filter(|&i| devices[i].pi_id.is_some())
@@ -568,7 +576,17 @@ async fn authorize_all(
         }
     }
     summary.phases.insert("authorize".into(), p);
-    outcomes.iter().map(|o| o.is_ok()).collect()
+    outcomes.iter().map(answered).collect()
+}
+
+/// Whether a call was answered; if not, the `Retry-After` the satellite asked for.
+fn answered(o: &Outcome) -> Result<(), Option<i64>> {
+    match o {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e
+            .split_once("retry-after=")
+            .and_then(|(_, n)| n.trim().parse().ok())),
+    }
 }
 
 /// Posts one pre-signed body per device to `url`, `concurrency` at a time.
@@ -593,7 +611,7 @@ async fn renew_all(
     devices: &mut [Device],
     concurrency: usize,
     summary: &mut Summary,
-) -> Vec<bool> {
+) -> Vec<Result<(), Option<i64>>> {
     let bodies = devices
         .iter_mut()
         .map(|d| {
@@ -611,7 +629,7 @@ async fn renew_all(
     .await;
     summary.renewed = p.ok;
     summary.phases.insert("renew".into(), p);
-    outcomes.iter().map(|o| o.is_ok()).collect()
+    outcomes.iter().map(answered).collect()
 }
 
 async fn deregister_all(
@@ -836,7 +854,8 @@ enum Op {
 pub const AUTHORIZE_EVERY: i64 = 30 * 86_400;
 /// A device renews its identity certificate after this long (seed 003: every six months).
 pub const RENEW_IDENTITY_EVERY: i64 = 182 * 86_400;
-/// A failed call is tried again after this long.
+/// A failed call is tried again after this long, unless the satellite said how long
+/// (`Retry-After`).
 pub const RETRY_AFTER: i64 = 86_400;
 
 /// The satellite's time, from its `/healthz` (its manual clock in tests).
@@ -887,7 +906,8 @@ fn tick(system: &actix_web::rt::SystemRunner, a: SavedArgs) -> Result<(Summary, 
                         .is_some_and(|t| now - t >= RENEW_IDENTITY_EVERY)
             })
             .collect();
-        let mut failed = std::collections::HashSet::new();
+        // Devices whose call failed, with the wait the satellite asked for (if it did).
+        let mut failed: std::collections::HashMap<usize, Option<i64>> = Default::default();
         if !renew.is_empty() {
             let mut some: Vec<Device> = renew.iter().map(|&i| all[i].clone()).collect();
             let ok = renew_all(
@@ -900,17 +920,18 @@ fn tick(system: &actix_web::rt::SystemRunner, a: SavedArgs) -> Result<(Summary, 
             .await;
             for (k, &i) in renew.iter().enumerate() {
                 all[i].counter = some[k].counter;
-                if ok[k] {
-                    all[i].identity_at = Some(now);
-                } else {
-                    failed.insert(i);
+                match ok[k] {
+                    Ok(()) => all[i].identity_at = Some(now),
+                    Err(wait) => {
+                        failed.insert(i, wait);
+                    }
                 }
             }
         }
         let authorize: Vec<usize> = (0..all.len())
             .filter(|&i| {
                 !waiting(&all[i])
-                    && !failed.contains(&i)
+                    && !failed.contains_key(&i)
                     && all[i]
                         .authorized_at
                         .is_none_or(|t| now - t >= AUTHORIZE_EVERY)
@@ -929,16 +950,18 @@ fn tick(system: &actix_web::rt::SystemRunner, a: SavedArgs) -> Result<(Summary, 
             .await;
             for (k, &i) in authorize.iter().enumerate() {
                 all[i].counter = some[k].counter;
-                if ok[k] {
-                    all[i].authorized_at = Some(now);
-                } else {
-                    failed.insert(i);
+                match ok[k] {
+                    Ok(()) => all[i].authorized_at = Some(now),
+                    Err(wait) => {
+                        failed.insert(i, wait);
+                    }
                 }
             }
         }
         for (i, d) in all.iter_mut().enumerate() {
-            if failed.contains(&i) {
-                d.retry_at = Some(now + RETRY_AFTER);
+            if let Some(wait) = failed.get(&i) {
+                // As long as the satellite asked (Retry-After), else a day.
+                d.retry_at = Some(now + wait.unwrap_or(RETRY_AFTER));
             } else if d.retry_at.is_some_and(|t| t <= now) {
                 d.retry_at = None;
             }
