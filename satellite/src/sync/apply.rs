@@ -24,129 +24,7 @@ use crate::db::{self, alerts, events, identity, pools, Store};
 use crate::error::{Error, Result};
 use crate::states::SyncMode;
 
-/// One entitlement of one VA whose purchased quantity the response changes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LicenseChange {
-    pub virtual_account: String,
-    pub tag: String,
-    pub name: String,
-    pub before: i64,
-    pub after: i64,
-    /// "added", "removed", "expired" (found ended when the response was applied),
-    /// "transferred in" or "transferred out" (moved between virtual accounts at the cloud).
-    pub change: String,
-}
-
-/// A record the cloud refused; it stays pending and is sent again.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Rejected {
-    pub pi: String,
-    pub record: String,
-    pub reason: String,
-}
-
-/// What importing a response did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ImportOutcome {
-    /// "applied", "already-applied" or "dry-run".
-    pub status: String,
-    pub response_id: String,
-    pub request_id: String,
-    pub sequence: u64,
-    pub acknowledged_change: u64,
-    pub acknowledged_event: u64,
-    pub virtual_accounts_added: Vec<String>,
-    pub license_changes: Vec<LicenseChange>,
-    pub license_lines: u64,
-    pub rejected: Vec<Rejected>,
-    /// The cloud's answers to export-controlled requests and returns.
-    pub export_answers: Vec<crate::export::AnswerOutcome>,
-    pub next_sync_due: String,
-    /// Until when the satellite's new certificate, received with this response, is valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate_renewed_until: Option<String>,
-    /// The fingerprint of a new cloud CA this response made the satellite pin.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cloud_ca_pinned: Option<String>,
-    pub message: String,
-}
-
-impl ImportOutcome {
-    /// Each license change as a line, for the CLI (the console shows them as a table:
-    /// [`crate::report::license_changes_table`]).
-    pub fn change_lines(&self) -> Vec<String> {
-        self.license_changes
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {} in {}: {} -> {} ({})",
-                    c.change, c.name, c.virtual_account, c.before, c.after, c.tag
-                )
-            })
-            .collect()
-    }
-
-    /// Everything else it did, one sentence each, as the CLI and the console show it:
-    /// virtual accounts added, records the cloud refused, answers to export requests and
-    /// the next deadline.
-    pub fn notes(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .virtual_accounts_added
-            .iter()
-            .map(|v| format!("Virtual account added: {v}"))
-            .collect();
-        out.extend(self.rejected.iter().map(|r| {
-            format!(
-                "Refused by the cloud, sent again at the next sync: {} {}: {}",
-                r.pi, r.record, r.reason
-            )
-        }));
-        out.extend(
-            self.export_answers
-                .iter()
-                .filter(|a| a.result != "ignored")
-                .map(|a| {
-                    format!(
-                        "Export {} {}: {} x {} for {}{}",
-                        a.result,
-                        a.request_id,
-                        a.count,
-                        a.tag,
-                        a.pi,
-                        a.reason
-                            .as_deref()
-                            .map(|r| format!(" ({r})"))
-                            .unwrap_or_default()
-                    )
-                }),
-        );
-        if let Some(fp) = &self.cloud_ca_pinned {
-            out.push(format!(
-                "The cloud rolled its CA over: {fp} is pinned; the one before stays trusted \
-                 until it expires."
-            ));
-        }
-        if let Some(until) = &self.certificate_renewed_until {
-            out.push(format!(
-                "New satellite certificate from the cloud, valid until {until}."
-            ));
-        }
-        if self.status != "already-applied" && !self.next_sync_due.is_empty() {
-            out.push(format!("Next sync due by {}.", self.next_sync_due));
-        }
-        out
-    }
-
-    /// The whole outcome as text: the message, then each change and note indented.
-    pub fn text(&self) -> String {
-        let mut s = self.message.clone();
-        for line in self.change_lines().iter().chain(&self.notes()) {
-            s.push_str("\n  ");
-            s.push_str(line);
-        }
-        s
-    }
-}
+pub use super::outcome::{ImportOutcome, LicenseChange, Rejected};
 
 /// Imports a sync response. `mode` is "manual" (a file) or "network".
 pub fn import<R: Read + Seek>(
@@ -330,36 +208,6 @@ pub fn import<R: Read + Seek>(
     Ok(outcome)
 }
 
-/// A license pool of one virtual account and tag that a response changed.
-struct Moved {
-    va: String,
-    tag: String,
-    name: String,
-    before: i64,
-    after: i64,
-    /// When it is half of a transfer: the other virtual account.
-    transfer: Option<String>,
-}
-
-/// Pairs decreases and increases of one tag by the same count in two virtual accounts:
-/// licenses transferred between them at the cloud.
-fn pair_transfers(changed: &mut [Moved]) {
-    for i in 0..changed.len() {
-        if changed[i].transfer.is_some() || changed[i].after >= changed[i].before {
-            continue;
-        }
-        let out = changed[i].before - changed[i].after;
-        let partner = (0..changed.len()).find(|&j| {
-            let c = &changed[j];
-            c.transfer.is_none() && c.tag == changed[i].tag && c.after - c.before == out
-        });
-        if let Some(j) = partner {
-            changed[j].transfer = Some(changed[i].va.clone());
-            changed[i].transfer = Some(changed[j].va.clone());
-        }
-    }
-}
-
 /// Applies a response that says the cloud removed this satellite.
 fn removed_by_cloud(
     conn: &mut SqliteConnection,
@@ -453,7 +301,7 @@ fn check_order(conn: &mut SqliteConnection, m: &Manifest, request_id: &str) -> R
 /// Quantity not yet ended per (VA, tag), with the name. Lines that ended are left out: their
 /// expiry was logged when it happened (`crate::alerts::licenses`), so the cloud dropping them
 /// later is no change.
-type Totals = BTreeMap<(String, String), (String, i64)>;
+use super::changes::Totals;
 
 /// Why a dry run's transaction ends: always rolled back, for the preview or for a failure.
 enum Rollback {
@@ -603,91 +451,7 @@ fn apply_in<R: Read + Seek>(
     }
     crate::compliance::recompute_all(conn, at)?;
 
-    // What changed, with the seeds' event texts. A tag that left one virtual account and
-    // joined another by the same count in one response was transferred between them.
-    let keys: std::collections::BTreeSet<_> = before.keys().chain(after.keys()).cloned().collect();
-    let mut changed: Vec<Moved> = Vec::new();
-    for key in keys {
-        let (name_b, qty_b) = before.get(&key).cloned().unwrap_or_default();
-        let (name_a, qty_a) = after.get(&key).cloned().unwrap_or_default();
-        if qty_a != qty_b {
-            let name = if name_a.is_empty() { name_b } else { name_a };
-            changed.push(Moved {
-                va: key.0,
-                tag: key.1,
-                name,
-                before: qty_b,
-                after: qty_a,
-                transfer: None,
-            });
-        }
-    }
-    pair_transfers(&mut changed);
-    for c in changed {
-        let delta = c.after - c.before;
-        let (kind, change, message) = match &c.transfer {
-            Some(from) if delta > 0 => (
-                EventKind::LicensesTransferred,
-                "transferred in",
-                Some(format!(
-                    "{delta} {} licenses were transferred from the Virtual Account \"{from}\" \
-                     to the Virtual Account \"{}\".",
-                    c.name, c.va
-                )),
-            ),
-            // The other half of a transfer: one event says it, at the receiving end.
-            Some(_) => (EventKind::LicensesTransferred, "transferred out", None),
-            None if delta > 0 => (
-                EventKind::LicensesAdded,
-                "added",
-                Some(format!(
-                    "{delta} new {} licenses were added to the Virtual Account \"{}\".",
-                    c.name, c.va
-                )),
-            ),
-            None => (
-                EventKind::LicensesRemoved,
-                "removed",
-                Some(format!(
-                    "{} \"{}\" licenses were removed from the Virtual Account \"{}\".",
-                    -delta, c.name, c.va
-                )),
-            ),
-        };
-        if let Some(message) = message {
-            events::append(
-                conn,
-                at,
-                &events::NewEvent {
-                    va_name: Some(&c.va),
-                    license_tag: Some(&c.tag),
-                    message,
-                    actor: "system",
-                    ..events::NewEvent::of(kind)
-                },
-            )?;
-        }
-        outcome.license_changes.push(LicenseChange {
-            virtual_account: c.va,
-            tag: c.tag,
-            name: c.name,
-            before: c.before,
-            after: c.after,
-            change: change.into(),
-        });
-    }
-    for va in &outcome.virtual_accounts_added {
-        events::append(
-            conn,
-            at,
-            &events::NewEvent {
-                va_name: Some(va),
-                message: format!("The Virtual Account \"{va}\" was added to this satellite."),
-                actor: "system",
-                ..events::NewEvent::of(EventKind::VirtualAccountAdded)
-            },
-        )?;
-    }
+    super::changes::log(conn, at, &before, &after, outcome)?;
 
     // Records the cloud refused stay pending.
     let mut rejected = Vec::new();

@@ -11,8 +11,10 @@
 //! HTTP or terminal types.
 
 pub mod apply;
+mod changes;
 pub mod deadlines;
 pub mod network;
+pub mod outcome;
 pub mod renewal;
 pub mod request;
 pub mod rollover;

@@ -545,7 +545,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Satellite(SatelliteCommand::AddVa { satellite, va }) => {
-            let name = super::sync::add_va(&open()?, &satellite, &va)?;
+            let name = super::lifecycle::add_va(&open()?, &satellite, &va)?;
             println!("{va:?} now belongs to the satellite {name:?}; its next sync brings it");
             Ok(())
         }
@@ -555,12 +555,12 @@ pub fn run(cli: Cli) -> Result<()> {
             tag,
             count,
         }) => {
-            super::sync::transfer_licenses(&open()?, &from, &to, &tag, count)?;
+            super::lifecycle::transfer_licenses(&open()?, &from, &to, &tag, count)?;
             println!("transferred {count} {tag:?} from {from:?} to {to:?}");
             Ok(())
         }
         Command::Satellite(SatelliteCommand::Remove { satellite }) => {
-            let name = super::sync::remove_satellite(&open()?, &satellite)?;
+            let name = super::lifecycle::remove_satellite(&open()?, &satellite)?;
             println!(
                 "removed satellite {name:?}: its licenses are released and its virtual \
                  accounts free; it learns it at its next sync"

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod export;
 pub mod http;
+pub mod lifecycle;
 pub mod schema;
 pub mod service;
 pub mod sync;
