@@ -331,17 +331,17 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
             events::append(
                 conn,
                 now,
-                &events::NewEvent {
-                    va_name: Some(&va),
-                    pi_uuid: Some(&pi.uuid),
-                    message: format!(
+                &events::NewEvent::about_pi(
+                    EventKind::PiFailedToConnect,
+                    &va,
+                    &pi.uuid,
+                    format!(
                         "The product instance {} in the Virtual Account \"{va}\" failed to \
                          connect for its renewal period.",
                         pi.name
                     ),
-                    actor: "system",
-                    ..events::NewEvent::of(EventKind::PiFailedToConnect)
-                },
+                    "system",
+                ),
             )?;
         }
     }
@@ -399,13 +399,13 @@ fn failed_to_renew(
     events::append(
         conn,
         now,
-        &events::NewEvent {
-            va_name: Some(va),
-            pi_uuid: Some(&pi.uuid),
-            message: message.clone(),
-            actor: "system",
-            ..events::NewEvent::of(EventKind::PiFailedToRenew)
-        },
+        &events::NewEvent::about_pi(
+            EventKind::PiFailedToRenew,
+            va,
+            &pi.uuid,
+            message.clone(),
+            "system",
+        ),
     )?;
     out.raised
         .push(format!("{}: {message}", AlertKind::PiFailedToRenew));

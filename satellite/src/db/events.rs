@@ -35,6 +35,24 @@ pub struct EventRow {
 }
 
 impl<'a> NewEvent<'a> {
+    /// An event about a product instance of a virtual account.
+    pub fn about_pi(
+        kind: EventKind,
+        va_name: &'a str,
+        pi_uuid: &'a str,
+        message: String,
+        actor: &'a str,
+    ) -> NewEvent<'a> {
+        NewEvent {
+            kind,
+            va_name: Some(va_name),
+            pi_uuid: Some(pi_uuid),
+            license_tag: None,
+            message,
+            actor,
+        }
+    }
+
     /// An event of `kind` with nothing else filled in (for `..NewEvent::of(kind)`).
     pub fn of(kind: EventKind) -> NewEvent<'a> {
         NewEvent {

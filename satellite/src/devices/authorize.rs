@@ -294,16 +294,17 @@ pub fn commit_renewal(
     events::append(
         conn,
         now,
-        &events::NewEvent {
-            va_name: Some(&va),
-            pi_uuid: Some(&pi.uuid),
-            message: format!(
-                "The product instance {} in the Virtual Account \"{va}\" connected and successfully renewed its identity certificate.",
+        &events::NewEvent::about_pi(
+            EventKind::PiRenewedCertificate,
+            &va,
+            &pi.uuid,
+            format!(
+                "The product instance {} in the Virtual Account \"{va}\" connected and \
+                 successfully renewed its identity certificate.",
                 pi.name
             ),
-            actor: "system",
-            ..events::NewEvent::of(EventKind::PiRenewedCertificate)
-        },
+            "system",
+        ),
     )?;
     Ok(Renewal {
         pi_id: pi.uuid,
@@ -340,16 +341,16 @@ pub(super) fn remove_pi(
     events::append(
         conn,
         now,
-        &events::NewEvent {
-            va_name: Some(&va),
-            pi_uuid: Some(&pi.uuid),
-            message: format!(
+        &events::NewEvent::about_pi(
+            EventKind::PiRemoved,
+            &va,
+            &pi.uuid,
+            format!(
                 "The product instance \"{}\" was removed from Smart Software Manager.",
                 pi.name
             ),
             actor,
-            ..events::NewEvent::of(EventKind::PiRemoved)
-        },
+        ),
     )
 }
 

@@ -108,17 +108,17 @@ pub fn remove_inactive(conn: &mut SqliteConnection, pi: &PiRow, va: &str, now: i
     events::append(
         conn,
         now,
-        &events::NewEvent {
-            va_name: Some(va),
-            pi_uuid: Some(&pi.uuid),
-            message: format!(
+        &events::NewEvent::about_pi(
+            EventKind::PiRemovedInactive,
+            va,
+            &pi.uuid,
+            format!(
                 "The product instance \"{}\" in the Virtual Account \"{va}\" did not connect \
                  for a year and was removed automatically; its licenses were released.",
                 pi.name
             ),
-            actor: "system",
-            ..events::NewEvent::of(EventKind::PiRemovedInactive)
-        },
+            "system",
+        ),
     )
 }
 
@@ -148,16 +148,10 @@ pub fn transfer(
         events::append(
             conn,
             now,
-            &events::NewEvent {
-                va_name: Some(to_va),
-                pi_uuid: Some(&pi.uuid),
-                message: format!(
+            &events::NewEvent::about_pi(EventKind::PiTransferred, to_va, &pi.uuid, format!(
                     "The product instance {} was transferred from the Virtual Account \"{from}\" to the Virtual Account \"{to_va}\".",
                     pi.name
-                ),
-                actor,
-                ..events::NewEvent::of(EventKind::PiTransferred)
-            },
+                ), actor),
         )?;
         show(conn, &pi.uuid)
     })

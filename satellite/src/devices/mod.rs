@@ -337,17 +337,17 @@ pub fn allow_reregister(
         events::append(
             conn,
             now,
-            &events::NewEvent {
-                va_name: Some(&va),
-                pi_uuid: Some(&pi.uuid),
-                message: format!(
+            &events::NewEvent::about_pi(
+                EventKind::PiReregisterAllowed,
+                &va,
+                &pi.uuid,
+                format!(
                     "The product instance {} may register again without its current key until {}.",
                     pi.name,
                     clock::format(until)
                 ),
                 actor,
-                ..events::NewEvent::of(EventKind::PiReregisterAllowed)
-            },
+            ),
         )?;
         show(conn, &pi.uuid)
     })
@@ -409,16 +409,10 @@ pub fn commit_registration(
                 events::append(
                     conn,
                     now,
-                    &events::NewEvent {
-                        va_name: Some(&va_name),
-                        pi_uuid: Some(&uuid),
-                        message: format!(
+                    &events::NewEvent::about_pi(EventKind::PiTransferred, &va_name, &uuid, format!(
                             "The product instance {} was transferred from the Virtual Account \"{from}\" to the Virtual Account \"{va_name}\".",
                             p.name
-                        ),
-                        actor: "system",
-                        ..events::NewEvent::of(EventKind::PiTransferred)
-                    },
+                        ), "system"),
                 )?;
                 moved_from = Some(from);
             } else if old.state != PiState::Active {
@@ -454,13 +448,7 @@ fn new_pi_event(
     events::append(
         conn,
         now,
-        &events::NewEvent {
-            va_name: Some(va),
-            pi_uuid: Some(uuid),
-            message: format!("The product instance {name} connected and was added to the Virtual Account \"{va}\"."),
-            actor: "system",
-            ..events::NewEvent::of(EventKind::PiNew)
-        },
+        &events::NewEvent::about_pi(EventKind::PiNew, va, uuid, format!("The product instance {name} connected and was added to the Virtual Account \"{va}\"."), "system"),
     )
 }
 

@@ -69,27 +69,24 @@ mod tests {
     use openssl::pkey::{PKey, Private};
     use sync_format::pki::{self, CertRole, CertSpec};
 
-    fn ca(cn: &str, now: i64) -> (X509, PKey<Private>) {
-        let key = pki::new_p256_key().unwrap();
-        let spec = CertSpec {
+    fn spec(cn: &str, now: i64) -> CertSpec<'_> {
+        CertSpec {
             common_name: cn,
             organization: "cloud",
             role: CertRole::Ca,
             now,
             days: 3650,
-        };
-        (pki::self_signed(&key, &spec).unwrap(), key)
+        }
     }
 
+    fn ca(cn: &str, now: i64) -> (X509, PKey<Private>) {
+        let key = pki::new_p256_key().unwrap();
+        (pki::self_signed(&key, &spec(cn, now)).unwrap(), key)
+    }
+
+    /// `of`'s key and name `cn`, certified by `by`.
     fn cross(by: &(X509, PKey<Private>), of: &(X509, PKey<Private>), cn: &str, now: i64) -> String {
-        let spec = CertSpec {
-            common_name: cn,
-            organization: "cloud",
-            role: CertRole::Ca,
-            now,
-            days: 3650,
-        };
-        let c = pki::issue(&by.0, &by.1, &of.1, &spec).unwrap();
+        let c = pki::issue(&by.0, &by.1, &of.1, &spec(cn, now)).unwrap();
         String::from_utf8(c.to_pem().unwrap()).unwrap()
     }
 
@@ -129,5 +126,36 @@ mod tests {
             let e = check(&old.0, &bad, now).unwrap_err();
             assert_eq!(e.code(), "ca_rollover_refused", "{e}");
         }
+    }
+
+    #[test]
+    fn bundles_under_the_ca_before_are_taken_until_it_expires() {
+        let now = crate::clock::system_now();
+        let day = crate::clock::DAY;
+        // The CA before, made ten years ago: it ends in a few days.
+        let old = ca("Root", now - 3645 * day);
+        let new = ca("Root 2", now);
+        let signer_key = pki::new_p256_key().unwrap();
+        let signed_under_old = pki::issue(
+            &old.0,
+            &old.1,
+            &signer_key,
+            &CertSpec {
+                common_name: "signer",
+                organization: "cloud",
+                role: CertRole::Bundle(pki::SignerRole::Cloud, "cloud-x"),
+                now: now - day,
+                days: 30,
+            },
+        )
+        .unwrap();
+        let anchors = [new.0.clone(), old.0.clone()];
+        let chain = [signed_under_old];
+        pki::verify_chain(&chain, pki::Trust::Anchors(&anchors), now).unwrap();
+        let later = now + 10 * day;
+        assert!(
+            pki::verify_chain(&chain, pki::Trust::Anchors(&anchors), later).is_err(),
+            "the CA before has expired"
+        );
     }
 }
