@@ -237,7 +237,15 @@ fn said_by_subject(
 /// The timers of devices not heard from: Failed to Connect (30, 60 days), Failed to Renew
 /// (90 days, licenses released). Call inside a transaction.
 fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result<()> {
-    let kinds = [AlertKind::PiFailedToConnect, AlertKind::PiFailedToRenew];
+    let kinds = [
+        AlertKind::PiFailedToConnect,
+        AlertKind::PiFailedToConnectRestricted,
+        AlertKind::PiFailedToRenew,
+    ];
+    let connect_kinds = [
+        AlertKind::PiFailedToConnect,
+        AlertKind::PiFailedToConnectRestricted,
+    ];
     // A device heard from since its alert was raised, or gone, clears it.
     let active = db::active_with_subject(conn, &kinds)?;
     if !active.is_empty() {
@@ -295,27 +303,46 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
         };
         let period_key = format!("{period}d");
         if spell.iter().any(|a| {
-            a.kind == AlertKind::PiFailedToConnect
-                && a.period.as_deref() == Some(period_key.as_str())
+            connect_kinds.contains(&a.kind) && a.period.as_deref() == Some(period_key.as_str())
         }) {
             continue;
         }
-        let first = !spell.iter().any(|a| a.kind == AlertKind::PiFailedToConnect);
+        let first = !spell.iter().any(|a| connect_kinds.contains(&a.kind));
         let release_at = pi.last_contact_at + RENEW_AFTER_DAYS * DAY;
-        // Seed 001, "Product Instance Failed to Connect", regular licenses.
-        let message = format!(
-            "The Product Instance \"{}\" in the Virtual Account \"{va}\" is not connected for its \
-             renewal period and the product instance may run in a degraded state if it does not \
-             connect within the next {} days. If the product is not going to connect, you can \
-             remove it to immediately release the license it is consuming.",
-            pi.name,
-            (release_at - now + DAY - 1) / DAY
-        );
+        // Seed 001, "Product Instance Failed to Connect": the regular text (minor), or for a
+        // device holding restricted licenses the export-restricted one (major).
+        let (kind, message) = if holders.contains(&pi.id) {
+            (
+                AlertKind::PiFailedToConnectRestricted,
+                format!(
+                    "The product instance \"{}\" in the Virtual Account \"{va}\" failed to \
+                     connect during its renewal period and may be running in a degraded state. \
+                     It is using licenses which enable restricted encryption technology, and \
+                     those licenses have not been released. The non-restricted licenses it was \
+                     consuming will be released if it does not connect within the next {} days.",
+                    pi.name,
+                    (release_at - now + DAY - 1) / DAY
+                ),
+            )
+        } else {
+            (
+                AlertKind::PiFailedToConnect,
+                format!(
+                    "The Product Instance \"{}\" in the Virtual Account \"{va}\" is not \
+                     connected for its renewal period and the product instance may run in a \
+                     degraded state if it does not connect within the next {} days. If the \
+                     product is not going to connect, you can remove it to immediately release \
+                     the license it is consuming.",
+                    pi.name,
+                    (release_at - now + DAY - 1) / DAY
+                ),
+            )
+        };
         db::raise_period(
             conn,
             now,
             &NewAlert {
-                kind: AlertKind::PiFailedToConnect,
+                kind,
                 source_type: "pi",
                 source_id: Some(&pi.uuid),
                 va_id: Some(pi.va_id),
@@ -325,8 +352,7 @@ fn devices(conn: &mut SqliteConnection, now: i64, out: &mut Evaluated) -> Result
             &pi.uuid,
             &period_key,
         )?;
-        out.raised
-            .push(format!("{}: {message}", AlertKind::PiFailedToConnect));
+        out.raised.push(format!("{kind}: {message}"));
         if first {
             events::append(
                 conn,
@@ -358,10 +384,10 @@ fn failed_to_renew(
     out: &mut Evaluated,
 ) -> Result<()> {
     crate::compliance::release_all(conn, pi, now)?;
-    for a in spell
-        .iter()
-        .filter(|a| a.kind == AlertKind::PiFailedToConnect && a.state == "active")
-    {
+    for a in spell.iter().filter(|a| {
+        (a.kind == AlertKind::PiFailedToConnect || a.kind == AlertKind::PiFailedToConnectRestricted)
+            && a.state == "active"
+    }) {
         db::end(conn, a.id, now, "dismissed", Some("system"))?;
     }
     // Seed 001, "Product Instance Failed to Renew": regular and export-restricted texts.

@@ -413,6 +413,16 @@ fn a_silent_device_holding_restricted_licenses_keeps_them_and_the_alert_says_so(
     ))
     .execute(c)
     .unwrap();
+    // Silent for a month: the export-restricted Failed to Connect, major.
+    evaluate(c, t0 + 32 * DAY).unwrap();
+    let a = list(c, &Filter::default(), t0 + 32 * DAY).unwrap();
+    assert_eq!(
+        a.iter()
+            .map(|a| (a.kind, a.severity.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(AlertKind::PiFailedToConnectRestricted, "major")]
+    );
+    assert!(a[0].message.contains("restricted encryption technology"));
     evaluate(c, t0 + 91 * DAY).unwrap();
     let a = list(c, &Filter::default(), t0 + 91 * DAY).unwrap();
     assert_eq!(a.len(), 1);

@@ -210,7 +210,7 @@ fn remind_until(a: &AlertRow) -> Option<i64> {
                 .map_or(due, |next| due - next * DAY),
         ),
         // Days since contact: the next period, or the release at 90 days.
-        AlertKind::PiFailedToConnect => {
+        AlertKind::PiFailedToConnect | AlertKind::PiFailedToConnectRestricted => {
             let contact = due - RENEW_AFTER_DAYS * DAY;
             Some(
                 CONNECT_WARNINGS
