@@ -490,3 +490,58 @@ impl Dev {
         a
     }
 }
+
+/// A bundle signed again by `key` (with `chain`), its payload changed by `edit`: a forgery
+/// made with keys the test holds.
+pub fn resign(
+    bundle: &[u8],
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    chain: &[openssl::x509::X509],
+    edit: &dyn Fn(&mut serde_json::Value),
+) -> Vec<u8> {
+    use std::io::{Cursor, Read};
+    use sync_format::manifest::{BundleKind, Header};
+    use sync_format::BundleWriter;
+    let mut zip = zip::ZipArchive::new(Cursor::new(bundle)).unwrap();
+    let mut entry = |name: &str| {
+        let mut out = Vec::new();
+        zip.by_name(name).unwrap().read_to_end(&mut out).unwrap();
+        out
+    };
+    let m: serde_json::Value = serde_json::from_slice(&entry("manifest.json")).unwrap();
+    let s = |k: &str| m[k].as_str().unwrap().to_string();
+    let header = Header {
+        kind: BundleKind::parse(&s("kind")).unwrap(),
+        bundle_id: s("bundle_id"),
+        sender: s("sender"),
+        receiver: s("receiver"),
+        sequence: m["sequence"].as_u64().unwrap(),
+        created_at: m["created_at"].as_i64().unwrap(),
+        not_after: m["not_after"].as_i64().unwrap(),
+        in_reply_to: m["in_reply_to"].as_str().map(str::to_string),
+    };
+    let names: Vec<String> = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut w = BundleWriter::new(Cursor::new(Vec::new()), header).unwrap();
+    for name in names {
+        let bytes = entry(&name);
+        if name == "payload.json" {
+            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            edit(&mut v);
+            w.payload(&v).unwrap();
+            continue;
+        }
+        let mut n = w.ndjson(&name).unwrap();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            n.write(&serde_json::from_slice::<serde_json::Value>(line).unwrap())
+                .unwrap();
+        }
+        n.finish();
+    }
+    let signer = sync_format::pki::Signer::new(key.clone(), chain.to_vec()).unwrap();
+    w.finish(&signer).unwrap().0.into_inner()
+}

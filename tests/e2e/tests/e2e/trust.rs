@@ -4,7 +4,7 @@
 //! refused by `register import`, `sync import`, the operator API's upload (the console's
 //! path) and a network sync, with a message that says why and the store unchanged.
 
-use std::io::{Cursor, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +14,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 use openssl::x509::X509;
 use satellite_e2e::harness::{self, dump_sqlite, query_strings};
-use sync_format::manifest::{BundleKind, Header};
-use sync_format::pki::{self, CertRole, CertSpec, Signer, SignerRole};
-use sync_format::BundleWriter;
+use sync_format::pki::{self, CertRole, CertSpec, SignerRole};
 
 use crate::common::{
     import_authorization, register_by_files, sat, sat_db, satellite, Dev, MockCloud, Site,
@@ -126,49 +124,9 @@ fn forgers(site_dir: &Path, other_dir: &Path, cloud: &MockCloud, dev: &Dev) -> V
     ]
 }
 
-/// `bundle` with every entry and manifest field as the cloud wrote them, signed by `f`.
+/// `bundle` signed again by the forger `f`, otherwise as it was.
 fn resign(bundle: &[u8], f: &Forger) -> Vec<u8> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bundle)).unwrap();
-    let mut entry = |name: &str| {
-        let mut out = Vec::new();
-        zip.by_name(name).unwrap().read_to_end(&mut out).unwrap();
-        out
-    };
-    let m: serde_json::Value = serde_json::from_slice(&entry("manifest.json")).unwrap();
-    let s = |k: &str| m[k].as_str().unwrap().to_string();
-    let header = Header {
-        kind: BundleKind::parse(&s("kind")).unwrap(),
-        bundle_id: s("bundle_id"),
-        sender: s("sender"),
-        receiver: s("receiver"),
-        sequence: m["sequence"].as_u64().unwrap(),
-        created_at: m["created_at"].as_i64().unwrap(),
-        not_after: m["not_after"].as_i64().unwrap(),
-        in_reply_to: m["in_reply_to"].as_str().map(str::to_string),
-    };
-    let names: Vec<String> = m["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap().to_string())
-        .collect();
-    let mut w = BundleWriter::new(Cursor::new(Vec::new()), header).unwrap();
-    for name in names {
-        let bytes = entry(&name);
-        if name == "payload.json" {
-            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            w.payload(&v).unwrap();
-            continue;
-        }
-        let mut n = w.ndjson(&name).unwrap();
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            n.write(&serde_json::from_slice::<serde_json::Value>(line).unwrap())
-                .unwrap();
-        }
-        n.finish();
-    }
-    let signer = Signer::new(f.key.clone(), f.chain.clone()).unwrap();
-    w.finish(&signer).unwrap().0.into_inner()
+    crate::common::resign(bundle, &f.key, &f.chain, &|_| {})
 }
 
 /// `text` as the console's pages escape it.

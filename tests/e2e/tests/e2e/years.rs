@@ -591,3 +591,75 @@ fn registered_again_the_satellite_serves_exactly_the_new_authorizations_virtual_
         .unwrap_or_else(|| panic!("{devices}"));
     assert_eq!(mine["virtual_account"], "Ops (no longer served)", "{mine}");
 }
+
+#[test]
+fn a_renewed_certificate_for_another_key_is_refused_and_changes_nothing() {
+    use openssl::pkey::PKey;
+    use openssl::x509::X509;
+    use sync_format::pki::{self, CertRole, CertSpec, SignerRole};
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    site.advance_synced(480);
+    site.sat(&["clock", "advance", "10d"]).ok();
+    site.cloud.run(&["clock", "advance", "10d"]).ok();
+    let (req, resp) = site.files("renewal");
+    let out = site
+        .sat(&["sync", "export", "--out", p(&req), "--json"])
+        .ok()
+        .json();
+    assert_eq!(out["renewal_requested"], true, "{out}");
+    site.cloud.process(&req, &resp);
+
+    // The cloud's own keys (the test holds its data directory) make a response whose new
+    // certificate certifies another key than the one the satellite asked for.
+    let cloud_dir = t.path().join("cloud");
+    let read = |name: &str| std::fs::read(cloud_dir.join(name)).unwrap();
+    let ca = X509::from_pem(&read("ca.crt.pem")).unwrap();
+    let ca_key = PKey::private_key_from_pem(&read("ca.key.pem")).unwrap();
+    let signer_key = PKey::private_key_from_pem(&read("signer.key.pem")).unwrap();
+    let signer = X509::from_pem(&read("signer.crt.pem")).unwrap();
+    let me = status(&site)["satellite_id"].as_str().unwrap().to_string();
+    let stranger = pki::new_p256_key().unwrap();
+    let now = satellite::clock::system_now();
+    let other = pki::issue(
+        &ca,
+        &ca_key,
+        &stranger,
+        &CertSpec {
+            common_name: "satellite site",
+            organization: "Acme",
+            role: CertRole::Bundle(SignerRole::Satellite, &me),
+            now,
+            days: 730,
+        },
+    )
+    .unwrap();
+    let pem = String::from_utf8(other.to_pem().unwrap()).unwrap();
+    let forged = resign(
+        &std::fs::read(&resp).unwrap(),
+        &signer_key,
+        &[signer, ca],
+        &|v| {
+            v["satellite_certificate_pem"] = serde_json::Value::String(pem.clone());
+        },
+    );
+    let forged_path = site.dir.join("forged.zip");
+    std::fs::write(&forged_path, forged).unwrap();
+
+    let before = dump_sqlite(&sat_db(&site.dir));
+    let out = site.sat(&["sync", "import", p(&forged_path)]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("certifies another key than this satellite's"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(dump_sqlite(&sat_db(&site.dir)), before, "nothing changed");
+    // The genuine response still applies.
+    let ok = site
+        .sat(&["sync", "import", p(&resp), "--json"])
+        .ok()
+        .json();
+    assert!(ok["certificate_renewed_until"].is_string(), "{ok}");
+}
