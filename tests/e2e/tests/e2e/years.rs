@@ -8,6 +8,18 @@ fn p(path: &std::path::Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `satellite sync now` against the cloud's HTTPS server as it is now (started for the
+/// call, its log in `logs`): the command's JSON answer.
+fn sync_over_network(site: &Site, logs: &std::path::Path) -> serde_json::Value {
+    let (server, port) = site.cloud.serve(logs, &[]);
+    let mut c = satellite(&site.dir);
+    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
+        .args(["sync", "now", "--json"]);
+    let out = harness::run(&mut c).ok().json();
+    drop(server);
+    out
+}
+
 fn status(site: &Site) -> serde_json::Value {
     site.sat(&["status", "--json"]).ok().json()
 }
@@ -72,13 +84,8 @@ fn the_satellites_certificate_renews_through_sync_and_a_lost_response_costs_noth
     // The new key signs from now on, and the cloud takes it; past the old certificate's
     // end (day 730) syncs by file and over the network go on.
     site.advance_synced(260);
-    let (server, port) = site.cloud.serve(t.path(), &[]);
-    let mut c = satellite(&site.dir);
-    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
-        .args(["sync", "now", "--json"]);
-    let out = harness::run(&mut c).ok().json();
+    let out = sync_over_network(&site, t.path());
     assert_eq!(out["response"]["status"], "applied", "{out}");
-    drop(server);
     let st = status(&site);
     assert_eq!(st["state"], "registered", "{st}");
     assert!(!st["alerts"]
@@ -146,13 +153,8 @@ fn the_cloud_removes_a_satellite_and_its_next_sync_by_file_or_network_says_so() 
     // Over the network.
     let site = Site::new(&t.path().join("network"));
     site.cloud.run(&["satellite", "remove", "site"]).ok();
-    let (server, port) = site.cloud.serve(&t.path().join("network"), &[]);
-    let mut c = satellite(&site.dir);
-    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
-        .args(["sync", "now", "--json"]);
-    let out = harness::run(&mut c).ok().json();
+    let out = sync_over_network(&site, &t.path().join("network"));
     assert_eq!(out["response"]["status"], "removed", "{out}");
-    drop(server);
     assert_eq!(status(&site)["state"], "removed");
     assert!(event_kinds(&site).contains(&"satellite_removed_by_cloud".to_string()));
 }
@@ -259,13 +261,8 @@ fn the_clouds_ca_rolls_over_and_each_satellite_pins_the_new_one_at_its_next_sync
     assert!(again.get("cloud_ca_pinned").is_none(), "{again}");
 
     // Over the network, TLS now goes through the new CA.
-    let (server, port) = site.cloud.serve(t.path(), &[]);
-    let mut c = satellite(&site.dir);
-    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
-        .args(["sync", "now", "--json"]);
-    let out = harness::run(&mut c).ok().json();
+    let out = sync_over_network(&site, t.path());
     assert_eq!(out["response"]["status"], "applied", "{out}");
-    drop(server);
 
     // The certificate renewed later is issued by the new CA and accepted.
     site.advance_synced(490);
@@ -290,13 +287,8 @@ fn a_satellite_that_missed_the_rollover_still_reaches_the_cloud_over_the_network
         .to_string();
     // Its first contact after the rollover is over the network: TLS and the response chain
     // to the old CA through the cross-certificate.
-    let (server, port) = site.cloud.serve(t.path(), &[]);
-    let mut c = satellite(&site.dir);
-    c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
-        .args(["sync", "now", "--json"]);
-    let out = harness::run(&mut c).ok().json();
+    let out = sync_over_network(&site, t.path());
     assert_eq!(out["response"]["cloud_ca_pinned"], new.as_str(), "{out}");
-    drop(server);
 }
 
 /// The product instance ids of a device-sim state file.
@@ -381,13 +373,8 @@ fn five_years_of_service() {
             // The cloud's server as it is now (after a CA rollover, under its new CA).
             let logs = t.path().join(format!("cloud-{n}"));
             std::fs::create_dir_all(&logs).unwrap();
-            let (server, port) = site.cloud.serve(&logs, &[]);
-            let mut c = satellite(&site.dir);
-            c.env("SATELLITE_CLOUD_URL", format!("https://localhost:{port}"))
-                .args(["sync", "now", "--json"]);
-            let out = harness::run(&mut c).ok().json();
+            let out = sync_over_network(&site, &logs);
             assert_eq!(out["response"]["status"], "applied", "{out}");
-            drop(server);
         }
     };
     let tick = |state: &std::path::Path, ents: &str| {
