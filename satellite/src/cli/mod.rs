@@ -172,6 +172,17 @@ pub enum Command {
     },
 }
 
+/// A command whose reader goes away (`satellite device list --json | head`) ends quietly, as
+/// other Unix tools do, instead of panicking on the failed write. Not for `serve`, whose
+/// clients may close their connections at any time.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE, before any thread starts; the
+    // process then ends on a write to a closed pipe, which is what a pipeline expects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
@@ -180,6 +191,9 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let serving = matches!(cli.command, Command::Serve);
     init_logging(&config, serving);
+    if !serving {
+        quiet_on_closed_pipe();
+    }
 
     match cli.command {
         Command::Serve => serve::serve(config),

@@ -213,3 +213,22 @@ fn help_explains_every_subcommand() {
     let out = sat(dir.path(), &["migrate"]).ok();
     assert!(out.stdout.contains("up to date"), "{}", out.stdout);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly_not_with_a_panic() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    sat(dir.path(), &["migrate"]).ok();
+    // `satellite configtest | head -0`: the reader is gone before the command writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = satellite(dir.path())
+        .arg("configtest")
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
