@@ -875,6 +875,28 @@ async fn satellite_time(client: &awc::Client, base: &str) -> Result<i64, String>
     satellite::clock::parse_time(t).map_err(|e| e.to_string())
 }
 
+/// After a call made for the devices `picked` of `all` (their copies `some`, answered `ok`):
+/// counters kept, `done` on each answered device, the others noted in `failed` with the
+/// wait the satellite asked for.
+fn settle(
+    all: &mut [Device],
+    picked: &[usize],
+    some: &[Device],
+    ok: &[Result<(), Option<i64>>],
+    failed: &mut std::collections::HashMap<usize, Option<i64>>,
+    done: impl Fn(&mut Device),
+) {
+    for (k, &i) in picked.iter().enumerate() {
+        all[i].counter = some[k].counter;
+        match ok[k] {
+            Ok(()) => done(&mut all[i]),
+            Err(wait) => {
+                failed.insert(i, wait);
+            }
+        }
+    }
+}
+
 /// `tick`: what each saved device would do now, done.
 fn tick(system: &actix_web::rt::SystemRunner, a: SavedArgs) -> Result<(Summary, bool), String> {
     let ents = parse_entitlements(&a.common.entitlements)?;
@@ -918,15 +940,9 @@ fn tick(system: &actix_web::rt::SystemRunner, a: SavedArgs) -> Result<(Summary, 
                 &mut summary,
             )
             .await;
-            for (k, &i) in renew.iter().enumerate() {
-                all[i].counter = some[k].counter;
-                match ok[k] {
-                    Ok(()) => all[i].identity_at = Some(now),
-                    Err(wait) => {
-                        failed.insert(i, wait);
-                    }
-                }
-            }
+            settle(&mut all, &renew, &some, &ok, &mut failed, |d| {
+                d.identity_at = Some(now)
+            });
         }
         let authorize: Vec<usize> = (0..all.len())
             .filter(|&i| {
@@ -948,15 +964,9 @@ fn tick(system: &actix_web::rt::SystemRunner, a: SavedArgs) -> Result<(Summary, 
                 &mut summary,
             )
             .await;
-            for (k, &i) in authorize.iter().enumerate() {
-                all[i].counter = some[k].counter;
-                match ok[k] {
-                    Ok(()) => all[i].authorized_at = Some(now),
-                    Err(wait) => {
-                        failed.insert(i, wait);
-                    }
-                }
-            }
+            settle(&mut all, &authorize, &some, &ok, &mut failed, |d| {
+                d.authorized_at = Some(now)
+            });
         }
         for (i, d) in all.iter_mut().enumerate() {
             if let Some(wait) = failed.get(&i) {

@@ -311,6 +311,29 @@ impl Site {
         }
     }
 
+    /// Registers the satellite again by files (after a removal), with `vas` from the cloud
+    /// (the CA pinned at the first registration vouches for the authorization).
+    pub fn register_again(&self, vas: &[&str]) {
+        let (reg, auth) = (self.dir.join("again.zip"), self.dir.join("again-auth.zip"));
+        self.sat(&["register", "export", "--out", reg.to_str().unwrap()])
+            .ok();
+        let mut args = vec![
+            "satellite",
+            "authorize",
+            reg.to_str().unwrap(),
+            "--name",
+            "site",
+            "--out",
+            auth.to_str().unwrap(),
+        ];
+        for va in vas {
+            args.extend(["--va", va]);
+        }
+        self.cloud.run(&args).ok();
+        self.sat(&["register", "import", auth.to_str().unwrap()])
+            .ok();
+    }
+
     /// Where a sync named `name` keeps its request and response files.
     pub fn files(&self, name: &str) -> (PathBuf, PathBuf) {
         (

@@ -372,24 +372,7 @@ fn thirty_sixty_six_ninety_days_then_removal_and_registration_again() {
     assert_eq!(cloud_usage(&site.cloud, "Lab", DNA), (50, 0));
 
     // Registered again: service is back and the next sync sends everything.
-    let (reg, auth) = (site.dir.join("reg2.zip"), site.dir.join("auth2.zip"));
-    site.sat(&["register", "export", "--out", p(&reg)]).ok();
-    site.cloud
-        .run(&[
-            "satellite",
-            "authorize",
-            p(&reg),
-            "--name",
-            "site",
-            "--va",
-            "Lab",
-            "--va",
-            "Ops",
-            "--out",
-            p(&auth),
-        ])
-        .ok();
-    site.sat(&["register", "import", p(&auth)]).ok();
+    site.register_again(&["Lab", "Ops"]);
     assert!(alerts(&site.dir).is_empty());
     d.authorize(&site, DNA, 4);
     let r = site.round_trip("after");

@@ -515,22 +515,7 @@ fn registered_again_the_satellite_serves_exactly_the_new_authorizations_virtual_
     assert_eq!(status(&site)["state"], "removed");
 
     // Registered again with Lab only.
-    let (reg, auth) = (site.dir.join("again.zip"), site.dir.join("again-auth.zip"));
-    site.sat(&["register", "export", "--out", p(&reg)]).ok();
-    site.cloud
-        .run(&[
-            "satellite",
-            "authorize",
-            p(&reg),
-            "--name",
-            "site",
-            "--va",
-            "Lab",
-            "--out",
-            p(&auth),
-        ])
-        .ok();
-    site.sat(&["register", "import", p(&auth)]).ok();
+    site.register_again(&["Lab"]);
     let st = status(&site);
     let vas: Vec<&str> = st["virtual_accounts"]
         .as_array()
