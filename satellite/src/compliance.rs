@@ -342,24 +342,33 @@ fn check_shortage(
 
 /// Rebuilds the statuses and totals of one VA's entitlement from its usage rows, in the
 /// order the requests came (after the pool changed).
+/// Usage rows read at a time when a pool is recomputed.
+const QUEUE_PAGE: i64 = 10_000;
+
 pub fn recompute(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -> Result<()> {
     let pool = pool(conn, va_id, tag, now)?;
     let mut in_use = 0;
     let mut authorized = 0;
-    for row in db::queue(conn, va_id, tag)? {
-        let status = if !pool.found {
-            NOT_FOUND
-        } else if pool.restricted {
-            EXPORT_RESTRICTED
-        } else if pool.reporting_only || authorized + row.count <= pool.purchased {
-            authorized += row.count;
-            AUTHORIZED
-        } else {
-            OUT_OF_COMPLIANCE
-        };
-        in_use += contribution(status, row.count).0;
-        if status != row.status {
-            db::set_usage_status(conn, row.pi_id, tag, status)?;
+    let mut after = None;
+    loop {
+        let page = db::queue(conn, va_id, tag, after, QUEUE_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.requested_at, last.pi_id));
+        for row in &page {
+            let status = if !pool.found {
+                NOT_FOUND
+            } else if pool.restricted {
+                EXPORT_RESTRICTED
+            } else if pool.reporting_only || authorized + row.count <= pool.purchased {
+                authorized += row.count;
+                AUTHORIZED
+            } else {
+                OUT_OF_COMPLIANCE
+            };
+            in_use += contribution(status, row.count).0;
+            if status != row.status {
+                db::set_usage_status(conn, row.pi_id, tag, status)?;
+            }
         }
     }
     if pool.found && pool.restricted {

@@ -141,3 +141,24 @@ fn no_sql_outside_db_and_front_ends_hold_no_table() {
         }
     }
 }
+
+/// One write path: nothing outside `db` begins a transaction. Domain functions run in the
+/// caller's write (`Store::write`, the server's writer) and read snapshots go through
+/// `db::read_snapshot`; a domain function that began its own transaction would fail inside
+/// the writer's, or hold SQLite's lock beside it.
+#[test]
+fn no_transaction_begins_outside_db() {
+    for (p, code) in sources() {
+        if top(&p) == "db" {
+            continue;
+        }
+        for begin in ["transaction(", "transaction::<", "batch_execute"] {
+            assert!(
+                !code.contains(begin),
+                "{}: `{begin}` outside db/: write through `Store::write` (or the server's \
+                 writer), read through `db::read_snapshot`",
+                p.display()
+            );
+        }
+    }
+}

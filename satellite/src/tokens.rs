@@ -142,70 +142,67 @@ pub fn create(
     if n.description.chars().count() > 100 {
         return Err(Error::invalid("the description has at most 100 characters"));
     }
-    conn.immediate_transaction(|conn| {
-        let me = identity::require(conn)?;
-        if !me.is_registered() {
-            return Err(Error::State(
-                format!(
-                    "the satellite is {}: tokens are made once it is registered",
-                    me.state
-                )
-                .into(),
-            ));
-        }
-        if n.export_controlled && !me.export_controlled_allowed {
-            return Err(Error::invalid(
-                "the smart account does not allow export-controlled functionality, so a token \
-                 cannot allow it",
-            ));
-        }
-        let va_id = crate::db::pools::va_id(conn, &n.va)?
-            .filter(|id| crate::db::pools::served(conn, *id).unwrap_or(false))
-            .ok_or_else(|| unknown_va(conn, &n.va))?;
-        let mut id = [0u8; ID_LEN];
-        openssl::rand::rand_bytes(&mut id)?;
-        let lookup_id = hex::encode(id);
-        let token = derive(key, &lookup_id)?;
-        let hint: String = token.chars().take(8).collect();
-        let expires_at = now + n.days * DAY;
-        let row_id = db::insert(
-            conn,
-            &db::NewTokenRow {
-                va_id,
-                lookup_id: &lookup_id,
-                hint: &hint,
-                description: &n.description,
-                created_at: now,
-                created_by: &n.created_by,
-                expires_at,
-                max_uses: n.max_uses,
-                export_controlled: n.export_controlled,
-            },
-        )?;
-        events::append(
-            conn,
-            now,
-            &events::NewEvent {
-                va_name: Some(&n.va),
-                message: format!(
-                    "A product instance registration token ({hint}...) was created for the \
-                     Virtual Account \"{}\", valid until {}{}.",
-                    n.va,
-                    clock::format(expires_at),
-                    if n.export_controlled {
-                        ", allowing export-controlled functionality"
-                    } else {
-                        ""
-                    }
-                ),
-                actor: &n.created_by,
-                ..events::NewEvent::of(EventKind::TokenCreated)
-            },
-        )?;
-        let row =
-            db::by_id(conn, row_id)?.ok_or_else(|| Error::Internal("token vanished".into()))?;
-        Ok((token, view(&row, n.va.clone(), now)))
-    })
+    let me = identity::require(conn)?;
+    if !me.is_registered() {
+        return Err(Error::State(
+            format!(
+                "the satellite is {}: tokens are made once it is registered",
+                me.state
+            )
+            .into(),
+        ));
+    }
+    if n.export_controlled && !me.export_controlled_allowed {
+        return Err(Error::invalid(
+            "the smart account does not allow export-controlled functionality, so a token \
+             cannot allow it",
+        ));
+    }
+    let va_id = crate::db::pools::va_id(conn, &n.va)?
+        .filter(|id| crate::db::pools::served(conn, *id).unwrap_or(false))
+        .ok_or_else(|| unknown_va(conn, &n.va))?;
+    let mut id = [0u8; ID_LEN];
+    openssl::rand::rand_bytes(&mut id)?;
+    let lookup_id = hex::encode(id);
+    let token = derive(key, &lookup_id)?;
+    let hint: String = token.chars().take(8).collect();
+    let expires_at = now + n.days * DAY;
+    let row_id = db::insert(
+        conn,
+        &db::NewTokenRow {
+            va_id,
+            lookup_id: &lookup_id,
+            hint: &hint,
+            description: &n.description,
+            created_at: now,
+            created_by: &n.created_by,
+            expires_at,
+            max_uses: n.max_uses,
+            export_controlled: n.export_controlled,
+        },
+    )?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent {
+            va_name: Some(&n.va),
+            message: format!(
+                "A product instance registration token ({hint}...) was created for the \
+                 Virtual Account \"{}\", valid until {}{}.",
+                n.va,
+                clock::format(expires_at),
+                if n.export_controlled {
+                    ", allowing export-controlled functionality"
+                } else {
+                    ""
+                }
+            ),
+            actor: &n.created_by,
+            ..events::NewEvent::of(EventKind::TokenCreated)
+        },
+    )?;
+    let row = db::by_id(conn, row_id)?.ok_or_else(|| Error::Internal("token vanished".into()))?;
+    Ok((token, view(&row, n.va.clone(), now)))
 }
 
 fn unknown_va(conn: &mut SqliteConnection, name: &str) -> Error {
@@ -331,53 +328,51 @@ pub fn show(
 }
 
 pub fn revoke(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> Result<TokenView> {
-    conn.immediate_transaction(|conn| {
-        let (row, va) = get(conn, id)?;
-        if row.revoked_at.is_some() {
-            return Err(Error::Conflict(format!("token {id} is already revoked").into()));
-        }
-        db::revoke(conn, id, now)?;
-        events::append(
-            conn,
-            now,
-            &events::NewEvent {
-                va_name: Some(&va),
-                message: format!(
-                    "The product instance registration token ({}...) of the Virtual Account \"{va}\" was revoked.",
-                    row.hint
-                ),
-                actor,
-                ..events::NewEvent::of(EventKind::TokenRevoked)
-            },
-        )?;
-        let (row, va) = get(conn, id)?;
-        Ok(view(&row, va, now))
-    })
+    let (row, va) = get(conn, id)?;
+    if row.revoked_at.is_some() {
+        return Err(Error::Conflict(
+            format!("token {id} is already revoked").into(),
+        ));
+    }
+    db::revoke(conn, id, now)?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent {
+            va_name: Some(&va),
+            message: format!(
+                "The product instance registration token ({}...) of the Virtual Account \"{va}\" was revoked.",
+                row.hint
+            ),
+            actor,
+            ..events::NewEvent::of(EventKind::TokenRevoked)
+        },
+    )?;
+    let (row, va) = get(conn, id)?;
+    Ok(view(&row, va, now))
 }
 
 /// Removes a revoked token (a token must be revoked first, as in the vendor's manager).
 pub fn remove(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> Result<()> {
-    conn.immediate_transaction(|conn| {
-        let (row, va) = get(conn, id)?;
-        if row.revoked_at.is_none() {
-            return Err(Error::Conflict(format!(
-                "token {id} is not revoked: revoke it first"
-            ).into()));
-        }
-        db::delete(conn, id)?;
-        events::append(
-            conn,
-            now,
-            &events::NewEvent {
-                va_name: Some(&va),
-                message: format!(
-                    "The revoked product instance registration token ({}...) of the Virtual Account \"{va}\" was removed.",
-                    row.hint
-                ),
-                actor,
-                ..events::NewEvent::of(EventKind::TokenRemoved)
-            },
-        )?;
-        Ok(())
-    })
+    let (row, va) = get(conn, id)?;
+    if row.revoked_at.is_none() {
+        return Err(Error::Conflict(
+            format!("token {id} is not revoked: revoke it first").into(),
+        ));
+    }
+    db::delete(conn, id)?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent {
+            va_name: Some(&va),
+            message: format!(
+                "The revoked product instance registration token ({}...) of the Virtual Account \"{va}\" was removed.",
+                row.hint
+            ),
+            actor,
+            ..events::NewEvent::of(EventKind::TokenRemoved)
+        },
+    )?;
+    Ok(())
 }

@@ -176,25 +176,23 @@ fn action_event(
 
 /// Dismisses an active alert (refused for the alerts that clear themselves).
 pub fn dismiss(conn: &mut SqliteConnection, id: i64, now: i64, actor: &str) -> Result<AlertView> {
-    conn.immediate_transaction::<_, Error, _>(|conn| {
-        let a = get(conn, id)?;
-        require_active(&a, "dismissed")?;
-        if let Some(why) = a.kind.not_dismissable() {
-            return Err(Error::State(
-                format!("alert {id} ({}) cannot be dismissed: {why}", a.kind).into(),
-            ));
-        }
-        db::end(conn, id, now, "dismissed", Some(actor))?;
-        action_event(
-            conn,
-            now,
-            &a,
-            format!("The alert \"{}\" was dismissed: {}", a.kind, a.message),
-            actor,
-        )?;
-        let names = va_names_of(conn, &a)?;
-        Ok(view(get(conn, id)?, &names, now))
-    })
+    let a = get(conn, id)?;
+    require_active(&a, "dismissed")?;
+    if let Some(why) = a.kind.not_dismissable() {
+        return Err(Error::State(
+            format!("alert {id} ({}) cannot be dismissed: {why}", a.kind).into(),
+        ));
+    }
+    db::end(conn, id, now, "dismissed", Some(actor))?;
+    action_event(
+        conn,
+        now,
+        &a,
+        format!("The alert \"{}\" was dismissed: {}", a.kind, a.message),
+        actor,
+    )?;
+    let names = va_names_of(conn, &a)?;
+    Ok(view(get(conn, id)?, &names, now))
 }
 
 /// Until when "remind later" hides an alert: the start of its next warning period.
@@ -230,40 +228,38 @@ pub fn remind_later(
     now: i64,
     actor: &str,
 ) -> Result<AlertView> {
-    conn.immediate_transaction::<_, Error, _>(|conn| {
-        let a = get(conn, id)?;
-        require_active(&a, "reminded later")?;
-        let Some(until) = remind_until(&a) else {
-            return Err(Error::State(
-                format!(
-                    "alert {id} ({}) has no next warning period to be reminded at: only Licenses \
-                 Expiring and Product Instance Failed to Connect can be reminded later{}",
-                    a.kind,
-                    if a.kind.not_dismissable().is_none() {
-                        "; dismiss it instead"
-                    } else {
-                        ""
-                    }
-                )
-                .into(),
-            ));
-        };
-        db::snooze(conn, id, now, until)?;
-        action_event(
-            conn,
-            now,
-            &a,
+    let a = get(conn, id)?;
+    require_active(&a, "reminded later")?;
+    let Some(until) = remind_until(&a) else {
+        return Err(Error::State(
             format!(
-                "The alert \"{}\" is hidden until {}: {}",
+                "alert {id} ({}) has no next warning period to be reminded at: only Licenses \
+             Expiring and Product Instance Failed to Connect can be reminded later{}",
                 a.kind,
-                clock::format(until),
-                a.message
-            ),
-            actor,
-        )?;
-        let names = va_names_of(conn, &a)?;
-        Ok(view(get(conn, id)?, &names, now))
-    })
+                if a.kind.not_dismissable().is_none() {
+                    "; dismiss it instead"
+                } else {
+                    ""
+                }
+            )
+            .into(),
+        ));
+    };
+    db::snooze(conn, id, now, until)?;
+    action_event(
+        conn,
+        now,
+        &a,
+        format!(
+            "The alert \"{}\" is hidden until {}: {}",
+            a.kind,
+            clock::format(until),
+            a.message
+        ),
+        actor,
+    )?;
+    let names = va_names_of(conn, &a)?;
+    Ok(view(get(conn, id)?, &names, now))
 }
 
 fn va_names_of(conn: &mut SqliteConnection, a: &AlertRow) -> Result<HashMap<i64, String>> {

@@ -94,7 +94,8 @@ pub(super) fn device_command(config: Config, cmd: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Show { device, json } => print(&devices::show(&mut conn, &device)?, json),
         DeviceCommand::Remove { device, json } => print(
-            &devices::remove(&mut conn, &device, now, &operator())?,
+            &ctx.store
+                .write(move |c| devices::remove(c, &device, now, &operator()))?,
             json,
         ),
         DeviceCommand::AllowReregister {
@@ -102,11 +103,13 @@ pub(super) fn device_command(config: Config, cmd: DeviceCommand) -> Result<()> {
             hours,
             json,
         } => print(
-            &devices::allow_reregister(&mut conn, &device, hours, now, &operator())?,
+            &ctx.store
+                .write(move |c| devices::allow_reregister(c, &device, hours, now, &operator()))?,
             json,
         ),
         DeviceCommand::Transfer { device, va, json } => print(
-            &devices::transfer(&mut conn, &device, &va, now, &operator())?,
+            &ctx.store
+                .write(move |c| devices::transfer(c, &device, &va, now, &operator()))?,
             json,
         ),
     }

@@ -194,16 +194,22 @@ pub fn alert_command(config: Config, cmd: AlertCommand) -> Result<()> {
             )?;
             format.print(&rows, report::alerts_table, "alert(s)")
         }
-        AlertCommand::Dismiss { id, json } => {
-            one(&alerts::dismiss(&mut conn, id, now, &operator())?, json)
-        }
+        AlertCommand::Dismiss { id, json } => one(
+            &ctx.store
+                .write(move |c| alerts::dismiss(c, id, now, &operator()))?,
+            json,
+        ),
         AlertCommand::RemindLater { id, json } => one(
-            &alerts::remind_later(&mut conn, id, now, &operator())?,
+            &ctx.store
+                .write(move |c| alerts::remind_later(c, id, now, &operator()))?,
             json,
         ),
         AlertCommand::Check { json } => {
-            let checked = crate::sync::deadlines::run(&mut conn, now)?;
-            let out = alerts::evaluate(&mut conn, checked.effective_now)?;
+            let (checked, out) = ctx.store.write(move |c| {
+                let checked = crate::sync::deadlines::run(c, now)?;
+                let out = alerts::evaluate(c, checked.effective_now)?;
+                Ok((checked, out))
+            })?;
             if json {
                 let v = serde_json::json!({ "deadlines": checked, "alerts": out });
                 println!("{}", to_json(&v)?);

@@ -18,11 +18,10 @@ pub(super) fn serve(config: Config) -> Result<()> {
 /// First start: creates the "admin" account, with the configured password or a generated
 /// one shown here, once, on standard error (not in the log).
 pub(super) fn first_admin(ctx: &Context) -> Result<()> {
-    let made = crate::operators::bootstrap(
-        &mut *ctx.store.conn()?,
-        &ctx.config.console.admin_password,
-        ctx.clock.now(),
-    )?;
+    let (password, now) = (ctx.config.console.admin_password.clone(), ctx.clock.now());
+    let made = ctx
+        .store
+        .write(move |c| crate::operators::bootstrap(c, &password, now))?;
     match made {
         Some(crate::operators::Bootstrapped {
             generated: Some(pw),

@@ -67,7 +67,7 @@ pub(super) fn sync_command(config: Config, cmd: SyncCommand) -> Result<()> {
         SyncCommand::Export { out, full, json } => {
             let ctx = Context::open(config)?;
             let now = ctx.clock.now();
-            sync::deadlines::run(&mut *ctx.store.conn()?, now)?;
+            ctx.store.write(move |c| sync::deadlines::run(c, now))?;
             let partial = out.with_extension("partial");
             let file = std::fs::OpenOptions::new()
                 .read(true)

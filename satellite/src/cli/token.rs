@@ -52,7 +52,7 @@ pub enum TokenCommand {
 pub(super) fn token_command(config: Config, cmd: TokenCommand) -> Result<()> {
     use crate::tokens::{self, NewToken, TokenView};
     let ctx = Context::open(config)?;
-    let key = crate::identity::token_key(ctx.store.data_dir())?;
+    let key = std::sync::Arc::new(crate::identity::token_key(ctx.store.data_dir())?);
     let now = ctx.clock.now();
     let mut conn = ctx.store.conn()?;
     let line = |t: &TokenView| {
@@ -82,19 +82,16 @@ pub(super) fn token_command(config: Config, cmd: TokenCommand) -> Result<()> {
             description,
             json,
         } => {
-            let (token, view) = tokens::create(
-                &mut conn,
-                &key,
-                now,
-                &NewToken {
-                    va,
-                    days,
-                    max_uses,
-                    export_controlled,
-                    description,
-                    created_by: operator(),
-                },
-            )?;
+            let n = NewToken {
+                va,
+                days,
+                max_uses,
+                export_controlled,
+                description,
+                created_by: operator(),
+            };
+            let key = key.clone();
+            let (token, view) = ctx.store.write(move |c| tokens::create(c, &key, now, &n))?;
             if json {
                 let mut v =
                     serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
@@ -140,14 +137,17 @@ pub(super) fn token_command(config: Config, cmd: TokenCommand) -> Result<()> {
             );
         }
         TokenCommand::Revoke { id } => {
-            let v = tokens::revoke(&mut conn, id, now, &operator())?;
+            let v = ctx
+                .store
+                .write(move |c| tokens::revoke(c, id, now, &operator()))?;
             println!(
                 "revoked token {id} ({}...) of {:?}",
                 v.hint, v.virtual_account
             );
         }
         TokenCommand::Remove { id } => {
-            tokens::remove(&mut conn, id, now, &operator())?;
+            ctx.store
+                .write(move |c| tokens::remove(c, id, now, &operator()))?;
             println!("removed token {id}");
         }
     }

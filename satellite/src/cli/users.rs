@@ -98,14 +98,10 @@ pub fn user_command(config: Config, cmd: UserCommand) -> Result<()> {
             json,
         } => {
             let (pw, generated) = password(password_stdin)?;
-            let v = operators::add(
-                &mut conn,
-                &username,
-                Role::parse(&role)?,
-                &pw,
-                now,
-                &operator(),
-            )?;
+            let (role, secret) = (Role::parse(&role)?, pw.clone());
+            let v = ctx
+                .store
+                .write(move |c| operators::add(c, &username, role, &secret, now, &operator()))?;
             if json {
                 let mut out =
                     serde_json::to_value(&v).map_err(|e| Error::Internal(e.to_string()))?;
@@ -142,14 +138,18 @@ pub fn user_command(config: Config, cmd: UserCommand) -> Result<()> {
             password_stdin,
         } => {
             let (pw, generated) = password(password_stdin)?;
-            operators::passwd(&mut conn, &username, &pw, now, &operator())?;
+            let (name, secret) = (username.clone(), pw.clone());
+            ctx.store
+                .write(move |c| operators::passwd(c, &name, &secret, now, &operator()))?;
             println!("changed the password of {username}; its console sessions ended");
             if generated {
                 println!("password (shown once): {pw}");
             }
         }
         UserCommand::Remove { username } => {
-            operators::remove(&mut conn, &username, now, &operator())?;
+            let name = username.clone();
+            ctx.store
+                .write(move |c| operators::remove(c, &name, now, &operator()))?;
             println!("removed {username}");
         }
         UserCommand::ApiToken(ApiTokenCommand::Create {
@@ -158,14 +158,9 @@ pub fn user_command(config: Config, cmd: UserCommand) -> Result<()> {
             days,
             json,
         }) => {
-            let t = operators::create_api_token(
-                &mut conn,
-                &username,
-                &description,
-                days,
-                now,
-                &operator(),
-            )?;
+            let t = ctx.store.write(move |c| {
+                operators::create_api_token(c, &username, &description, days, now, &operator())
+            })?;
             if json {
                 println!("{}", to_json(&t)?);
             } else {
@@ -195,7 +190,8 @@ pub fn user_command(config: Config, cmd: UserCommand) -> Result<()> {
             }
         }
         UserCommand::ApiToken(ApiTokenCommand::Revoke { id }) => {
-            operators::revoke_api_token(&mut conn, id, None, now, &operator())?;
+            ctx.store
+                .write(move |c| operators::revoke_api_token(c, id, None, now, &operator()))?;
             println!("revoked API token {id}");
         }
     }

@@ -278,8 +278,17 @@ pub fn set_usage_status(
     Ok(())
 }
 
-/// The usage rows counted against a VA's pool of `tag`, in the order they came.
-pub fn queue(conn: &mut SqliteConnection, va_id: i64, tag: &str) -> Result<Vec<UsageRow>> {
+/// The usage rows counted against a VA's pool of `tag`, in the order they came: up to
+/// `limit` of them after the row `after` (requested at, pi id), so that a pool of a
+/// million devices is walked in pages of bounded memory.
+pub fn queue(
+    conn: &mut SqliteConnection,
+    va_id: i64,
+    tag: &str,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<UsageRow>> {
+    let (at, id) = after.unwrap_or((i64::MIN, i64::MIN));
     Ok(u::table
         .inner_join(pi::table)
         .select(UsageRow::as_select())
@@ -287,7 +296,11 @@ pub fn queue(conn: &mut SqliteConnection, va_id: i64, tag: &str) -> Result<Vec<U
         .filter(pi::state.eq(PiState::Active))
         .filter(u::tag.eq(tag))
         .filter(u::status.ne("NOT_FOUND"))
+        // A range on the (tag, requested_at) index, then the tie on the pi id.
+        .filter(u::requested_at.ge(at))
+        .filter(u::requested_at.gt(at).or(u::pi_id.gt(id)))
         .order((u::requested_at, u::pi_id))
+        .limit(limit)
         .load(conn)?)
 }
 

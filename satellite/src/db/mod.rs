@@ -58,12 +58,56 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ConnectionSe
     }
 }
 
+/// Runs `f` on one read snapshot of `conn` (a deferred transaction that only reads): what
+/// `f` reads is consistent however long it takes, and holds no write lock.
+pub fn read_snapshot<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<T> {
+    use diesel::Connection;
+    conn.transaction(f)
+}
+
+/// Runs `f` inside the caller's write transaction and rolls back all it did, whatever it
+/// returns: a preview (a dry run) of a change.
+pub fn rolled_back<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<T> {
+    use diesel::Connection;
+    enum Undo<T> {
+        Done(T),
+        Failed(Error),
+    }
+    impl<T> From<diesel::result::Error> for Undo<T> {
+        fn from(e: diesel::result::Error) -> Self {
+            Undo::Failed(e.into())
+        }
+    }
+    match conn.transaction::<(), Undo<T>, _>(|c| match f(c) {
+        Ok(v) => Err(Undo::Done(v)),
+        Err(e) => Err(Undo::Failed(e)),
+    }) {
+        Err(Undo::Done(v)) => Ok(v),
+        Err(Undo::Failed(e)) => Err(e),
+        Ok(()) => Err(Error::Internal("a preview was not rolled back".into())),
+    }
+}
+
 /// The satellite's store: the data directory and a pool of connections to its database.
+///
+/// One write path: [`Store::write`] is the only way anything outside `db` changes the
+/// store. In the running server (a store [`Store::serving`] a [`writer::Writer`]) every
+/// write goes through the one writer, and pooled connections are read-only
+/// (`PRAGMA query_only`), so a write that bypasses the writer fails loudly instead of
+/// contending for SQLite's lock. Elsewhere (CLI commands) a write is one short immediate
+/// transaction on a pooled connection.
 #[derive(Clone)]
 pub struct Store {
     pool: DbPool,
     data_dir: PathBuf,
     db_path: PathBuf,
+    writer: Option<writer::Writer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,6 +149,7 @@ impl Store {
             pool,
             data_dir: cfg.data_dir.clone(),
             db_path,
+            writer: None,
         };
         let applied = store.migrate()?;
         datadir::restrict_file(&store.db_path)?;
@@ -113,7 +158,7 @@ impl Store {
 
     /// Applies pending migrations; returns the versions applied (empty when up to date).
     pub fn migrate(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn()?;
+        let mut conn = self.writable_conn()?;
         // WAL is a property of the database file: set once, it stays.
         conn.batch_execute("PRAGMA journal_mode = WAL;")?;
         let applied = conn
@@ -122,9 +167,52 @@ impl Store {
         Ok(applied.iter().map(|v| v.to_string()).collect())
     }
 
-    /// A pooled connection.
+    /// A pooled connection: read-only in the server (see [`Store::write`]).
     pub fn conn(&self) -> Result<Conn> {
-        Ok(self.pool.get()?)
+        let mut conn = self.pool.get()?;
+        conn.batch_execute(if self.writer.is_some() {
+            "PRAGMA query_only = 1"
+        } else {
+            "PRAGMA query_only = 0"
+        })?;
+        Ok(conn)
+    }
+
+    /// A connection that may write, outside any writer: the writer's own, and migrations.
+    fn writable_conn(&self) -> Result<Conn> {
+        let mut conn = self.pool.get()?;
+        conn.batch_execute("PRAGMA query_only = 0")?;
+        Ok(conn)
+    }
+
+    /// This store, with every write going through `writer` (the running server).
+    pub fn serving(&self, writer: writer::Writer) -> Store {
+        Store {
+            writer: Some(writer),
+            ..self.clone()
+        }
+    }
+
+    /// Whether writes go through the server's writer.
+    pub fn is_serving(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Runs `f` in one write transaction and returns its result once committed; an error
+    /// from `f` rolls back all it did. In the server, `f` joins the writer's queue (and
+    /// this call blocks until its batch committed: call it off the async workers, or use
+    /// [`writer::Writer::write`] there); elsewhere it runs in an immediate transaction on a
+    /// pooled connection. Domain functions never begin a transaction of their own: they
+    /// take the connection of the one that `write` began.
+    pub fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
+    {
+        match &self.writer {
+            Some(w) => w.write_blocking(f),
+            None => writer::begin_immediate(&mut *self.writable_conn()?, f),
+        }
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -233,6 +233,16 @@ pub fn api_token_by_hash(
         .optional()?)
 }
 
+/// When API token `id` was last noted as used.
+pub fn api_token_last_used(conn: &mut SqliteConnection, id: i64) -> Result<Option<i64>> {
+    Ok(tk::table
+        .select(tk::last_used_at)
+        .find(id)
+        .first::<Option<i64>>(conn)
+        .optional()?
+        .flatten())
+}
+
 pub fn api_token_used(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<()> {
     diesel::update(tk::table.find(id))
         .set(tk::last_used_at.eq(now))

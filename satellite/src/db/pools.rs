@@ -102,10 +102,84 @@ pub fn upsert_va(conn: &mut SqliteConnection, now: i64, va: &VirtualAccount) -> 
         .first(conn)?)
 }
 
-/// Deletes every license line (a sync response brings them all again).
+/// Deletes every license line (a registration brings them all again).
 pub fn delete_lines(conn: &mut SqliteConnection) -> Result<()> {
     diesel::delete(licenses::table).execute(conn)?;
     Ok(())
+}
+
+/// Deletes the license lines `ids`; returns how many there were.
+pub fn delete_lines_by_id(conn: &mut SqliteConnection, ids: &[i64]) -> Result<usize> {
+    let mut n = 0;
+    for chunk in ids.chunks(10_000) {
+        n += diesel::delete(licenses::table.filter(licenses::id.eq_any(chunk))).execute(conn)?;
+    }
+    Ok(n)
+}
+
+/// Inserts license lines, (VA id, line), many rows per statement.
+pub fn insert_lines(
+    conn: &mut SqliteConnection,
+    now: i64,
+    lines: &[(i64, &LicenseLine)],
+) -> Result<()> {
+    // Ten columns a row, well under SQLite's 32,766 parameters a statement.
+    for chunk in lines.chunks(1_000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(va_id, l)| {
+                (
+                    licenses::va_id.eq(*va_id),
+                    licenses::tag.eq(&l.tag),
+                    licenses::name.eq(&l.name),
+                    licenses::description.eq(&l.description),
+                    licenses::kind.eq(l.kind.as_str()),
+                    licenses::quantity.eq(l.quantity),
+                    licenses::start_at.eq(l.start),
+                    licenses::end_at.eq(l.end),
+                    licenses::restricted.eq(l.restricted),
+                    licenses::updated_at.eq(now),
+                )
+            })
+            .collect();
+        diesel::insert_into(licenses::table)
+            .values(&rows)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` license lines after the id `after`, by id, each with its VA's name.
+pub fn lines_page(
+    conn: &mut SqliteConnection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(LicenseRow, String)>> {
+    Ok(licenses::table
+        .inner_join(virtual_accounts::table)
+        .select((LicenseRow::as_select(), virtual_accounts::name))
+        .filter(licenses::id.gt(after))
+        .order(licenses::id)
+        .limit(limit)
+        .load(conn)?)
+}
+
+impl LicenseRow {
+    /// The line as the cloud sends it.
+    pub fn as_line(&self) -> LicenseLine {
+        LicenseLine {
+            tag: self.tag.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            // The column holds what `as_str` wrote.
+            kind: sync_format::payload::LicenseKind::parse(&self.kind)
+                .unwrap_or(sync_format::payload::LicenseKind::Perpetual),
+            quantity: self.quantity,
+            start: self.start_at,
+            end: self.end_at,
+            restricted: self.restricted,
+        }
+    }
 }
 
 /// Every VA the satellite serves, with its license lines, by name.

@@ -3,6 +3,11 @@
 //! thread, one connection, and each batch of queued writes shares one transaction (group
 //! commit), each write in its own savepoint so one failing write rolls back only itself.
 //! A caller hears back only after the batch committed. Reads use the pool.
+//!
+//! SQLite's lock may still be held by another process (a CLI command writing while the
+//! server runs, a backup): the writer then waits for it, up to [`LOCK_WAIT`], instead of
+//! failing its batch, so device requests are answered late rather than refused. Every
+//! other writer keeps its transactions short (see [`super::Store::write`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -20,6 +25,9 @@ use crate::error::{Error, Result};
 const QUEUE: usize = 4096;
 /// Writes committed together at most.
 const BATCH: usize = 512;
+/// How long a write transaction waits, in all, for SQLite's lock held by another process
+/// (each try waits the connection's `busy_timeout`).
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 type Done = Box<dyn FnOnce(bool) + Send>;
 type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Done + Send>;
@@ -39,7 +47,7 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Starts the writer thread on a connection of `store`.
     pub fn start(store: &Store) -> Result<(Writer, WriterThread)> {
-        let conn = store.conn()?;
+        let conn = store.writable_conn()?;
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -57,17 +65,8 @@ impl Writer {
         F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
     {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
-            let result = conn.transaction::<T, Error, _>(|c| f(c));
-            Box::new(move |committed| {
-                let result = match (result, committed) {
-                    (Ok(_), false) => {
-                        Err(Error::Internal("the write could not be committed".into()))
-                    }
-                    (r, _) => r,
-                };
-                let _ = done_tx.send(result);
-            })
+        let job = job(f, move |r| {
+            let _ = done_tx.send(r);
         });
         // A full queue: wait on the blocking pool instead of an async worker.
         match self.tx.try_send(job) {
@@ -86,6 +85,66 @@ impl Writer {
         done_rx
             .await
             .map_err(|_| Error::Internal("the writer dropped a write".into()))?
+    }
+
+    /// [`Writer::write`] for a thread that may block (the scheduler, a blocking task):
+    /// queues `f` and waits until its batch committed.
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
+    {
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Result<T>>(1);
+        let job = job(f, move |r| {
+            let _ = done_tx.send(r);
+        });
+        self.tx
+            .send(job)
+            .map_err(|_| Error::Internal("the writer has stopped".into()))?;
+        done_rx
+            .recv()
+            .map_err(|_| Error::Internal("the writer dropped a write".into()))?
+    }
+}
+
+/// A queued write: `f` in its own savepoint of the batch's transaction, its result handed
+/// to `reply` once the batch committed (or failed to).
+fn job<T, F>(f: F, reply: impl FnOnce(Result<T>) + Send + 'static) -> Job
+where
+    T: Send + 'static,
+    F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
+{
+    Box::new(move |conn| {
+        let result = conn.transaction::<T, Error, _>(|c| f(c));
+        Box::new(move |committed| {
+            reply(match (result, committed) {
+                (Ok(_), false) => Err(Error::Internal("the write could not be committed".into())),
+                (r, _) => r,
+            })
+        })
+    })
+}
+
+/// Runs `f` in an immediate transaction on `conn`, waiting (up to [`LOCK_WAIT`]) while
+/// another process holds SQLite's write lock. What `f` returns, error or not, is final:
+/// only the transaction's start is tried again.
+pub(super) fn begin_immediate<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<T> {
+    let started = std::time::Instant::now();
+    let mut f = Some(f);
+    loop {
+        let r = conn.immediate_transaction::<T, Error, _>(|c| match f.take() {
+            Some(f) => f(c),
+            None => Err(Error::Internal("a write ran twice".into())),
+        });
+        match r {
+            Err(e) if f.is_some() && e.is_busy() && started.elapsed() < LOCK_WAIT => {
+                tracing::warn!("the database is locked by another process; waiting");
+            }
+            r => return r,
+        }
     }
 }
 
@@ -120,14 +179,13 @@ fn run(mut conn: Conn, rx: Receiver<Job>, stop: &AtomicBool) {
             }
         }
         let mut dones = Vec::with_capacity(batch.len());
-        let committed = conn
-            .immediate_transaction::<_, diesel::result::Error, _>(|c| {
-                for job in batch.drain(..) {
-                    dones.push(job(c));
-                }
-                Ok(())
-            })
-            .is_ok();
+        let committed = begin_immediate(&mut conn, |c| {
+            for job in batch.drain(..) {
+                dones.push(job(c));
+            }
+            Ok(())
+        })
+        .is_ok();
         if !committed {
             tracing::error!("a batch of writes failed to commit; its callers get an error");
         }

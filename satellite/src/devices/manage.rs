@@ -88,16 +88,14 @@ pub fn show(conn: &mut SqliteConnection, who: &str) -> Result<DeviceView> {
 
 /// Removes a device (operator): its licenses are released.
 pub fn remove(conn: &mut SqliteConnection, who: &str, now: i64, actor: &str) -> Result<DeviceView> {
-    conn.immediate_transaction(|conn| {
-        let pi = find(conn, who)?;
-        if pi.state != PiState::Active {
-            return Err(Error::Conflict(
-                format!("product instance {who:?} is already removed").into(),
-            ));
-        }
-        remove_pi(conn, &pi, now, actor)?;
-        show(conn, &pi.uuid)
-    })
+    let pi = find(conn, who)?;
+    if pi.state != PiState::Active {
+        return Err(Error::Conflict(
+            format!("product instance {who:?} is already removed").into(),
+        ));
+    }
+    remove_pi(conn, &pi, now, actor)?;
+    show(conn, &pi.uuid)
 }
 
 /// Removes a product instance not heard from for a year (seed 000: "After one year, the
@@ -130,29 +128,32 @@ pub fn transfer(
     now: i64,
     actor: &str,
 ) -> Result<DeviceView> {
-    conn.immediate_transaction(|conn| {
-        let pi = find(conn, who)?;
-        if pi.state != PiState::Active {
-            return Err(Error::Conflict(format!("product instance {who:?} is removed").into()));
-        }
-        let to = pools::va_id(conn, to_va)?
-            .ok_or_else(|| Error::NotFound(format!("no virtual account {to_va:?} on this satellite").into()))?;
-        if to == pi.va_id {
-            return Err(Error::Conflict(format!("product instance {who:?} is already in {to_va:?}").into()));
-        }
-        let from = pools::va_name(conn, pi.va_id)?;
-        compliance::release_all(conn, &pi, now)?;
-        db::set_va(conn, pi.id, to)?;
-        // Restricted licenses go with the device (seed 001); the others stay behind.
-        crate::export::moved(conn, pi.id, pi.va_id, to, now)?;
-        events::append(
-            conn,
-            now,
-            &events::NewEvent::about_pi(EventKind::PiTransferred, to_va, &pi.uuid, format!(
-                    "The product instance {} was transferred from the Virtual Account \"{from}\" to the Virtual Account \"{to_va}\".",
-                    pi.name
-                ), actor),
-        )?;
-        show(conn, &pi.uuid)
-    })
+    let pi = find(conn, who)?;
+    if pi.state != PiState::Active {
+        return Err(Error::Conflict(
+            format!("product instance {who:?} is removed").into(),
+        ));
+    }
+    let to = pools::va_id(conn, to_va)?.ok_or_else(|| {
+        Error::NotFound(format!("no virtual account {to_va:?} on this satellite").into())
+    })?;
+    if to == pi.va_id {
+        return Err(Error::Conflict(
+            format!("product instance {who:?} is already in {to_va:?}").into(),
+        ));
+    }
+    let from = pools::va_name(conn, pi.va_id)?;
+    compliance::release_all(conn, &pi, now)?;
+    db::set_va(conn, pi.id, to)?;
+    // Restricted licenses go with the device (seed 001); the others stay behind.
+    crate::export::moved(conn, pi.id, pi.va_id, to, now)?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent::about_pi(EventKind::PiTransferred, to_va, &pi.uuid, format!(
+                "The product instance {} was transferred from the Virtual Account \"{from}\" to the Virtual Account \"{to_va}\".",
+                pi.name
+            ), actor),
+    )?;
+    show(conn, &pi.uuid)
 }

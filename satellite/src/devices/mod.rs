@@ -321,36 +321,32 @@ pub fn allow_reregister(
             "hours must be 1 to 168, got {hours}"
         )));
     }
-    conn.immediate_transaction(|conn| {
-        let pi = find(conn, who)?;
-        if pi.state != PiState::Active {
-            return Err(Error::Conflict(Reason::new(
-                "device_removed",
-                format!(
-                    "product instance {who:?} is removed: it registers again with any valid token"
-                ),
-            )));
-        }
-        let until = now + hours * 3600;
-        db::allow_reregister(conn, pi.id, until)?;
-        let va = pools::va_name(conn, pi.va_id)?;
-        events::append(
-            conn,
-            now,
-            &events::NewEvent::about_pi(
-                EventKind::PiReregisterAllowed,
-                &va,
-                &pi.uuid,
-                format!(
-                    "The product instance {} may register again without its current key until {}.",
-                    pi.name,
-                    clock::format(until)
-                ),
-                actor,
+    let pi = find(conn, who)?;
+    if pi.state != PiState::Active {
+        return Err(Error::Conflict(Reason::new(
+            "device_removed",
+            format!("product instance {who:?} is removed: it registers again with any valid token"),
+        )));
+    }
+    let until = now + hours * 3600;
+    db::allow_reregister(conn, pi.id, until)?;
+    let va = pools::va_name(conn, pi.va_id)?;
+    events::append(
+        conn,
+        now,
+        &events::NewEvent::about_pi(
+            EventKind::PiReregisterAllowed,
+            &va,
+            &pi.uuid,
+            format!(
+                "The product instance {} may register again without its current key until {}.",
+                pi.name,
+                clock::format(until)
             ),
-        )?;
-        show(conn, &pi.uuid)
-    })
+            actor,
+        ),
+    )?;
+    show(conn, &pi.uuid)
 }
 
 /// Checks a token without writing (to turn bad tokens away before the CPU work).

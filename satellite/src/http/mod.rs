@@ -55,7 +55,8 @@ impl AppState {
             identities: Arc::default(),
             console: Arc::default(),
             config,
-            store,
+            // Every write of the server through the one writer; pooled connections only read.
+            store: store.serving(writer.clone()),
             clock,
             writer,
             ready: Arc::new(AtomicBool::new(false)),

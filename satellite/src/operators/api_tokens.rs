@@ -65,29 +65,27 @@ pub fn create_api_token(
         }
     }
     let token = format!("{API_TOKEN_PREFIX}{}", random_hex(32)?);
-    conn.immediate_transaction(|conn| {
-        let row = get(conn, username)?;
-        let expires = days.map(|d| now + i64::from(d) * 86_400);
-        let id = db::insert_api_token(
-            conn,
-            row.id,
-            description,
-            &secret_hash(&token),
-            now,
-            expires,
-        )?;
-        log(
-            conn,
-            now,
-            actor,
-            format!("API token {id} created for operator account \"{username}\"."),
-        )?;
-        let t = db::api_token(conn, id)?
-            .ok_or_else(|| Error::Internal("the new API token vanished".into()))?;
-        Ok(NewApiToken {
-            token: token.clone(),
-            info: token_view(&t, row.username, now),
-        })
+    let row = get(conn, username)?;
+    let expires = days.map(|d| now + i64::from(d) * 86_400);
+    let id = db::insert_api_token(
+        conn,
+        row.id,
+        description,
+        &secret_hash(&token),
+        now,
+        expires,
+    )?;
+    log(
+        conn,
+        now,
+        actor,
+        format!("API token {id} created for operator account \"{username}\"."),
+    )?;
+    let t = db::api_token(conn, id)?
+        .ok_or_else(|| Error::Internal("the new API token vanished".into()))?;
+    Ok(NewApiToken {
+        token: token.clone(),
+        info: token_view(&t, row.username, now),
     })
 }
 
@@ -111,18 +109,16 @@ pub fn revoke_api_token(
     now: i64,
     actor: &str,
 ) -> Result<()> {
-    conn.immediate_transaction(|conn| {
-        let t = db::api_token(conn, id)?
-            .filter(|t| owner.is_none_or(|o| o == t.operator_id))
-            .ok_or_else(|| Error::NotFound(format!("no API token {id}").into()))?;
-        if t.revoked_at.is_some() {
-            return Err(Error::Conflict(
-                format!("API token {id} is already revoked").into(),
-            ));
-        }
-        db::revoke_api_token(conn, id, now)?;
-        log(conn, now, actor, format!("API token {id} revoked."))
-    })
+    let t = db::api_token(conn, id)?
+        .filter(|t| owner.is_none_or(|o| o == t.operator_id))
+        .ok_or_else(|| Error::NotFound(format!("no API token {id}").into()))?;
+    if t.revoked_at.is_some() {
+        return Err(Error::Conflict(
+            format!("API token {id} is already revoked").into(),
+        ));
+    }
+    db::revoke_api_token(conn, id, now)?;
+    log(conn, now, actor, format!("API token {id} revoked."))
 }
 
 /// The operator of a live API token, noting its use.
@@ -140,9 +136,16 @@ pub fn by_api_token(
     if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
         return Ok(None);
     }
-    // Noted at most once a minute, so scripts do not turn reads into writes.
-    if t.last_used_at.is_none_or(|u| now - u >= 60) {
-        db::api_token_used(conn, t.id, now)?;
-    }
     principal(&row, Via::ApiToken(t.id)).map(Some)
+}
+
+/// Whether the use of API token `id` at `now` is to be noted: at most once a minute, so
+/// scripts do not turn reads into writes. A read; [`note_api_token_use`] writes it.
+pub fn api_token_use_due(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<bool> {
+    Ok(db::api_token_last_used(conn, id)?.is_none_or(|u| now - u >= 60))
+}
+
+/// Notes that API token `id` was used at `now`, in the caller's write.
+pub fn note_api_token_use(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<()> {
+    db::api_token_used(conn, id, now)
 }

@@ -256,25 +256,23 @@ pub fn bootstrap(
     configured: &str,
     now: i64,
 ) -> Result<Option<Bootstrapped>> {
-    conn.immediate_transaction(|conn| {
-        if db::count(conn)? > 0 {
-            return Ok(None);
-        }
-        let (hash, generated) = if configured.is_empty() {
-            let pw = generate_password()?;
-            (hash_password(&pw)?, Some(pw))
-        } else {
-            (configured_hash(configured)?, None)
-        };
-        db::insert(conn, "admin", Role::Admin.as_str(), &hash, now)?;
-        log(
-            conn,
-            now,
-            "system",
-            "Operator account \"admin\" created with the role admin at first start.".into(),
-        )?;
-        Ok(Some(Bootstrapped { generated }))
-    })
+    if db::count(conn)? > 0 {
+        return Ok(None);
+    }
+    let (hash, generated) = if configured.is_empty() {
+        let pw = generate_password()?;
+        (hash_password(&pw)?, Some(pw))
+    } else {
+        (configured_hash(configured)?, None)
+    };
+    db::insert(conn, "admin", Role::Admin.as_str(), &hash, now)?;
+    log(
+        conn,
+        now,
+        "system",
+        "Operator account \"admin\" created with the role admin at first start.".into(),
+    )?;
+    Ok(Some(Bootstrapped { generated }))
 }
 
 /// The first admin account was created; `generated` is its password when none was
@@ -304,22 +302,20 @@ pub fn add(
     check_username(username)?;
     check_password(password)?;
     let hash = hash_password(password)?;
-    conn.immediate_transaction(|conn| {
-        if db::by_name(conn, username)?.is_some() {
-            return Err(Error::Conflict(Reason::new(
-                "user_exists",
-                format!("an operator account named {username:?} already exists"),
-            )));
-        }
-        db::insert(conn, username, role.as_str(), &hash, now)?;
-        log(
-            conn,
-            now,
-            actor,
-            format!("Operator account \"{username}\" created with the role {role}."),
-        )?;
-        view(&get(conn, username)?)
-    })
+    if db::by_name(conn, username)?.is_some() {
+        return Err(Error::Conflict(Reason::new(
+            "user_exists",
+            format!("an operator account named {username:?} already exists"),
+        )));
+    }
+    db::insert(conn, username, role.as_str(), &hash, now)?;
+    log(
+        conn,
+        now,
+        actor,
+        format!("Operator account \"{username}\" created with the role {role}."),
+    )?;
+    view(&get(conn, username)?)
 }
 
 /// Sets a new password and ends the account's browser sessions.
@@ -332,18 +328,16 @@ pub fn passwd(
 ) -> Result<OperatorView> {
     check_password(password)?;
     let hash = hash_password(password)?;
-    conn.immediate_transaction(|conn| {
-        let row = get(conn, username)?;
-        db::set_password(conn, row.id, &hash, now)?;
-        db::delete_sessions_of(conn, row.id)?;
-        log(
-            conn,
-            now,
-            actor,
-            format!("The password of operator account \"{username}\" was changed."),
-        )?;
-        view(&get(conn, username)?)
-    })
+    let row = get(conn, username)?;
+    db::set_password(conn, row.id, &hash, now)?;
+    db::delete_sessions_of(conn, row.id)?;
+    log(
+        conn,
+        now,
+        actor,
+        format!("The password of operator account \"{username}\" was changed."),
+    )?;
+    view(&get(conn, username)?)
 }
 
 /// An operator changes their own password, proving the current one. Ends their sessions.
@@ -373,22 +367,20 @@ pub fn change_own_password(
 
 /// Removes an account with its sessions and API tokens. The last admin cannot go.
 pub fn remove(conn: &mut SqliteConnection, username: &str, now: i64, actor: &str) -> Result<()> {
-    conn.immediate_transaction(|conn| {
-        let row = get(conn, username)?;
-        if row.role == Role::Admin.as_str() && db::admins(conn)? <= 1 {
-            return Err(Error::Conflict(Reason::new(
-                "last_admin",
-                format!("{username:?} is the last admin: add another admin before removing it"),
-            )));
-        }
-        db::delete(conn, row.id)?;
-        log(
-            conn,
-            now,
-            actor,
-            format!("Operator account \"{username}\" removed."),
-        )
-    })
+    let row = get(conn, username)?;
+    if row.role == Role::Admin.as_str() && db::admins(conn)? <= 1 {
+        return Err(Error::Conflict(Reason::new(
+            "last_admin",
+            format!("{username:?} is the last admin: add another admin before removing it"),
+        )));
+    }
+    db::delete(conn, row.id)?;
+    log(
+        conn,
+        now,
+        actor,
+        format!("Operator account \"{username}\" removed."),
+    )
 }
 
 /// A new browser session: its secret (the cookie) and the operator.
@@ -398,14 +390,14 @@ pub struct Session {
     pub principal: Principal,
 }
 
-/// Checks a user name and password and opens a session. Unknown user and wrong password
-/// give the same answer and take the same time.
-pub fn login(
+/// Checks a user name and password (a read: the slow argon2 verification holds no write
+/// lock); [`open_session`] then opens the session. Unknown user and wrong password give the
+/// same answer and take the same time.
+pub fn authenticate(
     conn: &mut SqliteConnection,
     username: &str,
     password: &str,
-    now: i64,
-) -> Result<Session> {
+) -> Result<db::OperatorRow> {
     let wrong = || Error::Unauthorized(Reason::new("login_failed", "wrong user name or password"));
     let row = db::by_name(conn, username)?;
     let hash = row.as_ref().map(|r| r.password_hash.as_str());
@@ -413,10 +405,18 @@ pub fn login(
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let dummy = DUMMY.get_or_init(|| hash_password("not a password of anyone").unwrap_or_default());
     let ok = verify_password(hash.unwrap_or(dummy), password);
-    let row = match row {
-        Some(r) if ok => r,
-        _ => return Err(wrong()),
-    };
+    match row {
+        Some(r) if ok => Ok(r),
+        _ => Err(wrong()),
+    }
+}
+
+/// Opens a browser session for an operator [`authenticate`] let in, in the caller's write.
+pub fn open_session(
+    conn: &mut SqliteConnection,
+    row: &db::OperatorRow,
+    now: i64,
+) -> Result<Session> {
     let secret = random_hex(32)?;
     let s = db::SessionRow {
         id_hash: secret_hash(&secret),
@@ -425,14 +425,12 @@ pub fn login(
         created_at: now,
         expires_at: now + SESSION_SECONDS,
     };
-    conn.immediate_transaction(|conn| {
-        db::delete_expired_sessions(conn, now)?;
-        db::insert_session(conn, &s)?;
-        db::logged_in(conn, row.id, now)
-    })?;
+    db::delete_expired_sessions(conn, now)?;
+    db::insert_session(conn, &s)?;
+    db::logged_in(conn, row.id, now)?;
     Ok(Session {
         principal: principal(
-            &row,
+            row,
             Via::Session {
                 id_hash: s.id_hash,
                 csrf: s.csrf,

@@ -1,5 +1,11 @@
 use super::*;
 
+/// A login as the console does it: the password checked, then the session opened.
+fn login(conn: &mut SqliteConnection, user: &str, password: &str, now: i64) -> Result<Session> {
+    let row = authenticate(conn, user, password)?;
+    open_session(conn, &row, now)
+}
+
 fn store() -> (tempfile::TempDir, crate::db::Store) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = crate::config::Config::load_from(None, &[]).unwrap();

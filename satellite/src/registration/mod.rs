@@ -96,8 +96,10 @@ pub fn make_request(
         public_key_pem,
     })?;
     let (out, _) = w.finish(&Signer::new(key, vec![cert])?)?;
-    conn.immediate_transaction::<_, Error, _>(|conn| {
-        reg::insert_request(conn, &bundle_id, now, mode, cloud_url)?;
+    drop(conn);
+    let (id, url) = (bundle_id.clone(), cloud_url.map(str::to_string));
+    store.write(move |conn| {
+        reg::insert_request(conn, &id, now, mode, url.as_deref())?;
         // By files the authorization comes back by hand: the alert says one is awaited until
         // it is imported (over the network, once the cloud says it holds the request).
         if mode == SyncMode::Manual {
@@ -288,13 +290,22 @@ pub fn import_authorization(
         .map(|v| v.name.clone())
         .collect();
     let ca_pem = String::from_utf8(ca.to_pem()?).map_err(|e| Error::Internal(e.to_string()))?;
-    conn.immediate_transaction::<_, Error, _>(|conn| {
+    drop(conn);
+    let (auth, names, cloud_id, request_id) = (
+        std::sync::Arc::new(auth),
+        va_names.clone(),
+        manifest.sender.clone(),
+        request_id.to_string(),
+    );
+    let a = auth.clone();
+    store.write(move |conn| {
+        let (auth, va_names, request_id) = (&*a, names, request_id.as_str());
         reg::set_registered(
             conn,
             now,
             &reg::Registered {
                 name: &auth.satellite_name,
-                cloud_id: &manifest.sender,
+                cloud_id: &cloud_id,
                 account_name: &auth.account.name,
                 cloud_ca_pem: &ca_pem,
                 certificate_pem: &auth.satellite_certificate_pem,
@@ -332,7 +343,7 @@ pub fn import_authorization(
     })?;
     tracing::info!(account = %auth.account.name, vas = ?va_names, "satellite registered");
     Ok(Registered {
-        account: auth.account.name,
+        account: auth.account.name.clone(),
         cloud_id: manifest.sender,
         virtual_accounts: va_names,
         license_lines: lines,
@@ -438,9 +449,9 @@ pub fn register_network(
 
 fn mark_pending(store: &Store, clock: &dyn Clock, request_id: &str) -> Result<()> {
     let now = clock.now();
-    let mut conn = store.conn()?;
-    conn.immediate_transaction::<_, Error, _>(|conn| {
-        reg::set_pending(conn, request_id)?;
+    let request_id = request_id.to_string();
+    store.write(move |conn| {
+        reg::set_pending(conn, &request_id)?;
         raise_pending(conn, now)
     })
 }

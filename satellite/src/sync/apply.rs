@@ -79,7 +79,7 @@ pub fn import<R: Read + Seek>(
     }
     // The cloud removed this satellite: nothing else of the response applies.
     if let Some(removal) = &resp.removed {
-        return removed_by_cloud(&mut conn, at, &me, &m, removal, dry_run);
+        return removed_by_cloud(store, at, &me, &m, removal, dry_run);
     }
     // A new cloud CA and a renewed certificate are checked before anything is written.
     let rolled = match &resp.cloud_ca {
@@ -132,44 +132,36 @@ pub fn import<R: Read + Seek>(
         return Ok(outcome);
     }
 
-    // The one way a response is applied, for real or as a preview.
-    let mut apply = |conn: &mut SqliteConnection| {
-        apply_in(
-            conn,
-            at,
-            Incoming {
-                manifest: &m,
-                payload: &resp,
-                bundle: &mut bundle,
-                mode,
-                renewed: renewed.as_ref(),
-                rolled: rolled.as_ref(),
-            },
-            Report {
-                outcome: &mut outcome,
-                progress: &mut *progress,
-            },
-        )
-    };
+    // Everything that needs no lock happens now, on this read snapshot: the records read
+    // and checked, the license lines compared with the stored ones. The write that follows
+    // only changes what differs, and recomputes only the pools it touched.
+    let plan = prepare(
+        &mut conn,
+        at,
+        Incoming {
+            manifest: m.clone(),
+            payload: resp,
+            mode,
+            renewed: renewed.clone(),
+            rolled,
+        },
+        &mut bundle,
+        outcome,
+        progress,
+    )?;
+    drop(conn);
     if dry_run {
-        // The same reading as the real thing, inside a transaction that is always rolled
-        // back: the closure's only way out is an error, the preview or a real one.
-        let r = conn.immediate_transaction::<(), Rollback, _>(|conn| {
-            apply(conn)?;
-            Err(Rollback::Preview)
-        });
-        match r {
-            Err(Rollback::Preview) | Ok(()) => {}
-            Err(Rollback::Failed(e)) => return Err(e),
-        }
+        // The same write as the real thing, always rolled back.
+        let mut outcome =
+            store.write(move |conn| db::rolled_back(conn, |conn| plan.apply(conn)))?;
         outcome.status = "dry-run".into();
         outcome.message = "dry run: nothing was changed".into();
         return Ok(outcome);
     }
-
-    conn.immediate_transaction::<_, Error, _>(|conn| {
-        // Again inside the transaction: another import may have won the race.
-        if let Some(applied_at) = check_order(conn, &m, &request_id)? {
+    let asked = request_id.clone();
+    let mut outcome = store.write(move |conn| {
+        // Again inside the write: another import may have won the race.
+        if let Some(applied_at) = check_order(conn, &plan.incoming.manifest, &asked)? {
             return Err(Error::Conflict(
                 format!(
                     "this response was applied at {} by another import; nothing changed",
@@ -178,7 +170,7 @@ pub fn import<R: Read + Seek>(
                 .into(),
             ));
         }
-        apply(conn)
+        plan.apply(conn)
     })?;
     // The new certificate is stored: its key signs from now on.
     crate::identity::promote_renewal(store.data_dir(), renewed.as_ref().map(|r| r.0.as_str()))?;
@@ -210,7 +202,7 @@ pub fn import<R: Read + Seek>(
 
 /// Applies a response that says the cloud removed this satellite.
 fn removed_by_cloud(
-    conn: &mut SqliteConnection,
+    store: &Store,
     at: i64,
     me: &crate::db::identity::SatelliteRow,
     m: &Manifest,
@@ -249,9 +241,8 @@ fn removed_by_cloud(
             format!("{said} (already known)"),
         ));
     }
-    conn.immediate_transaction::<_, Error, _>(|conn| {
-        deadlines::removed_by_cloud(conn, at, me, removal)
-    })?;
+    let (me, removal) = (me.clone(), removal.clone());
+    store.write(move |conn| deadlines::removed_by_cloud(conn, at, &me, &removal))?;
     Ok(outcome("removed", said))
 }
 
@@ -303,282 +294,406 @@ fn check_order(conn: &mut SqliteConnection, m: &Manifest, request_id: &str) -> R
 /// later is no change.
 use super::changes::Totals;
 
-/// Why a dry run's transaction ends: always rolled back, for the preview or for a failure.
-enum Rollback {
-    Preview,
-    Failed(Error),
-}
-
-impl From<Error> for Rollback {
-    fn from(e: Error) -> Self {
-        Rollback::Failed(e)
-    }
-}
-
-impl From<diesel::result::Error> for Rollback {
-    fn from(e: diesel::result::Error) -> Self {
-        Rollback::Failed(e.into())
-    }
-}
-
-/// The verified response being applied: its manifest, its payload, its record streams, and
-/// how it came ("manual" or "network").
-struct Incoming<'a, R: Read + Seek> {
-    manifest: &'a Manifest,
-    payload: &'a SyncResponse,
-    bundle: &'a mut VerifiedBundle<R>,
+/// The verified response being applied: its manifest, its payload, how it came, and what
+/// was checked of it before anything is written.
+struct Incoming {
+    manifest: Manifest,
+    payload: SyncResponse,
     mode: SyncMode,
     /// The satellite's new certificate (checked) and its expiry, if the response has one.
-    renewed: Option<&'a (String, i64)>,
+    renewed: Option<(String, i64)>,
     /// A new cloud CA the pinned one vouched for, if the response announces one.
-    rolled: Option<&'a X509>,
+    rolled: Option<X509>,
 }
 
-/// Where applying tells what it did, and how far it got.
-struct Report<'a, 'p> {
-    outcome: &'a mut ImportOutcome,
-    progress: &'a mut (dyn FnMut(Progress) + 'p),
+/// Everything a response changes, worked out on a read snapshot: the write applies it
+/// without reading the bundle again.
+struct Plan {
+    at: i64,
+    incoming: Incoming,
+    outcome: ImportOutcome,
+    /// Stored license lines the response no longer has (by id).
+    delete: Vec<i64>,
+    /// License lines the store does not have yet: (VA name, line).
+    insert: Vec<(String, sync_format::payload::LicenseLine)>,
+    /// The (VA name, tag) pools whose lines change, or whose lines start or end in time:
+    /// only these are recomputed.
+    touched: std::collections::BTreeSet<(String, String)>,
+    /// Quantity not yet ended per (VA, tag), before and after.
+    before: Totals,
+    after: Totals,
+    /// Records the cloud refused: (pi, record, reason).
+    rejected: Vec<(String, String, String)>,
+    export_answers: Vec<ExportAnswer>,
 }
 
-fn apply_in<R: Read + Seek>(
+/// A license line's content, as a 128-bit digest: two lines with the same digest are the
+/// same line.
+fn line_digest(va: &str, l: &sync_format::payload::LicenseLine) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let fields = |h: &mut std::collections::hash_map::DefaultHasher| {
+        (va, &l.tag, &l.name, &l.description, l.kind.as_str()).hash(h);
+        (l.quantity, l.start, l.end, l.restricted).hash(h);
+    };
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    fields(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    0x5a7e_u16.hash(&mut b);
+    fields(&mut b);
+    (a.finish(), b.finish())
+}
+
+/// Stored license lines read at a time.
+const LINE_PAGE: i64 = 10_000;
+
+/// Reads and checks the response's records, and compares its license lines with the
+/// stored ones, on `conn`'s snapshot; writes nothing.
+fn prepare<R: Read + Seek>(
     conn: &mut SqliteConnection,
     at: i64,
-    incoming: Incoming<'_, R>,
-    report: Report<'_, '_>,
-) -> Result<()> {
-    let Incoming {
-        manifest: m,
-        payload: resp,
-        bundle,
-        mode,
-        renewed,
-        rolled,
-    } = incoming;
-    let Report { outcome, progress } = report;
-    // Licenses that ended by now are logged as expired first (once), so what follows sees
-    // only what the response changes.
-    let mut timers = crate::alerts::Evaluated::default();
-    crate::alerts::licenses(conn, at, &mut timers)?;
-
-    // Before.
-    let mut before: Totals = BTreeMap::new();
-    let known: Vec<String> = pools::all(conn)?
-        .into_iter()
-        .map(|(va, lines)| {
-            for l in lines {
-                let e = before
-                    .entry((va.name.clone(), l.tag.clone()))
-                    .or_insert((l.name.clone(), 0));
+    incoming: Incoming,
+    bundle: &mut VerifiedBundle<R>,
+    mut outcome: ImportOutcome,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Plan> {
+    db::read_snapshot(conn, |conn| {
+        let resp = &incoming.payload;
+        // The stored lines, by content; and what is in force per pool, before.
+        let mut stored: std::collections::HashMap<(u64, u64), Vec<i64>> = Default::default();
+        let mut before: Totals = BTreeMap::new();
+        let mut after_id = 0;
+        loop {
+            let page = pools::lines_page(conn, after_id, LINE_PAGE)?;
+            let Some(last) = page.last() else { break };
+            after_id = last.0.id;
+            for (l, va) in page {
+                let line = l.as_line();
+                stored
+                    .entry(line_digest(&va, &line))
+                    .or_default()
+                    .push(l.id);
+                let e = before.entry((va, l.tag)).or_insert((l.name, 0));
                 if l.end_at.is_none_or(|end| end > at) {
                     e.1 = e.1.saturating_add(l.quantity);
                 }
             }
-            va.name
-        })
-        .collect();
+        }
+        let known: Vec<String> = pools::served_names(conn)?
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect();
+        for va in &resp.virtual_accounts {
+            if va.name.trim().is_empty() {
+                return Err(Error::invalid(
+                    "the response lists a virtual account without a name",
+                ));
+            }
+            if !known.contains(&va.name) {
+                outcome.virtual_accounts_added.push(va.name.clone());
+            }
+        }
 
-    for (va, tag, name, count) in timers.expired {
-        let left = before.get(&(va.clone(), tag.clone())).map_or(0, |e| e.1);
-        outcome.license_changes.push(LicenseChange {
-            virtual_account: va,
-            tag,
-            name,
-            before: left + count,
-            after: left,
-            change: "expired".into(),
-        });
-    }
-
-    // VAs, then every license line, streamed.
-    let mut va_ids = std::collections::HashMap::new();
-    for va in &resp.virtual_accounts {
-        if va.name.trim().is_empty() {
-            return Err(Error::invalid(
-                "the response lists a virtual account without a name",
-            ));
-        }
-        va_ids.insert(va.name.clone(), pools::upsert_va(conn, at, va)?);
-        if !known.contains(&va.name) {
-            outcome.virtual_accounts_added.push(va.name.clone());
-        }
-    }
-    pools::delete_lines(conn)?;
-    let mut after: Totals = BTreeMap::new();
-    let mut checked = crate::compliance::LineTotals::default();
-    let mut add = |conn: &mut SqliteConnection, rec: &LicenseRecord| -> Result<()> {
-        let va_id = *va_ids.get(&rec.va).ok_or_else(|| {
-            Error::invalid(format!(
-                "the response has a license line for the virtual account {:?}, which it does \
-                 not list",
-                rec.va
-            ))
-        })?;
-        checked.add(&rec.va, &rec.line)?;
-        pools::insert_line(conn, at, va_id, &rec.line)?;
-        let e = after
-            .entry((rec.va.clone(), rec.line.tag.clone()))
-            .or_insert((rec.line.name.clone(), 0));
-        if rec.line.end.is_none_or(|end| end > at) {
-            e.1 += rec.line.quantity;
-        }
-        Ok(())
-    };
-    for va in &resp.virtual_accounts {
-        for line in &va.licenses {
-            add(
-                conn,
-                &LicenseRecord {
+        // Every line of the response: kept when stored as it is, else inserted.
+        let listed: std::collections::HashSet<&str> = resp
+            .virtual_accounts
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        let mut insert = Vec::new();
+        let mut touched = std::collections::BTreeSet::new();
+        let mut after: Totals = BTreeMap::new();
+        let mut checked = crate::compliance::LineTotals::default();
+        let mut add = |rec: LicenseRecord| -> Result<()> {
+            if !listed.contains(rec.va.as_str()) {
+                return Err(Error::invalid(format!(
+                    "the response has a license line for the virtual account {:?}, which it \
+                     does not list",
+                    rec.va
+                )));
+            }
+            checked.add(&rec.va, &rec.line)?;
+            let e = after
+                .entry((rec.va.clone(), rec.line.tag.clone()))
+                .or_insert((rec.line.name.clone(), 0));
+            if rec.line.end.is_none_or(|end| end > at) {
+                e.1 += rec.line.quantity;
+            }
+            if rec.line.start.is_some() || rec.line.end.is_some() {
+                // Its pool changes with time: recomputed at every apply, as it comes.
+                touched.insert((rec.va.clone(), rec.line.tag.clone()));
+            }
+            let kept = stored
+                .get_mut(&line_digest(&rec.va, &rec.line))
+                .and_then(|ids| ids.pop())
+                .is_some();
+            if !kept {
+                touched.insert((rec.va.clone(), rec.line.tag.clone()));
+                insert.push((rec.va, rec.line));
+            }
+            Ok(())
+        };
+        for va in &resp.virtual_accounts {
+            for line in &va.licenses {
+                add(LicenseRecord {
                     va: va.name.clone(),
                     line: line.clone(),
+                })?;
+                outcome.license_lines += 1;
+            }
+        }
+        if bundle.has("licenses.ndjson") {
+            for rec in &mut bundle.ndjson::<LicenseRecord>("licenses.ndjson")? {
+                add(rec?)?;
+                outcome.license_lines += 1;
+                if outcome.license_lines.is_multiple_of(10_000) {
+                    progress(Progress {
+                        what: "license lines",
+                        done: outcome.license_lines,
+                        total: None,
+                    });
+                }
+            }
+        }
+        // What is stored and no longer sent goes; its pool is recomputed.
+        let mut delete = Vec::new();
+        let gone: std::collections::HashSet<i64> = stored
+            .into_values()
+            .flatten()
+            .collect::<std::collections::HashSet<_>>();
+        if !gone.is_empty() {
+            let mut after_id = 0;
+            loop {
+                let page = pools::lines_page(conn, after_id, LINE_PAGE)?;
+                let Some(last) = page.last() else { break };
+                after_id = last.0.id;
+                for (l, va) in page {
+                    if gone.contains(&l.id) {
+                        delete.push(l.id);
+                        touched.insert((va, l.tag));
+                    }
+                }
+            }
+        }
+
+        // Records the cloud refused stay pending.
+        let mut rejected = Vec::new();
+        if bundle.has("item_results.ndjson") {
+            for r in &mut bundle.ndjson::<ItemResult>("item_results.ndjson")? {
+                let r = r?;
+                if r.status == "rejected" {
+                    rejected.push((r.pi, r.record, r.reason));
+                }
+            }
+        }
+        let mut export_answers = Vec::new();
+        if bundle.has("export_answers.ndjson") {
+            for a in &mut bundle.ndjson::<ExportAnswer>("export_answers.ndjson")? {
+                export_answers.push(a?);
+            }
+        }
+        Ok(Plan {
+            at,
+            incoming,
+            outcome,
+            delete,
+            insert,
+            touched,
+            before,
+            after,
+            rejected,
+            export_answers,
+        })
+    })
+}
+
+impl Plan {
+    /// Applies the response, in the caller's write transaction; returns what it did.
+    fn apply(self, conn: &mut SqliteConnection) -> Result<ImportOutcome> {
+        let Plan {
+            at,
+            incoming,
+            mut outcome,
+            delete,
+            insert,
+            mut touched,
+            before,
+            after,
+            rejected,
+            export_answers,
+        } = self;
+        let Incoming {
+            manifest: m,
+            payload: resp,
+            mode,
+            renewed,
+            rolled,
+        } = incoming;
+        // Licenses that ended by now are logged as expired first (once), so what follows
+        // sees only what the response changes.
+        let mut timers = crate::alerts::Evaluated::default();
+        crate::alerts::licenses(conn, at, &mut timers)?;
+        for (va, tag, name, count) in timers.expired {
+            let left = before.get(&(va.clone(), tag.clone())).map_or(0, |e| e.1);
+            outcome.license_changes.push(LicenseChange {
+                virtual_account: va,
+                tag,
+                name,
+                before: left + count,
+                after: left,
+                change: "expired".into(),
+            });
+        }
+
+        // VAs, then the lines that changed, then the pools they touched.
+        let mut va_ids = std::collections::HashMap::new();
+        for va in &resp.virtual_accounts {
+            va_ids.insert(va.name.clone(), pools::upsert_va(conn, at, va)?);
+        }
+        if pools::delete_lines_by_id(conn, &delete)? != delete.len() {
+            return Err(Error::Conflict(
+                "the license pools changed while this response was read; nothing changed; \
+                 import it again"
+                    .into(),
+            ));
+        }
+        let mut rows = Vec::with_capacity(insert.len());
+        for (va, line) in &insert {
+            let va_id = *va_ids.get(va).ok_or_else(|| {
+                Error::Internal(format!("the virtual account {va:?} was not stored"))
+            })?;
+            rows.push((va_id, line));
+        }
+        pools::insert_lines(conn, at, &rows)?;
+        // Pools whose lines do not change but count in time (a term line) are recomputed
+        // too: `touched` has them. A VA no longer listed keeps no lines: its pools went with
+        // the deleted lines.
+        for (va, tag) in std::mem::take(&mut touched) {
+            let va_id = match va_ids.get(&va) {
+                Some(id) => *id,
+                None => match pools::va_id(conn, &va)? {
+                    Some(id) => id,
+                    None => continue,
                 },
-            )?;
-            outcome.license_lines += 1;
+            };
+            crate::compliance::recompute(conn, va_id, &tag, at)?;
         }
-    }
-    if bundle.has("licenses.ndjson") {
-        let mut lines = bundle.ndjson::<LicenseRecord>("licenses.ndjson")?;
-        for rec in &mut lines {
-            add(conn, &rec?)?;
-            outcome.license_lines += 1;
-            if outcome.license_lines.is_multiple_of(10_000) {
-                progress(Progress {
-                    what: "license lines",
-                    done: outcome.license_lines,
-                    total: None,
-                });
-            }
-        }
-    }
-    crate::compliance::recompute_all(conn, at)?;
 
-    super::changes::log(conn, at, &before, &after, outcome)?;
+        super::changes::log(conn, at, &before, &after, &mut outcome)?;
 
-    // Records the cloud refused stay pending.
-    let mut rejected = Vec::new();
-    if bundle.has("item_results.ndjson") {
-        for r in &mut bundle.ndjson::<ItemResult>("item_results.ndjson")? {
-            let r = r?;
-            if r.status == "rejected" {
-                rejected.push((r.pi, r.record, r.reason));
-            }
-        }
-    }
-    db::sync::replace_rejections(conn, at, &m.bundle_id, &rejected)?;
-    outcome.rejected = rejected
-        .into_iter()
-        .map(|(pi, record, reason)| Rejected { pi, record, reason })
-        .collect();
+        db::sync::replace_rejections(conn, at, &m.bundle_id, &rejected)?;
+        outcome.rejected = rejected
+            .into_iter()
+            .map(|(pi, record, reason)| Rejected { pi, record, reason })
+            .collect();
 
-    // Answers to export-controlled requests and returns (after the pools: a grant counts in
-    // the pool as it now is).
-    if bundle.has("export_answers.ndjson") {
-        for a in &mut bundle.ndjson::<ExportAnswer>("export_answers.ndjson")? {
-            let a = a?;
+        // Answers to export-controlled requests and returns (after the pools: a grant
+        // counts in the pool as it now is).
+        for a in &export_answers {
             outcome
                 .export_answers
-                .push(crate::export::apply_answer(conn, &a, at)?);
+                .push(crate::export::apply_answer(conn, a, at)?);
         }
-    }
 
-    let st = db::sync::state(conn)?;
-    db::sync::record_applied(
-        conn,
-        at,
-        &db::sync::Applied {
-            response_id: &m.bundle_id,
-            request_id: &outcome.request_id,
-            response_seq: m.sequence as i64,
-            response_created_at: m.created_at,
-            mode,
-            acked_change: st.acked_change.max(resp.acknowledged_change as i64),
-            acked_event_id: st.acked_event_id.max(resp.acknowledged_event as i64),
-            next_sync_due: resp.next_sync_due,
-            message: &format!(
-                "{} license lines, {} refused records",
-                outcome.license_lines,
-                outcome.rejected.len()
-            ),
-        },
-    )?;
-    for kind in [
-        AlertKind::SyncUpcoming,
-        AlertKind::SyncOverdue,
-        AlertKind::SyncFailed,
-    ] {
-        alerts::clear(conn, at, kind)?;
-    }
-    let me = identity::get(conn)?.map(|m| m.name).unwrap_or_default();
-    if let Some(new_ca) = rolled {
-        let me_row = identity::require(conn)?;
-        let previous = me_row.cloud_ca_pem.unwrap_or_default();
-        let new_pem = String::from_utf8(new_ca.to_pem()?)
-            .map_err(|e| Error::Internal(format!("CA is not UTF-8: {e}")))?;
-        identity::roll_cloud_ca(conn, &new_pem, &previous)?;
-        let old = X509::from_pem(previous.as_bytes())?;
-        let (new_fp, old_fp) = (
-            sync_format::pki::sha256_fingerprint(new_ca)?,
-            sync_format::pki::sha256_fingerprint(&old)?,
-        );
-        let old_until = clock::format(crate::identity::unix_of(old.not_after())?);
-        outcome.cloud_ca_pinned = Some(new_fp.clone());
-        events::append(
+        let st = db::sync::state(conn)?;
+        db::sync::record_applied(
             conn,
             at,
-            &events::NewEvent {
-                message: format!(
-                    "The cloud's CA {new_fp} is pinned in place of {old_fp}, which stays \
-                     trusted until it expires at {old_until}."
+            &db::sync::Applied {
+                response_id: &m.bundle_id,
+                request_id: &outcome.request_id,
+                response_seq: m.sequence as i64,
+                response_created_at: m.created_at,
+                mode,
+                acked_change: st.acked_change.max(resp.acknowledged_change as i64),
+                acked_event_id: st.acked_event_id.max(resp.acknowledged_event as i64),
+                next_sync_due: resp.next_sync_due,
+                message: &format!(
+                    "{} license lines, {} refused records",
+                    outcome.license_lines,
+                    outcome.rejected.len()
                 ),
-                actor: "system",
-                ..events::NewEvent::of(EventKind::CloudCaRolledOver)
             },
         )?;
-    }
-    if let Some((pem, until)) = renewed {
-        identity::set_certificate(conn, pem)?;
         for kind in [
-            AlertKind::CertificateExpiring,
-            AlertKind::CertificateExpiringSoon,
+            AlertKind::SyncUpcoming,
+            AlertKind::SyncOverdue,
+            AlertKind::SyncFailed,
         ] {
             alerts::clear(conn, at, kind)?;
         }
-        outcome.certificate_renewed_until = Some(clock::format(*until));
+        let me = identity::get(conn)?.map(|m| m.name).unwrap_or_default();
+        if let Some(new_ca) = &rolled {
+            let me_row = identity::require(conn)?;
+            let previous = me_row.cloud_ca_pem.unwrap_or_default();
+            let new_pem = String::from_utf8(new_ca.to_pem()?)
+                .map_err(|e| Error::Internal(format!("CA is not UTF-8: {e}")))?;
+            identity::roll_cloud_ca(conn, &new_pem, &previous)?;
+            let old = X509::from_pem(previous.as_bytes())?;
+            let (new_fp, old_fp) = (
+                sync_format::pki::sha256_fingerprint(new_ca)?,
+                sync_format::pki::sha256_fingerprint(&old)?,
+            );
+            let old_until = clock::format(crate::identity::unix_of(old.not_after())?);
+            outcome.cloud_ca_pinned = Some(new_fp.clone());
+            events::append(
+                conn,
+                at,
+                &events::NewEvent {
+                    message: format!(
+                        "The cloud's CA {new_fp} is pinned in place of {old_fp}, which stays \
+                     trusted until it expires at {old_until}."
+                    ),
+                    actor: "system",
+                    ..events::NewEvent::of(EventKind::CloudCaRolledOver)
+                },
+            )?;
+        }
+        if let Some((pem, until)) = &renewed {
+            identity::set_certificate(conn, pem)?;
+            for kind in [
+                AlertKind::CertificateExpiring,
+                AlertKind::CertificateExpiringSoon,
+            ] {
+                alerts::clear(conn, at, kind)?;
+            }
+            outcome.certificate_renewed_until = Some(clock::format(*until));
+            events::append(
+                conn,
+                at,
+                &events::NewEvent {
+                    message: format!(
+                        "The satellite \"{me}\" received a new certificate from the cloud, valid \
+                     until {}.",
+                        clock::format(*until)
+                    ),
+                    actor: "system",
+                    ..events::NewEvent::of(EventKind::SatelliteCertificateRenewed)
+                },
+            )?;
+        }
         events::append(
             conn,
             at,
             &events::NewEvent {
                 message: format!(
-                    "The satellite \"{me}\" received a new certificate from the cloud, valid \
-                     until {}.",
-                    clock::format(*until)
+                    "The satellite \"{me}\" synchronized with the cloud {}: {} license lines, {} \
+                 records refused by the cloud.",
+                    if mode == SyncMode::Network {
+                        "via network"
+                    } else {
+                        "by file"
+                    },
+                    outcome.license_lines,
+                    outcome.rejected.len()
                 ),
                 actor: "system",
-                ..events::NewEvent::of(EventKind::SatelliteCertificateRenewed)
+                ..events::NewEvent::of(if mode == SyncMode::Network {
+                    EventKind::SatelliteSynchronizedNetwork
+                } else {
+                    EventKind::SatelliteSynchronizedFile
+                })
             },
         )?;
+        Ok(outcome)
     }
-    events::append(
-        conn,
-        at,
-        &events::NewEvent {
-            message: format!(
-                "The satellite \"{me}\" synchronized with the cloud {}: {} license lines, {} \
-                 records refused by the cloud.",
-                if mode == SyncMode::Network {
-                    "via network"
-                } else {
-                    "by file"
-                },
-                outcome.license_lines,
-                outcome.rejected.len()
-            ),
-            actor: "system",
-            ..events::NewEvent::of(if mode == SyncMode::Network {
-                EventKind::SatelliteSynchronizedNetwork
-            } else {
-                EventKind::SatelliteSynchronizedFile
-            })
-        },
-    )?;
-    Ok(())
 }

@@ -13,7 +13,7 @@ use crate::catalogue::EventKind;
 use crate::clock::{self, DAY, MINUTE};
 use crate::db::identity::SatelliteRow;
 use crate::db::{self, alerts, events, identity};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub use crate::guards::{last_sync, past_removal, removal_at, REMOVAL_AFTER};
 
@@ -46,13 +46,24 @@ pub fn effective_now(conn: &mut SqliteConnection, now: i64) -> Result<i64> {
     })
 }
 
-/// Runs the timers at `now` in one transaction. Idempotent: running it again at the same
-/// time changes nothing.
-pub fn run(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
-    conn.immediate_transaction::<_, Error, _>(|conn| run_in(conn, now))
+/// The deadlines as of `now`, before a read that shows them. Outside the server they are
+/// run (one short write). In the server a read never writes: the scheduler runs them every
+/// tick, and this only works out the time they are judged at.
+pub fn current(store: &crate::db::Store, now: i64) -> Result<Checked> {
+    if !store.is_serving() {
+        return store.write(move |c| run(c, now));
+    }
+    let effective = effective_now(&mut *store.conn()?, now)?;
+    Ok(Checked {
+        effective_now: effective,
+        clock_behind: now + CLOCK_TOLERANCE < effective,
+        ..Checked::default()
+    })
 }
 
-fn run_in(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
+/// Runs the timers at `now`, in the caller's write transaction. Idempotent: running it
+/// again at the same time changes nothing.
+pub fn run(conn: &mut SqliteConnection, now: i64) -> Result<Checked> {
     let mut out = Checked::default();
     let (hw, last_clock) = db::clock::marks(conn)?;
     // While the clock is behind the high-water mark, the deadlines' time advances by what

@@ -88,8 +88,8 @@ pub struct SyncStatus {
 
 /// Runs the timers (so what it shows is current) and reports where the sync stands.
 pub fn status(store: &Store, config: &crate::config::Config, now: i64) -> Result<SyncStatus> {
+    let checked = deadlines::current(store, now)?;
     let mut conn = store.conn()?;
-    let checked = deadlines::run(&mut conn, now)?;
     let at = checked.effective_now;
     let me = db::identity::require(&mut conn)?;
     let st = db::sync::state(&mut conn)?;

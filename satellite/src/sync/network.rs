@@ -49,11 +49,11 @@ pub fn sync_now(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(RequestSummary, ImportOutcome)> {
     let now = clock.now();
-    deadlines::run(&mut *store.conn()?, now)?;
+    store.write(move |c| deadlines::run(c, now))?;
     match attempt(store, config, clock, full, progress) {
         Ok(done) => {
-            let mut conn = store.conn()?;
-            db::sync::set_attempt(&mut conn, now, next_scheduled(config, clock.now()))?;
+            let next = next_scheduled(config, clock.now());
+            store.write(move |c| db::sync::set_attempt(c, now, next))?;
             Ok(done)
         }
         Err(e) => {
@@ -114,20 +114,18 @@ fn attempt(
 }
 
 fn record_failure(store: &Store, config: &Config, now: i64, e: &Error) -> Result<()> {
-    store
-        .conn()?
-        .immediate_transaction::<_, Error, _>(|conn| record_failure_in(conn, config, now, e))
+    let (sync, message) = (config.sync.clone(), e.to_string());
+    store.write(move |conn| record_failure_in(conn, &sync, now, message))
 }
 
 fn record_failure_in(
     conn: &mut diesel::SqliteConnection,
-    config: &Config,
+    sync: &SyncConfig,
     now: i64,
-    e: &Error,
+    message: String,
 ) -> Result<()> {
     let failures = db::sync::state(conn)?.failures + 1;
-    let retry_at = now + backoff(&config.sync, failures);
-    let message = e.to_string();
+    let retry_at = now + backoff(sync, failures);
     db::sync::record_failure(conn, now, &message, retry_at)?;
     tracing::warn!(
         error = %message,
@@ -148,7 +146,7 @@ fn record_failure_in(
             ..crate::db::events::NewEvent::of(EventKind::SatelliteSyncFailed)
         },
     )?;
-    if failures >= i64::from(config.sync.failure_alert_after) {
+    if failures >= i64::from(sync.failure_alert_after) {
         alerts::raise(
             conn,
             now,
@@ -176,9 +174,11 @@ fn record_failure_in(
 /// network sync if one is due.
 pub fn tick(store: &Store, config: &Config, clock: &dyn Clock) -> Result<()> {
     let now = clock.now();
-    let mut conn = store.conn()?;
-    let checked = deadlines::run(&mut conn, now)?;
-    let alerted = crate::alerts::evaluate(&mut conn, checked.effective_now)?;
+    let (checked, alerted) = store.write(move |c| {
+        let checked = deadlines::run(c, now)?;
+        let alerted = crate::alerts::evaluate(c, checked.effective_now)?;
+        Ok((checked, alerted))
+    })?;
     for raised in &alerted.raised {
         tracing::warn!(alert = %raised, "alert raised");
     }
@@ -188,18 +188,20 @@ pub fn tick(store: &Store, config: &Config, clock: &dyn Clock) -> Result<()> {
     if config.cloud.url.is_empty() || config.sync.schedule.is_empty() {
         return Ok(());
     }
+    let mut conn = store.conn()?;
     let me = identity::get(&mut conn)?;
     if me.is_none_or(|m| !m.is_registered()) {
         return Ok(());
     }
     let st = db::sync::state(&mut conn)?;
+    drop(conn);
     let at = checked.effective_now;
     match st.next_attempt_at {
         None => {
-            db::sync::set_next_attempt(&mut conn, next_scheduled(config, at))?;
+            let next = next_scheduled(config, at);
+            store.write(move |c| db::sync::set_next_attempt(c, next))?;
         }
         Some(due) if at >= due => {
-            drop(conn);
             tracing::info!("scheduled network sync");
             if let Err(e) = sync_now(store, config, clock, false, &mut |_| {}) {
                 tracing::warn!(error = %e, "scheduled network sync did not complete");

@@ -9,7 +9,7 @@
 
 use std::io::{Read, Seek, Write};
 
-use diesel::{Connection, SqliteConnection};
+use diesel::SqliteConnection;
 use openssl::x509::X509;
 use sync_format::manifest::{BundleKind, Header};
 use sync_format::payload::{
@@ -109,7 +109,7 @@ pub fn make<W: Read + Write + Seek>(
     let renewal_csr_pem = super::renewal::request(store.data_dir(), &me, now)?;
 
     // One read snapshot for everything the request carries.
-    let (w, summary, exports) = conn.transaction::<_, Error, _>(|conn| {
+    let (w, summary, exports) = db::read_snapshot(&mut conn, |conn| {
         let st = db::sync::state(conn)?;
         let to_change = st.change_seq;
         let to_event = db::sync::last_event_id(conn)?;
@@ -164,18 +164,20 @@ pub fn make<W: Read + Write + Seek>(
         let (w, _) = w.finish(&signer)?;
         Ok((w, summary, exports))
     })?;
-    conn.immediate_transaction::<_, Error, _>(|conn| {
+    drop(conn);
+    let s = summary.clone();
+    store.write(move |conn| {
         let id = db::sync::insert_request(
             conn,
             now,
             &db::sync::NewRequest {
-                bundle_id: &summary.bundle_id,
+                bundle_id: &s.bundle_id,
                 mode,
-                sequence: summary.sequence,
+                sequence: s.sequence,
                 full,
-                to_change: summary.to_change,
-                to_event: summary.to_event,
-                records: summary.product_instances as i64,
+                to_change: s.to_change,
+                to_event: s.to_event,
+                records: s.product_instances as i64,
             },
         )?;
         // Still waiting until answered: a request lost on the way goes again next time.
@@ -219,11 +221,11 @@ fn for_each_chunk(
     upto: i64,
     mut f: impl FnMut(&mut SqliteConnection, &[db::sync::ChangedPi], bool) -> Result<()>,
 ) -> Result<()> {
-    let mut last_id = 0;
+    let mut from = (i64::MIN, i64::MIN);
     loop {
-        let chunk = db::sync::changed_pis(conn, after, upto, last_id, CHUNK)?;
+        let chunk = db::sync::changed_pis(conn, after, upto, from, CHUNK)?;
         let Some(last) = chunk.last() else { break };
-        last_id = last.id;
+        from = (last.change_seq, last.id);
         f(conn, &chunk, false)?;
     }
     let rejected = db::sync::rejected_pi_ids(conn)?;

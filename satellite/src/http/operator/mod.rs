@@ -194,13 +194,30 @@ async fn gate(
     let store = state.store.clone();
     let who = blocking(move || {
         let conn = &mut *store.conn()?;
-        match (token, cookie) {
-            (Some(t), _) => operators::by_api_token(conn, &t, now),
-            (None, Some(c)) => operators::by_session(conn, &c, now),
-            (None, None) => Ok(None),
-        }
+        let who = match (token, cookie) {
+            (Some(t), _) => operators::by_api_token(conn, &t, now)?,
+            (None, Some(c)) => operators::by_session(conn, &c, now)?,
+            (None, None) => None,
+        };
+        let note = match &who {
+            Some(Principal {
+                via: Via::ApiToken(id),
+                ..
+            }) if operators::api_token_use_due(conn, *id, now)? => Some(*id),
+            _ => None,
+        };
+        Ok::<_, Error>((who, note))
     })
     .await;
+    let who = match who {
+        Ok((who, Some(id))) => state
+            .writer
+            .write(move |c| operators::note_api_token_use(c, id, now))
+            .await
+            .map(|()| who),
+        Ok((who, None)) => Ok(who),
+        Err(e) => Err(e),
+    };
     let who = match who {
         Ok(w) => w,
         Err(e) => return Ok(refuse(req, kind, e, None)),
@@ -314,7 +331,8 @@ fn with_headers<B>(mut res: ServiceResponse<B>, kind: Kind) -> ServiceResponse<B
     res
 }
 
-/// Runs store work for an operator request off the async workers.
+/// Runs store reads for an operator request off the async workers (writes go through
+/// [`act`]).
 async fn db<T, F>(state: &AppState, f: F) -> Result<T, Error>
 where
     F: FnOnce(&mut diesel::SqliteConnection) -> Result<T, Error> + Send + 'static,
@@ -324,15 +342,15 @@ where
     blocking(move || f(&mut *store.conn()?)).await
 }
 
-/// Runs a change on behalf of `who`: store work given the time and the name the event log
-/// records for the caller.
+/// Runs a change on behalf of `who`, through the one writer: store work given the time and
+/// the name the event log records for the caller.
 async fn act<T, F>(state: &AppState, who: &Principal, f: F) -> Result<T, Error>
 where
     F: FnOnce(&mut diesel::SqliteConnection, i64, &str) -> Result<T, Error> + Send + 'static,
     T: Send + 'static,
 {
     let (now, actor) = (state.clock.now(), who.actor());
-    db(state, move |c| f(c, now, &actor)).await
+    state.writer.write(move |c| f(c, now, &actor)).await
 }
 
 #[cfg(test)]

@@ -61,7 +61,10 @@ pub async fn create_token(
         description: b.description,
         created_by: who.actor(),
     };
-    let (token, view) = db(state, move |c| crate::tokens::create(c, &key, now, &n)).await?;
+    let (token, view) = state
+        .writer
+        .write(move |c| crate::tokens::create(c, &key, now, &n))
+        .await?;
     let mut v = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
     v["token"] = serde_json::Value::String(token);
     Ok(v)
@@ -131,7 +134,7 @@ pub async fn make_sync_file(
     let (store, clock) = (state.store.clone(), state.clock.clone());
     blocking(move || {
         let now = clock.now();
-        crate::sync::deadlines::run(&mut *store.conn()?, now)?;
+        store.write(move |c| crate::sync::deadlines::run(c, now))?;
         let (out, summary) = crate::sync::request::make(
             &store,
             now,

@@ -447,12 +447,14 @@ async fn alerts_list(state: web::Data<AppState>, q: Query<AlertQuery>) -> Result
 
 async fn alerts_check(state: web::Data<AppState>) -> Result<HttpResponse> {
     let now = state.clock.now();
-    let v = db(&state, move |c| {
-        let checked = crate::sync::deadlines::run(c, now)?;
-        let out = alerts::evaluate(c, checked.effective_now)?;
-        Ok(serde_json::json!({ "deadlines": checked, "alerts": out }))
-    })
-    .await?;
+    let v = state
+        .writer
+        .write(move |c| {
+            let checked = crate::sync::deadlines::run(c, now)?;
+            let out = alerts::evaluate(c, checked.effective_now)?;
+            Ok(serde_json::json!({ "deadlines": checked, "alerts": out }))
+        })
+        .await?;
     Ok(json(&v))
 }
 

@@ -70,7 +70,19 @@ pub(super) async fn login(
         return form(&next, e.status_code(), Some(Flash::Error(e.to_string())));
     }
     let name = username.clone();
-    let session = db(&state, move |c| operators::login(c, &name, &password, now)).await;
+    let session = match db(&state, move |c| {
+        operators::authenticate(c, &name, &password)
+    })
+    .await
+    {
+        Ok(row) => {
+            state
+                .writer
+                .write(move |c| operators::open_session(c, &row, now))
+                .await
+        }
+        Err(e) => Err(e),
+    };
     match session {
         Ok(s) => {
             state.console.logins.succeeded(&keys);
@@ -103,7 +115,10 @@ pub(super) async fn logout(
     Caller(who): Caller,
 ) -> Result<HttpResponse> {
     let id = session_of(&who).to_string();
-    db(&state, move |c| operators::logout(c, &id)).await?;
+    state
+        .writer
+        .write(move |c| operators::logout(c, &id))
+        .await?;
     let mut gone = Cookie::build(session_cookie(state.config.server.plain_http), "")
         .path("/")
         .http_only(true)
