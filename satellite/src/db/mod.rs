@@ -353,4 +353,38 @@ mod tests {
             .execute(&mut conn)
             .is_err());
     }
+
+    /// The single write path holds: in the server a pooled connection cannot write (a write
+    /// that bypassed the writer would fail, not contend for the lock), `Store::write` goes
+    /// through the writer, and a write that fails changes nothing.
+    #[test]
+    fn in_the_server_only_the_writer_writes() {
+        let (store, _dir) = testing::store();
+        let (writer, thread) = writer::Writer::start(&store).unwrap();
+        let serving = store.serving(writer);
+        let insert = "INSERT INTO events (at, kind, message, prev_hash, hash) \
+                      VALUES (1, 'k', 'm', '', 'h')";
+        let err = diesel::sql_query(insert)
+            .execute(&mut *serving.conn().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        let n = serving
+            .write(move |c| Ok(diesel::sql_query(insert).execute(c)?))
+            .unwrap();
+        assert_eq!(n, 1);
+        let failed: Result<()> = serving.write(move |c| {
+            diesel::sql_query(insert).execute(c)?;
+            Err(Error::invalid("refused"))
+        });
+        assert!(failed.is_err());
+        let count: Vec<Pragma> = diesel::sql_query("SELECT count(*) AS v FROM events")
+            .load(&mut *serving.conn().unwrap())
+            .unwrap();
+        assert_eq!(count[0].v, 1);
+        // Outside the server (a CLI command) the same store writes on its own connections.
+        diesel::sql_query(insert)
+            .execute(&mut *store.conn().unwrap())
+            .unwrap();
+        thread.stop();
+    }
 }

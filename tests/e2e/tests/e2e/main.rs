@@ -8,6 +8,7 @@ mod devices;
 mod export;
 mod foundation;
 mod registration;
+mod scale;
 mod service;
 mod sync;
 mod trust;

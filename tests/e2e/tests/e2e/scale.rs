@@ -1,0 +1,122 @@
+//! One writer: every device request is answered while the satellite applies sync responses
+//! (from the CLI, while the server runs, and uploaded through the operator API), while an
+//! operator acts and while the timers run.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::common::Site;
+use satellite_e2e::harness::{self, bin};
+
+const DNA: &str = "regid.example.dna-advantage"; // 50 in Lab
+
+#[test]
+fn every_device_is_answered_while_the_satellite_syncs_and_is_operated() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let token = site.token("Lab", &[]);
+    let state = t.path().join("devices.json");
+    let ent = format!("{DNA}:1");
+    let first = site.sim(&[
+        "run",
+        "--token",
+        &token,
+        "--devices",
+        "40",
+        "--entitlement",
+        &ent,
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(first["authorized"], 40, "{first}");
+    let admin = site
+        .sat(&["user", "api-token", "create", "admin"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let bearer = format!("Bearer {admin}");
+
+    // The devices ask for their authorizations again and again meanwhile (bounded).
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let (stop, url, ca, ent) = (stop.clone(), site.url(), site.cert(), ent.clone());
+        std::thread::spawn(move || {
+            let mut rounds = Vec::new();
+            for _ in 0..1_000 {
+                rounds.push(harness::run(Command::new(bin("device-sim")).args([
+                    "authorize",
+                    "--state",
+                    state.to_str().unwrap(),
+                    "--entitlement",
+                    &ent,
+                    "--satellite",
+                    &url,
+                    "--ca",
+                    ca.to_str().unwrap(),
+                    "--json",
+                ])));
+                if stop.load(Ordering::Acquire) && rounds.len() >= 3 {
+                    break;
+                }
+            }
+            rounds
+        })
+    };
+
+    // Syncs by file from the CLI while the server runs, each growing the pool at the cloud.
+    for i in 0..3 {
+        site.cloud
+            .add_license("Lab", DNA, "DNA Advantage", "5", &[]);
+        let out = site.round_trip(&format!("cli-{i}"));
+        assert_eq!(out["status"], "applied", "{out}");
+    }
+    // A sync file uploaded through the operator API.
+    site.cloud
+        .add_license("Lab", DNA, "DNA Advantage", "5", &[]);
+    let api = &site.sat.console;
+    let call = |method: &str, path: &str, body: Option<&[u8]>| {
+        api.request_with(
+            method,
+            &format!("/api/v1/operator{path}"),
+            body,
+            &[("Authorization", &bearer)],
+        )
+        .unwrap()
+    };
+    let file = call("POST", "/sync/export", None);
+    assert_eq!(file.status, 200);
+    let (req, resp) = site.files("api");
+    std::fs::write(&req, &file.body).unwrap();
+    site.cloud.process(&req, &resp);
+    let r = call("POST", "/sync/import", Some(&std::fs::read(&resp).unwrap()));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["status"], "applied");
+    // Operator actions and the timers, through the API and the CLI.
+    let made = call(
+        "POST",
+        "/tokens",
+        Some(br#"{"virtual_account": "Lab", "days": 7}"#),
+    );
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let id = made.json()["id"].as_i64().unwrap();
+    let revoked = call("POST", &format!("/tokens/{id}/revoke"), None);
+    assert_eq!(revoked.status, 200);
+    assert_eq!(call("POST", "/alerts/check", None).status, 200);
+    site.sat(&["alert", "check"]).ok();
+    site.sat(&["token", "create", "--va", "Ops", "--days", "3"])
+        .ok();
+
+    stop.store(true, Ordering::Release);
+    let rounds = looper.join().unwrap();
+    assert!(rounds.len() >= 3);
+    for (n, r) in rounds.iter().enumerate() {
+        assert_eq!(r.code, 0, "authorization round {n} had errors: {r:?}");
+        assert_eq!(r.json()["authorized"], 40, "round {n}: {}", r.stdout);
+    }
+
+    // The pools add up: four syncs brought 4 x 5 more; the 40 devices use 40.
+    assert_eq!(site.pool("Lab", DNA), (70, 40, 30));
+    site.sat(&["event", "verify"]).ok();
+}
