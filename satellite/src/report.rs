@@ -251,24 +251,143 @@ pub struct DeviceRow {
     pub pi_id: String,
 }
 
-pub fn devices(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<Vec<DeviceRow>> {
+impl DeviceFilter {
+    fn query(&self) -> db::devices::Filter {
+        db::devices::Filter {
+            vas: self.vas.clone(),
+            pids: self.product_types.clone(),
+            name: self.name.clone(),
+            state: self.state,
+        }
+    }
+}
+
+/// How many product instances a filter selects, in all and by state.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct DeviceCounts {
+    pub total: i64,
+    pub active: i64,
+    pub removed: i64,
+}
+
+impl DeviceCounts {
+    /// "3 product instances: 2 active, 1 removed".
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} active, {} removed",
+            plural(self.total, "product instance", "product instances"),
+            self.active,
+            self.removed
+        )
+    }
+}
+
+/// "1 thing", "2 things".
+pub fn plural(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub fn device_counts(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<DeviceCounts> {
+    let mut c = DeviceCounts::default();
+    for (state, n) in db::devices::count_by_state(conn, &f.query())? {
+        match state {
+            crate::states::PiState::Active => c.active = n,
+            crate::states::PiState::Removed => c.removed = n,
+        }
+        c.total += n;
+    }
+    Ok(c)
+}
+
+/// Product instances shown or exported at a time: a list of a million is read, and written
+/// out, page by page.
+pub const DEVICE_PAGE: i64 = 5_000;
+
+pub use crate::db::devices::Page as DevicePage;
+
+/// Which rows of a list, in what order: `limit` rows (all when `None`) from `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub limit: Option<i64>,
+    pub offset: i64,
+    pub sort: crate::states::DeviceSort,
+}
+
+/// Calls `each` with the product instances `f` and `paging` select, a page of at most
+/// [`DEVICE_PAGE`] at a time, in memory bounded by the page. The whole list in
+/// registration order is walked by id (linear); other orders and offsets by offset.
+pub fn each_device_page(
+    conn: &mut SqliteConnection,
+    f: &DeviceFilter,
+    paging: Paging,
+    mut each: impl FnMut(&[DeviceRow]) -> Result<()>,
+) -> Result<()> {
+    use crate::states::DeviceSort;
+    use db::devices::Page;
+    if paging.limit.is_none() && paging.offset == 0 && paging.sort == DeviceSort::Registered {
+        let mut after = 0;
+        loop {
+            let page = Page {
+                sort: paging.sort,
+                offset: 0,
+                limit: DEVICE_PAGE,
+                after: Some(after),
+            };
+            let (rows, last) = device_page(conn, f, page)?;
+            let Some(last) = last else { return Ok(()) };
+            after = last;
+            each(&rows)?;
+        }
+    }
+    let end = paging
+        .limit
+        .map_or(i64::MAX, |l| paging.offset.saturating_add(l));
+    let mut at = paging.offset;
+    while at < end {
+        let n = (end - at).min(DEVICE_PAGE);
+        let page = Page {
+            sort: paging.sort,
+            offset: at,
+            limit: n,
+            after: None,
+        };
+        let (rows, _) = device_page(conn, f, page)?;
+        if !rows.is_empty() {
+            each(&rows)?;
+        }
+        if (rows.len() as i64) < n {
+            break;
+        }
+        at += n;
+    }
+    Ok(())
+}
+
+/// One page of the product instances table.
+pub fn devices(
+    conn: &mut SqliteConnection,
+    f: &DeviceFilter,
+    page: db::devices::Page,
+) -> Result<Vec<DeviceRow>> {
+    Ok(device_page(conn, f, page)?.0)
+}
+
+/// A page of rows, and the id of its last product instance.
+fn device_page(
+    conn: &mut SqliteConnection,
+    f: &DeviceFilter,
+    page: db::devices::Page,
+) -> Result<(Vec<DeviceRow>, Option<i64>)> {
     let va_ids = va_ids(conn, &f.vas)?;
     let alerts = alerts_by_source(conn)?;
-    let all = crate::devices::list(
-        conn,
-        &db::devices::Filter {
-            va: match f.vas.as_slice() {
-                [one] => Some(one.clone()),
-                _ => None,
-            },
-            name: f.name.clone(),
-            state: f.state,
-        },
-    )?;
-    Ok(all
+    let rows = db::devices::list(conn, &f.query(), page)?;
+    let last = rows.last().map(|(pi, _)| pi.id);
+    let views = rows
         .into_iter()
-        .filter(|d| f.vas.is_empty() || f.vas.contains(&d.virtual_account))
-        .filter(|d| f.product_types.is_empty() || f.product_types.contains(&d.pid))
+        .map(|(pi, va)| crate::devices::view(conn, pi, va))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = views
+        .into_iter()
         .map(|d| {
             let va_id = va_ids.get(&d.virtual_account).copied().unwrap_or_default();
             DeviceRow {
@@ -300,7 +419,8 @@ pub fn devices(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<Vec<Devi
                 pi_id: d.pi_id,
             }
         })
-        .collect())
+        .collect();
+    Ok((rows, last))
 }
 
 /// What a sync response changes in the license pools.

@@ -125,6 +125,17 @@ text_enum! {
 }
 
 text_enum! {
+    /// The order of a list of product instances: by registration (the default), name,
+    /// serial number or last contact (the longest silent first).
+    DeviceSort {
+        Registered => "registered",
+        Name => "name",
+        Serial => "serial",
+        LastContact => "last-contact",
+    }
+}
+
+text_enum! {
     /// Where the satellite stands with the cloud: not yet registered, waiting for the cloud
     /// to approve a network registration, registered, or removed (90 days without a sync, or
     /// by the cloud) and to be registered again.

@@ -16,6 +16,8 @@ pub enum DeviceCommand {
         #[arg(long, value_enum)]
         status: Option<crate::states::PiState>,
         #[command(flatten)]
+        paging: super::reports::Paging,
+        #[command(flatten)]
         format: Format,
     },
     /// Show one product instance (PI id or PID:SN) with the licenses it uses.
@@ -79,18 +81,16 @@ pub(super) fn device_command(config: Config, cmd: DeviceCommand) -> Result<()> {
             va,
             name,
             status,
+            paging,
             format,
         } => {
-            let rows = crate::report::devices(
-                &mut conn,
-                &crate::report::DeviceFilter {
-                    vas: va.into_iter().collect(),
-                    product_types: Vec::new(),
-                    name,
-                    state: status,
-                },
-            )?;
-            format.print(&rows, crate::report::devices_table, "product instance(s)")
+            let f = crate::report::DeviceFilter {
+                vas: va.into_iter().collect(),
+                product_types: Vec::new(),
+                name,
+                state: status,
+            };
+            super::reports::print_devices(&mut conn, &f, paging, format)
         }
         DeviceCommand::Show { device, json } => print(&devices::show(&mut conn, &device)?, json),
         DeviceCommand::Remove { device, json } => print(

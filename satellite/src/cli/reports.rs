@@ -21,6 +21,114 @@ pub struct Format {
     pub csv: bool,
 }
 
+/// Which page of a long list, and in what order (`device list`, `report devices`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Paging {
+    /// Print at most this many rows (all of them by default, read and printed a page at a
+    /// time).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub limit: Option<i64>,
+    /// Skip this many rows first.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(i64).range(0..))]
+    pub offset: i64,
+    /// The order of the rows.
+    #[arg(long, value_enum, default_value = "registered")]
+    pub sort: crate::states::DeviceSort,
+}
+
+/// Prints the product instances `f` selects, page by page in bounded memory, then (as text)
+/// a summary line by state.
+pub(super) fn print_devices(
+    conn: &mut diesel::SqliteConnection,
+    f: &report::DeviceFilter,
+    paging: Paging,
+    format: Format,
+) -> Result<()> {
+    let mut out = Pages::new(format);
+    let paging = report::Paging {
+        limit: paging.limit,
+        offset: paging.offset,
+        sort: paging.sort,
+    };
+    report::each_device_page(conn, f, paging, |rows| {
+        out.page(rows, report::devices_table)
+    })?;
+    let counts = report::device_counts(conn, f)?;
+    let shown = out.rows;
+    out.finish(&format!("{shown} shown of {}", counts.summary()))
+}
+
+/// Rows printed a page at a time: JSON as one array, CSV under one header, text with the
+/// header once (columns aligned within each page).
+struct Pages {
+    format: Format,
+    rows: usize,
+    pages: usize,
+}
+
+impl Pages {
+    fn new(format: Format) -> Pages {
+        Pages {
+            format,
+            rows: 0,
+            pages: 0,
+        }
+    }
+
+    fn page<T: serde::Serialize>(
+        &mut self,
+        rows: &[T],
+        table: impl FnOnce(&[T]) -> Table,
+    ) -> Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let first = self.pages == 0;
+        if self.format.json {
+            for r in rows {
+                let sep = if first && self.rows == 0 {
+                    "[\n"
+                } else {
+                    ",\n"
+                };
+                let line = serde_json::to_string(r).map_err(|e| Error::Internal(e.to_string()))?;
+                write!(out, "{sep}{line}")?;
+                self.rows += 1;
+            }
+        } else {
+            let text = if self.format.csv {
+                table(rows).csv()?
+            } else {
+                table(rows).text()
+            };
+            // The header row once, on the first page.
+            let body = if first {
+                text.as_str()
+            } else {
+                text.split_once('\n').map_or("", |(_, rest)| rest)
+            };
+            out.write_all(body.as_bytes())?;
+            self.rows += rows.len();
+        }
+        self.pages += 1;
+        Ok(())
+    }
+
+    /// Ends the output; text gets `summary` as its last line.
+    fn finish(self, summary: &str) -> Result<()> {
+        if self.format.json {
+            println!("{}", if self.rows == 0 { "[]" } else { "\n]" });
+        } else if !self.format.csv {
+            if self.pages == 0 {
+                // No page at all: the header alone.
+                print!("{}", report::devices_table(&[]).text());
+            }
+            println!("{summary}");
+        }
+        Ok(())
+    }
+}
+
 impl Format {
     pub fn print<T: serde::Serialize>(
         self,
@@ -143,6 +251,8 @@ pub enum ReportCommand {
         /// Only active or removed ones.
         #[arg(long, value_enum)]
         status: Option<crate::states::PiState>,
+        #[command(flatten)]
+        paging: Paging,
         #[command(flatten)]
         format: Format,
     },
@@ -304,18 +414,16 @@ pub fn report_command(config: Config, cmd: ReportCommand) -> Result<()> {
             vas,
             product_types,
             status,
+            paging,
             format,
         } => {
-            let rows = report::devices(
-                &mut conn,
-                &report::DeviceFilter {
-                    vas,
-                    product_types,
-                    name: None,
-                    state: status,
-                },
-            )?;
-            format.print(&rows, report::devices_table, "product instance(s)")
+            let f = report::DeviceFilter {
+                vas,
+                product_types,
+                name: None,
+                state: status,
+            };
+            print_devices(&mut conn, &f, paging, format)
         }
     }
 }

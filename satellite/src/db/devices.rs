@@ -180,31 +180,81 @@ pub fn mark_removed(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<()
 /// Filters for listing devices.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub va: Option<String>,
+    /// Any of these virtual accounts (all when empty).
+    pub vas: Vec<String>,
+    /// Any of these product types (all when empty).
+    pub pids: Vec<String>,
     pub name: Option<String>,
     pub state: Option<PiState>,
 }
 
-pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<(PiRow, String)>> {
-    let mut q = pi::table
-        .inner_join(va::table)
-        .select((PiRow::as_select(), va::name))
-        .order(pi::id)
-        .into_boxed();
-    if let Some(v) = &f.va {
-        q = q.filter(va::name.eq(v.clone()));
-    }
-    if let Some(n) = &f.name {
-        q = q.filter(
-            pi::name
-                .like(format!("%{}%", n.replace('%', "\\%").replace('_', "\\_")))
-                .escape('\\'),
-        );
-    }
-    if let Some(s) = &f.state {
-        q = q.filter(pi::state.eq(*s));
-    }
-    Ok(q.load(conn)?)
+/// A page of a list: `limit` rows from `offset`, in the order `sort`; or, to walk a whole
+/// list in registration order in linear time, the `limit` rows after the id `after`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub sort: crate::states::DeviceSort,
+    pub offset: i64,
+    pub limit: i64,
+    pub after: Option<i64>,
+}
+
+/// The product instances joined with their VA's name, filtered by `f`, boxed.
+macro_rules! filtered {
+    ($query:expr, $f:expr) => {{
+        let f: &Filter = $f;
+        let mut q = $query.into_boxed();
+        if !f.vas.is_empty() {
+            q = q.filter(va::name.eq_any(f.vas.clone()));
+        }
+        if !f.pids.is_empty() {
+            q = q.filter(pi::pid.eq_any(f.pids.clone()));
+        }
+        if let Some(n) = &f.name {
+            q = q.filter(
+                pi::name
+                    .like(format!("%{}%", n.replace('%', "\\%").replace('_', "\\_")))
+                    .escape('\\'),
+            );
+        }
+        if let Some(s) = &f.state {
+            q = q.filter(pi::state.eq(*s));
+        }
+        q
+    }};
+}
+
+/// One page of the product instances `f` selects, each with its VA's name.
+pub fn list(conn: &mut SqliteConnection, f: &Filter, page: Page) -> Result<Vec<(PiRow, String)>> {
+    use crate::states::DeviceSort;
+    let q = filtered!(
+        pi::table
+            .inner_join(va::table)
+            .select((PiRow::as_select(), va::name)),
+        f
+    );
+    let q = match page.after {
+        Some(id) => q.filter(pi::id.gt(id)).order(pi::id),
+        None => match page.sort {
+            DeviceSort::Registered => q.order(pi::id),
+            DeviceSort::Name => q.order((pi::name, pi::id)),
+            DeviceSort::Serial => q.order((pi::sn, pi::id)),
+            DeviceSort::LastContact => q.order((pi::last_contact_at, pi::id)),
+        }
+        .offset(page.offset),
+    };
+    Ok(q.limit(page.limit).load(conn)?)
+}
+
+/// How many product instances `f` selects, by state.
+pub fn count_by_state(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<(PiState, i64)>> {
+    Ok(filtered!(
+        pi::table
+            .inner_join(va::table)
+            .group_by(pi::state)
+            .select((pi::state, diesel::dsl::count_star())),
+        f
+    )
+    .load(conn)?)
 }
 
 // ---- usage -------------------------------------------------------------------------
@@ -296,9 +346,11 @@ pub fn queue(
         .filter(pi::state.eq(PiState::Active))
         .filter(u::tag.eq(tag))
         .filter(u::status.ne("NOT_FOUND"))
-        // A range on the (tag, requested_at) index, then the tie on the pi id.
-        .filter(u::requested_at.ge(at))
-        .filter(u::requested_at.gt(at).or(u::pi_id.gt(id)))
+        .filter(super::after_pair(
+            "license_usage.requested_at",
+            "license_usage.pi_id",
+            (at, id),
+        ))
         .order((u::requested_at, u::pi_id))
         .limit(limit)
         .load(conn)?)

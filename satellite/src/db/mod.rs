@@ -29,6 +29,9 @@ use crate::config::{StorageConfig, Synchronous};
 use crate::datadir;
 use crate::error::{Error, Result};
 
+/// The page cache of a connection that writes, in KiB (SQLite's default is 2,000).
+const WRITE_CACHE_KIB: u32 = 32 * 1024;
+
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
@@ -56,6 +59,24 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ConnectionSe
         ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
+}
+
+/// `(a, b) > (x, y)` as an SQL row value: SQLite walks an index on (a, b) from that point,
+/// so paging by it stays linear even when many rows share `a` (keyset paging).
+fn after_pair(
+    a: &'static str,
+    b: &'static str,
+    (x, y): (i64, i64),
+) -> diesel::expression::SqlLiteral<
+    diesel::sql_types::Bool,
+    impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> + diesel::query_builder::QueryId,
+> {
+    use diesel::sql_types::BigInt;
+    diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("({a}, {b}) > ("))
+        .bind::<BigInt, _>(x)
+        .sql(", ")
+        .bind::<BigInt, _>(y)
+        .sql(")")
 }
 
 /// Runs `f` on one read snapshot of `conn` (a deferred transaction that only reads): what
@@ -181,7 +202,12 @@ impl Store {
     /// A connection that may write, outside any writer: the writer's own, and migrations.
     fn writable_conn(&self) -> Result<Conn> {
         let mut conn = self.pool.get()?;
-        conn.batch_execute("PRAGMA query_only = 0")?;
+        // A write transaction's pages stay in memory until it commits (up to this much),
+        // instead of spilling to the WAL and being written again and again: a large apply
+        // holds the lock for a fraction of the time. Memory is taken only as pages are.
+        conn.batch_execute(&format!(
+            "PRAGMA query_only = 0; PRAGMA cache_size = -{WRITE_CACHE_KIB}"
+        ))?;
         Ok(conn)
     }
 

@@ -294,13 +294,14 @@ const CHANGED_PI: (
     pi::change_seq,
 );
 
-/// Product instances whose last change is in (`after`, `upto`] (all of them up to `upto`
-/// when `after` is negative: a full resync), after the one at `from` (change, id), at most
-/// `limit`, in the order of their change. One range of the `(change_seq, id)` index a page:
-/// a million product instances are read in linear time.
+/// Product instances whose last change is up to `upto` and after the one at `from`
+/// (change, id), at most `limit`, in the order of their change. Start from `(after,
+/// i64::MAX)` for those changed after `after` (all of them when `after` is negative: a
+/// full resync). Each page is one range of the `(change_seq, id)` index that starts at
+/// `from` (no other lower bound, which SQLite might pick instead and rescan from): a
+/// million product instances are read in linear time.
 pub fn changed_pis(
     conn: &mut SqliteConnection,
-    after: i64,
     upto: i64,
     from: (i64, i64),
     limit: i64,
@@ -309,10 +310,12 @@ pub fn changed_pis(
     Ok(pi::table
         .inner_join(va::table)
         .select(CHANGED_PI)
-        .filter(pi::change_seq.gt(after))
         .filter(pi::change_seq.le(upto))
-        .filter(pi::change_seq.ge(seq))
-        .filter(pi::change_seq.gt(seq).or(pi::id.gt(id)))
+        .filter(super::after_pair(
+            "product_instances.change_seq",
+            "product_instances.id",
+            (seq, id),
+        ))
         .order((pi::change_seq, pi::id))
         .limit(limit)
         .load(conn)?)

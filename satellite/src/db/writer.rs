@@ -25,6 +25,29 @@ use crate::error::{Error, Result};
 const QUEUE: usize = 4096;
 /// Writes committed together at most.
 const BATCH: usize = 512;
+/// Write transactions holding SQLite's lock at least this long are logged.
+const LONG_HOLD: Duration = Duration::from_millis(100);
+
+/// The longest any write transaction of this process held SQLite's lock, in microseconds.
+static LONGEST_HOLD_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Notes how long a write transaction held the lock (from its start to its commit).
+fn held(d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    LONGEST_HOLD_US.fetch_max(us, Ordering::Relaxed);
+    if d >= LONG_HOLD {
+        tracing::info!(
+            held_ms = d.as_millis() as u64,
+            "a write held the database lock"
+        );
+    }
+}
+
+/// The longest any write transaction of this process has held SQLite's lock so far.
+pub fn longest_hold() -> Duration {
+    Duration::from_micros(LONGEST_HOLD_US.load(Ordering::Relaxed))
+}
+
 /// How long a write transaction waits, in all, for SQLite's lock held by another process
 /// (each try waits the connection's `busy_timeout`).
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -135,10 +158,17 @@ pub(super) fn begin_immediate<T>(
     let started = std::time::Instant::now();
     let mut f = Some(f);
     loop {
+        let mut locked = None;
         let r = conn.immediate_transaction::<T, Error, _>(|c| match f.take() {
-            Some(f) => f(c),
+            Some(f) => {
+                locked = Some(std::time::Instant::now());
+                f(c)
+            }
             None => Err(Error::Internal("a write ran twice".into())),
         });
+        if let Some(at) = locked {
+            held(at.elapsed());
+        }
         match r {
             Err(e) if f.is_some() && e.is_busy() && started.elapsed() < LOCK_WAIT => {
                 tracing::warn!("the database is locked by another process; waiting");

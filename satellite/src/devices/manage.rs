@@ -28,7 +28,8 @@ pub struct DeviceView {
     pub restricted: Vec<crate::export::RestrictedStatus>,
 }
 
-fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView> {
+/// A product instance as operators see it: its row, VA and licenses.
+pub fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView> {
     let licenses = db::usage_of(conn, pi.id)?
         .into_iter()
         .map(|u| EntitlementStatus {
@@ -58,8 +59,13 @@ fn view(conn: &mut SqliteConnection, pi: PiRow, va: String) -> Result<DeviceView
     })
 }
 
-pub fn list(conn: &mut SqliteConnection, f: &db::Filter) -> Result<Vec<DeviceView>> {
-    db::list(conn, f)?
+/// One page of the product instances `f` selects.
+pub fn list(
+    conn: &mut SqliteConnection,
+    f: &db::Filter,
+    page: db::Page,
+) -> Result<Vec<DeviceView>> {
+    db::list(conn, f, page)?
         .into_iter()
         .map(|(pi, va)| view(conn, pi, va))
         .collect()

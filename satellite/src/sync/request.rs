@@ -221,9 +221,9 @@ fn for_each_chunk(
     upto: i64,
     mut f: impl FnMut(&mut SqliteConnection, &[db::sync::ChangedPi], bool) -> Result<()>,
 ) -> Result<()> {
-    let mut from = (i64::MIN, i64::MIN);
+    let mut from = (after, i64::MAX);
     loop {
-        let chunk = db::sync::changed_pis(conn, after, upto, from, CHUNK)?;
+        let chunk = db::sync::changed_pis(conn, upto, from, CHUNK)?;
         let Some(last) = chunk.last() else { break };
         from = (last.change_seq, last.id);
         f(conn, &chunk, false)?;

@@ -124,6 +124,96 @@ pub fn rows<T: Serialize>(
     })
 }
 
+/// Chunks of a response body made on the blocking pool.
+struct Chunks(tokio::sync::mpsc::Receiver<Result<Bytes>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = std::result::Result<Bytes, actix_web::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map_err(actix_web::Error::from)))
+    }
+}
+
+/// Rows written out page by page as they are read, in memory bounded by a page: a JSON
+/// array, or an RFC 4180 CSV attachment named `name.csv` with one header row. `produce`
+/// calls its sink with each page, on a pooled connection off the async workers.
+fn streamed<T, P>(
+    state: &AppState,
+    format: Format,
+    name: &str,
+    table: fn(&[T]) -> Table,
+    produce: P,
+) -> HttpResponse
+where
+    T: Serialize + 'static,
+    P: FnOnce(&mut diesel::SqliteConnection, &mut dyn FnMut(&[T]) -> Result<()>) -> Result<()>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(4);
+    let store = state.store.clone();
+    // Detached: it ends when the rows do, or when the client has gone (a send fails).
+    drop(web::block(move || {
+        let send = |b: Result<Bytes>| {
+            tx.blocking_send(b)
+                .map_err(|_| Error::Internal("the client went away".into()))
+        };
+        let mut rows = 0usize;
+        let run = store.conn().and_then(|mut conn| {
+            produce(&mut conn, &mut |page: &[T]| {
+                let chunk = match format {
+                    Format::Json => {
+                        let mut s = String::new();
+                        for r in page {
+                            s.push_str(if rows == 0 { "[" } else { "," });
+                            s.push_str(
+                                &serde_json::to_string(r)
+                                    .map_err(|e| Error::Internal(e.to_string()))?,
+                            );
+                            rows += 1;
+                        }
+                        s
+                    }
+                    Format::Csv => {
+                        let csv = table(page).csv()?;
+                        let first = rows == 0;
+                        rows += page.len();
+                        if first {
+                            csv
+                        } else {
+                            csv.split_once('\n')
+                                .map_or(String::new(), |(_, r)| r.to_string())
+                        }
+                    }
+                };
+                send(Ok(Bytes::from(chunk)))
+            })
+        });
+        let end = match (run, format) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Format::Json) => Ok(Bytes::from(if rows == 0 { "[]" } else { "]" })),
+            (Ok(()), Format::Csv) if rows == 0 => table(&[]).csv().map(Bytes::from),
+            (Ok(()), Format::Csv) => Ok(Bytes::new()),
+        };
+        let _ = send(end);
+    }));
+    let mut resp = HttpResponse::Ok();
+    match format {
+        Format::Json => resp.content_type("application/json"),
+        Format::Csv => resp.content_type("text/csv; charset=utf-8").insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}.csv\""),
+        )),
+    };
+    resp.streaming(Chunks(rx))
+}
+
 async fn me(Caller(who): Caller) -> HttpResponse {
     json(&serde_json::json!({ "username": who.username, "role": who.role }))
 }
@@ -285,6 +375,11 @@ struct DeviceQuery {
     status: Option<String>,
     #[serde(default)]
     format: Format,
+    /// At most this many (all by default, streamed a page at a time).
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: i64,
+    sort: Option<String>,
 }
 
 async fn devices_list(state: web::Data<AppState>, q: Query<DeviceQuery>) -> Result<HttpResponse> {
@@ -304,8 +399,33 @@ async fn devices_list(state: web::Data<AppState>, q: Query<DeviceQuery>) -> Resu
         name: q.name,
         state: status,
     };
-    let list = db(&state, move |c| report::devices(c, &f)).await?;
-    rows(&list, q.format, report::devices_table, "product-instances")
+    if q.limit.is_some_and(|l| l < 1) || q.offset < 0 {
+        return Err(Error::invalid(
+            "limit must be 1 or more and offset 0 or more",
+        ));
+    }
+    let paging = report::Paging {
+        limit: q.limit,
+        offset: q.offset,
+        sort: match q.sort.as_deref() {
+            Some(s) => crate::states::DeviceSort::parse_named("sort", s)?,
+            None => crate::states::DeviceSort::Registered,
+        },
+    };
+    let counted = f.clone();
+    let counts = db(&state, move |c| report::device_counts(c, &counted)).await?;
+    let mut resp = streamed(
+        &state,
+        q.format,
+        "product-instances",
+        report::devices_table,
+        move |c, sink| report::each_device_page(c, &f, paging, sink),
+    );
+    resp.headers_mut().insert(
+        header::HeaderName::from_static("x-total-count"),
+        header::HeaderValue::from(counts.total),
+    );
+    Ok(resp)
 }
 
 async fn device_show(state: web::Data<AppState>, id: Path<String>) -> Result<HttpResponse> {

@@ -13,14 +13,20 @@ use crate::http::operator::{act, db, Caller};
 use crate::http::AppState;
 use crate::operators::{Principal, Role};
 use crate::report;
-use crate::states::PiState;
+use crate::states::{DeviceSort, PiState};
 
 #[derive(Debug, Deserialize, Default, Clone)]
 pub(super) struct DeviceQuery {
     va: Option<String>,
     name: Option<String>,
     status: Option<String>,
+    /// The page, from 1.
+    page: Option<i64>,
+    sort: Option<String>,
 }
+
+/// Product instances a page of the console shows.
+const PER_PAGE: i64 = 100;
 
 async fn render(
     state: &AppState,
@@ -34,21 +40,57 @@ async fn render(
     let chosen = nonempty(&q.status)
         .map(|s| PiState::parse_named("product instance status", &s))
         .transpose();
-    let listed = match chosen {
-        Ok(pi_state) => {
+    let sort = nonempty(&q.sort)
+        .map(|s| DeviceSort::parse_named("sort", &s))
+        .transpose();
+    let page_no = q.page.unwrap_or(1).max(1);
+    let listed = match (chosen, sort) {
+        (Ok(pi_state), Ok(sort)) => {
             let f = report::DeviceFilter {
                 vas: nonempty(&q.va).into_iter().collect(),
                 product_types: Vec::new(),
                 name: nonempty(&q.name),
                 state: pi_state,
             };
-            db(state, move |c| report::devices(c, &f)).await
+            let page = report::DevicePage {
+                sort: sort.unwrap_or(DeviceSort::Registered),
+                offset: (page_no - 1).saturating_mul(PER_PAGE),
+                limit: PER_PAGE,
+                after: None,
+            };
+            db(state, move |c| {
+                Ok((report::devices(c, &f, page)?, report::device_counts(c, &f)?))
+            })
+            .await
         }
-        Err(e) => Err(e),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let (rows, flash) = match listed {
-        Ok(r) => (r, flash),
-        Err(e) => (Vec::new(), Some(outcome(Err(e)).1)),
+    let (rows, counts, flash) = match listed {
+        Ok((r, c)) => (r, c, flash),
+        Err(e) => (
+            Vec::new(),
+            report::DeviceCounts::default(),
+            Some(outcome(Err(e)).1),
+        ),
+    };
+    let pages = ((counts.total + PER_PAGE - 1) / PER_PAGE).max(1);
+    // A link to another page of the same list.
+    let link = |n: i64| {
+        let mut params = vec![("page", n.to_string())];
+        for (k, v) in [
+            ("va", &q.va),
+            ("name", &q.name),
+            ("status", &q.status),
+            ("sort", &q.sort),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                params.push((k, v.clone()));
+            }
+        }
+        format!(
+            "/console/devices?{}",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        )
     };
     let chosen = q.status.as_deref().and_then(PiState::parse);
     let actions = |i: usize| {
@@ -78,12 +120,28 @@ async fn render(
                     option selected[chosen == Some(s)] { (s.as_str()) }
                 }
             }
+            label for="f-sort" { "Sort by" }
+            select id="f-sort" name="sort" {
+                @for s in DeviceSort::ALL {
+                    option selected[q.sort.as_deref() == Some(s.as_str())] { (s.as_str()) }
+                }
+            }
             p {
                 button type="submit" { "Filter" } " "
                 a href="/api/v1/operator/devices?format=csv" { "Export all as CSV" }
             }
         }
+        p.summary { (counts.summary()) }
         (frame::table(&report::devices_table(&rows), "devices", Some(&actions)))
+        nav.pager aria-label="pages" {
+            @if page_no > 1 {
+                a href=(link(page_no - 1)) rel="prev" { "← Previous" } " "
+            }
+            "Page " (page_no) " of " (pages)
+            @if page_no < pages {
+                " " a href=(link(page_no + 1)) rel="next" { "Next →" }
+            }
+        }
     };
     Ok(ok_page("Product instances", who, flash, body))
 }
