@@ -19,6 +19,10 @@
 //!   and the writer, never a table;
 //! - domain modules do not import each other in a circle: checks that two flows share live
 //!   below both ([`guards`] for `devices` and `export`);
+//! - one write path: domain functions run in the caller's write and never begin a
+//!   transaction; [`db::Store::write`] begins it (in the server through the single
+//!   [`db::writer::Writer`], whose pool only reads), [`db::read_snapshot`] gives long reads
+//!   one consistent view without a lock; `GET` routes and status pages never write;
 //! - no SQL outside [`db`] (tests aside); "is there a satellite?" is one
 //!   `db::identity::require`, "is it registered?" one `SatelliteRow::is_registered`;
 //! - a state, kind or mode is a type from [`states`] or [`catalogue`], mapped once to its

@@ -596,6 +596,35 @@ pub fn events(conn: &mut SqliteConnection, f: &EventFilter) -> Result<Vec<EventV
         .collect())
 }
 
+/// How many events match `f` (its limit and offset aside).
+pub fn event_count(conn: &mut SqliteConnection, f: &EventFilter) -> Result<i64> {
+    crate::db::events::count(conn, f)
+}
+
+/// Calls `each` with the events `f` selects, oldest first: the newest `f.limit` after
+/// `f.offset` at once, or, without a limit, the whole log a page of [`DEVICE_PAGE`] at a
+/// time in memory bounded by the page.
+pub fn each_event_page(
+    conn: &mut SqliteConnection,
+    f: &EventFilter,
+    mut each: impl FnMut(&[EventView]) -> Result<()>,
+) -> Result<()> {
+    if f.limit.is_some() || f.offset > 0 {
+        let rows = events(conn, f)?;
+        return if rows.is_empty() { Ok(()) } else { each(&rows) };
+    }
+    let mut after = 0;
+    loop {
+        let page = crate::db::events::page_after(conn, f, after, DEVICE_PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        let rows: Vec<EventView> = page.into_iter().map(Into::into).collect();
+        each(&rows)?;
+    }
+}
+
 /// Checks the event log's hash chain.
 pub fn verify_events(conn: &mut SqliteConnection) -> Result<EventVerification> {
     crate::db::events::verify(conn)

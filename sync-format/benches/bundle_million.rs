@@ -46,7 +46,8 @@ fn main() {
     let ca_key = pki::new_p256_key().unwrap();
     let ca = pki::self_signed(&ca_key, &spec("ca", CertRole::Ca)).unwrap();
     let key = pki::new_p256_key().unwrap();
-    let cert = pki::issue(&ca, &ca_key, &key, &spec("sat", CertRole::Signer)).unwrap();
+    let role = CertRole::Bundle(pki::SignerRole::Satellite, "sat");
+    let cert = pki::issue(&ca, &ca_key, &key, &spec("sat", role)).unwrap();
     let signer = Signer::new(key, vec![cert]).unwrap();
     let dir = std::env::temp_dir().join(format!("bundle-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

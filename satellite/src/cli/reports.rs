@@ -56,7 +56,10 @@ pub(super) fn print_devices(
     })?;
     let counts = report::device_counts(conn, f)?;
     let shown = out.rows;
-    out.finish(&format!("{shown} shown of {}", counts.summary()))
+    out.finish(
+        &format!("{shown} shown of {}", counts.summary()),
+        report::devices_table(&[]),
+    )
 }
 
 /// Rows printed a page at a time: JSON as one array, CSV under one header, text with the
@@ -114,15 +117,22 @@ impl Pages {
         Ok(())
     }
 
-    /// Ends the output; text gets `summary` as its last line.
-    fn finish(self, summary: &str) -> Result<()> {
+    /// Ends the output (`empty`: the table's header, printed when there was no row); text
+    /// gets `summary` as its last line.
+    fn finish(self, summary: &str, empty: Table) -> Result<()> {
         if self.format.json {
             println!("{}", if self.rows == 0 { "[]" } else { "\n]" });
-        } else if !self.format.csv {
-            if self.pages == 0 {
-                // No page at all: the header alone.
-                print!("{}", report::devices_table(&[]).text());
-            }
+        } else if self.pages == 0 {
+            print!(
+                "{}",
+                if self.format.csv {
+                    empty.csv()?
+                } else {
+                    empty.text()
+                }
+            );
+        }
+        if !self.format.json && !self.format.csv {
             println!("{summary}");
         }
         Ok(())
@@ -212,9 +222,13 @@ pub enum EventCommand {
         /// Before this time: RFC 3339 or a date.
         #[arg(long)]
         until: Option<String>,
-        /// Only the newest N.
-        #[arg(long)]
+        /// Only the newest N (all by default, read and printed a page at a time).
+        #[arg(long, value_name = "N")]
         limit: Option<i64>,
+        /// Skip the newest N first (with --limit: the page before).
+        #[arg(long, value_name = "N", default_value_t = 0,
+              value_parser = clap::value_parser!(i64).range(0..))]
+        offset: i64,
         #[command(flatten)]
         format: Format,
     },
@@ -353,24 +367,33 @@ pub fn event_command(config: Config, cmd: EventCommand) -> Result<()> {
             since,
             until,
             limit,
+            offset,
             format,
         } => {
             if limit.is_some_and(|n| n < 1) {
                 return Err(Error::invalid("--limit must be at least 1"));
             }
-            let rows = report::events(
-                &mut conn,
-                &report::EventFilter {
-                    va_name: va,
-                    pi_uuid: pi,
-                    license_tag: license,
-                    kind,
-                    since: time(&since)?,
-                    until: time(&until)?,
-                    limit,
-                },
-            )?;
-            format.print(&rows, report::events_table, "event(s)")
+            let f = report::EventFilter {
+                va_name: va,
+                pi_uuid: pi,
+                license_tag: license,
+                kind,
+                since: time(&since)?,
+                until: time(&until)?,
+                limit,
+                offset,
+            };
+            let mut out = Pages::new(format);
+            report::each_event_page(&mut conn, &f, |rows| out.page(rows, report::events_table))?;
+            let total = report::event_count(&mut conn, &f)?;
+            let shown = out.rows as i64;
+            out.finish(
+                &format!(
+                    "{shown} shown of {}",
+                    report::plural(total, "event", "events")
+                ),
+                report::events_table(&[]),
+            )
         }
         EventCommand::Verify { json } => {
             let v = report::verify_events(&mut conn)?;

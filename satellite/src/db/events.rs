@@ -155,38 +155,70 @@ pub struct Filter {
     /// Times in [since, until).
     pub since: Option<i64>,
     pub until: Option<i64>,
-    /// The newest `limit` of them (all when None).
+    /// The newest `limit` of them (all when None)...
     pub limit: Option<i64>,
+    /// ... after skipping the newest `offset`.
+    pub offset: i64,
+}
+
+/// The events `f` selects, boxed.
+macro_rules! filtered {
+    ($query:expr, $f:expr) => {{
+        let f: &Filter = $f;
+        let mut q = $query.into_boxed();
+        if let Some(v) = &f.va_name {
+            q = q.filter(events::va_name.eq(v.clone()));
+        }
+        if let Some(v) = &f.pi_uuid {
+            q = q.filter(events::pi_uuid.eq(v.clone()));
+        }
+        if let Some(v) = &f.license_tag {
+            q = q.filter(events::license_tag.eq(v.clone()));
+        }
+        if let Some(v) = &f.kind {
+            q = q.filter(events::kind.eq(v.clone()));
+        }
+        if let Some(t) = f.since {
+            q = q.filter(events::at.ge(t));
+        }
+        if let Some(t) = f.until {
+            q = q.filter(events::at.lt(t));
+        }
+        q
+    }};
 }
 
 /// Events matching `f`, oldest first.
 pub fn list(conn: &mut SqliteConnection, f: &Filter) -> Result<Vec<EventRow>> {
-    let mut q = events::table.select(EventRow::as_select()).into_boxed();
-    if let Some(v) = &f.va_name {
-        q = q.filter(events::va_name.eq(v.clone()));
-    }
-    if let Some(v) = &f.pi_uuid {
-        q = q.filter(events::pi_uuid.eq(v.clone()));
-    }
-    if let Some(v) = &f.license_tag {
-        q = q.filter(events::license_tag.eq(v.clone()));
-    }
-    if let Some(v) = &f.kind {
-        q = q.filter(events::kind.eq(v.clone()));
-    }
-    if let Some(t) = f.since {
-        q = q.filter(events::at.ge(t));
-    }
-    if let Some(t) = f.until {
-        q = q.filter(events::at.lt(t));
-    }
-    q = q.order(events::id.desc());
+    let mut q = filtered!(events::table.select(EventRow::as_select()), f)
+        .order(events::id.desc())
+        .offset(f.offset);
     if let Some(n) = f.limit {
         q = q.limit(n);
     }
     let mut rows = q.load(conn)?;
     rows.reverse();
     Ok(rows)
+}
+
+/// Up to `limit` events matching `f` (its limit and offset aside) with ids above `after`,
+/// oldest first: the whole log walked in pages.
+pub fn page_after(
+    conn: &mut SqliteConnection,
+    f: &Filter,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    Ok(filtered!(events::table.select(EventRow::as_select()), f)
+        .filter(events::id.gt(after))
+        .order(events::id)
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// How many events match `f` (its limit and offset aside).
+pub fn count(conn: &mut SqliteConnection, f: &Filter) -> Result<i64> {
+    Ok(filtered!(events::table.count(), f).get_result(conn)?)
 }
 
 /// What checking the chain found.

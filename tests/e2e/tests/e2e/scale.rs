@@ -199,4 +199,33 @@ fn device_lists_page_sort_and_stream() {
     assert_eq!(get("/devices").json().as_array().unwrap().len(), 6012);
     assert_eq!(get("/devices?sort=sideways").status, 400);
     assert_eq!(get("/devices?limit=0").status, 400);
+
+    // The event log likewise: 12 registrations and more, a page or all of it, streamed.
+    let total = site.sat(&["event", "list", "--json"]).ok().json();
+    let n = total.as_array().unwrap().len();
+    assert!(n >= 12, "{total}");
+    let page = site
+        .sat(&["event", "list", "--limit", "2", "--offset", "1", "--json"])
+        .ok()
+        .json();
+    let ids = |v: &serde_json::Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect()
+    };
+    let all_ids = ids(&total);
+    assert_eq!(ids(&page), all_ids[n - 3..n - 1], "the two before the newest");
+    let text = site.sat(&["event", "list", "--limit", "1"]).ok().stdout;
+    assert!(
+        text.trim_end().ends_with(&format!("1 shown of {n} events")),
+        "{text}"
+    );
+    let r = get("/events?limit=2&offset=1");
+    assert_eq!(ids(&r.json()), all_ids[n - 3..n - 1]);
+    let total_header = r.headers.iter().find(|(k, _)| k == "x-total-count");
+    assert_eq!(total_header.map(|(_, v)| v.clone()), Some(n.to_string()));
+    let csv = String::from_utf8_lossy(&get("/events?format=csv").body).to_string();
+    assert!(csv.starts_with("ID,Time,"), "{csv}");
 }

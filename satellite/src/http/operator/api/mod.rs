@@ -616,7 +616,11 @@ struct EventQuery {
     kind: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// The newest this many (all by default, streamed a page at a time).
     limit: Option<i64>,
+    /// Skipping the newest this many first.
+    #[serde(default)]
+    offset: i64,
     #[serde(default)]
     format: Format,
 }
@@ -627,6 +631,9 @@ async fn events_list(state: web::Data<AppState>, q: Query<EventQuery>) -> Result
         return Err(Error::invalid("limit must be at least 1"));
     }
     let time = |s: &Option<String>| s.as_deref().map(crate::clock::parse_time).transpose();
+    if q.offset < 0 {
+        return Err(Error::invalid("offset must be 0 or more"));
+    }
     let f = report::EventFilter {
         va_name: q.va,
         pi_uuid: q.pi,
@@ -635,9 +642,22 @@ async fn events_list(state: web::Data<AppState>, q: Query<EventQuery>) -> Result
         since: time(&q.since)?,
         until: time(&q.until)?,
         limit: q.limit,
+        offset: q.offset,
     };
-    let list = db(&state, move |c| report::events(c, &f)).await?;
-    rows(&list, q.format, report::events_table, "events")
+    let counted = f.clone();
+    let total = db(&state, move |c| report::event_count(c, &counted)).await?;
+    let mut resp = streamed(
+        &state,
+        q.format,
+        "events",
+        report::events_table,
+        move |c, sink| report::each_event_page(c, &f, sink),
+    );
+    resp.headers_mut().insert(
+        header::HeaderName::from_static("x-total-count"),
+        header::HeaderValue::from(total),
+    );
+    Ok(resp)
 }
 
 async fn events_verify(state: web::Data<AppState>) -> Result<HttpResponse> {

@@ -73,25 +73,19 @@ async fn render(
             Some(outcome(Err(e)).1),
         ),
     };
-    let pages = ((counts.total + PER_PAGE - 1) / PER_PAGE).max(1);
-    // A link to another page of the same list.
-    let link = |n: i64| {
-        let mut params = vec![("page", n.to_string())];
-        for (k, v) in [
-            ("va", &q.va),
-            ("name", &q.name),
-            ("status", &q.status),
-            ("sort", &q.sort),
-        ] {
-            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
-                params.push((k, v.clone()));
-            }
-        }
-        format!(
-            "/console/devices?{}",
-            serde_urlencoded::to_string(&params).unwrap_or_default()
-        )
-    };
+    let filters = [
+        ("va", &q.va),
+        ("name", &q.name),
+        ("status", &q.status),
+        ("sort", &q.sort),
+    ];
+    let pager = frame::pager(
+        "/console/devices",
+        &filters,
+        page_no,
+        frame::pages(counts.total, PER_PAGE),
+        ("← Previous", "Next →"),
+    );
     let chosen = q.status.as_deref().and_then(PiState::parse);
     let actions = |i: usize| {
         let d = &rows[i];
@@ -133,15 +127,7 @@ async fn render(
         }
         p.summary { (counts.summary()) }
         (frame::table(&report::devices_table(&rows), "devices", Some(&actions)))
-        nav.pager aria-label="pages" {
-            @if page_no > 1 {
-                a href=(link(page_no - 1)) rel="prev" { "← Previous" } " "
-            }
-            "Page " (page_no) " of " (pages)
-            @if page_no < pages {
-                " " a href=(link(page_no + 1)) rel="next" { "Next →" }
-            }
-        }
+        (pager)
     };
     Ok(ok_page("Product instances", who, flash, body))
 }

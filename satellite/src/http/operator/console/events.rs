@@ -12,8 +12,8 @@ use crate::http::operator::{db, Caller};
 use crate::http::AppState;
 use crate::report;
 
-/// Events shown at most; the CSV export has them all.
-const SHOWN: i64 = 500;
+/// Events a page shows, newest first; the CSV export has them all.
+const PER_PAGE: i64 = 100;
 
 #[derive(Debug, Deserialize, Default)]
 pub(super) struct EventQuery {
@@ -22,6 +22,8 @@ pub(super) struct EventQuery {
     license: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// The page, from 1 (the newest events).
+    page: Option<i64>,
 }
 
 pub(super) async fn page(
@@ -31,15 +33,35 @@ pub(super) async fn page(
 ) -> Result<HttpResponse> {
     let q = q.into_inner();
     let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let page_no = q.page.unwrap_or(1).max(1);
     let f = report::EventFilter {
         va_name: nonempty(&q.va),
         pi_uuid: nonempty(&q.pi),
         license_tag: nonempty(&q.license),
         kind: nonempty(&q.kind),
-        limit: Some(SHOWN),
+        limit: Some(PER_PAGE),
+        offset: (page_no - 1).saturating_mul(PER_PAGE),
         ..Default::default()
     };
-    let list = db(&state, move |c| report::events(c, &f)).await?;
+    let (mut list, total) = db(&state, move |c| {
+        Ok((report::events(c, &f)?, report::event_count(c, &f)?))
+    })
+    .await?;
+    // Newest first on screen.
+    list.reverse();
+    let filters = [
+        ("va", &q.va),
+        ("pi", &q.pi),
+        ("license", &q.license),
+        ("type", &q.kind),
+    ];
+    let pager = frame::pager(
+        "/console/events",
+        &filters,
+        page_no,
+        frame::pages(total, PER_PAGE),
+        ("← Newer", "Older →"),
+    );
     let fields = [
         ("va", "Virtual account", &q.va),
         ("pi", "Product instance (PI id)", &q.pi),
@@ -57,8 +79,9 @@ pub(super) async fn page(
                 a href="/api/v1/operator/events?format=csv" { "Export all as CSV" }
             }
         }
-        p { "The latest " (list.len()) " event(s) matching." }
+        p.summary { (report::plural(total, "event", "events")) " matching, newest first." }
         (frame::table(&report::events_table(&list), "events", None))
+        (pager)
     };
     Ok(ok_page("Event log", &who, None, body))
 }

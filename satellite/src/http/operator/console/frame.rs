@@ -73,6 +73,45 @@ pub fn facts(id: &str, rows: &[(&str, Option<&str>, String)]) -> Markup {
 }
 
 /// The text shown for a value that is not there.
+/// Where a long list is: "Page N of M" between links to the pages before and after, each
+/// the same list (`path` with the `filters` that have a value) at another `page`.
+pub fn pager(
+    path: &str,
+    filters: &[(&str, &Option<String>)],
+    page: i64,
+    pages: i64,
+    (before, after): (&str, &str),
+) -> Markup {
+    let link = |n: i64| {
+        let mut params = vec![("page", n.to_string())];
+        for (k, v) in filters {
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                params.push((k, v.clone()));
+            }
+        }
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        )
+    };
+    html! {
+        nav.pager aria-label="pages" {
+            @if page > 1 {
+                a href=(link(page - 1)) rel="prev" { (before) } " "
+            }
+            "Page " (page) " of " (pages)
+            @if page < pages {
+                " " a href=(link(page + 1)) rel="next" { (after) }
+            }
+        }
+    }
+}
+
+/// How many pages of `per_page` rows `total` rows take (one at least).
+pub fn pages(total: i64, per_page: i64) -> i64 {
+    ((total + per_page - 1) / per_page).max(1)
+}
+
 pub fn or_dash(v: Option<&str>) -> String {
     v.unwrap_or("—").to_string()
 }
