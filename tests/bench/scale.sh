@@ -30,10 +30,11 @@ conc=${DEVICE_SIM_CONCURRENCY:-64}
 tag=regid.bench.license
 hz=$(getconf CLK_TCK)
 work=$(mktemp -d)
-sat_pid=""; loop_pid=""
+sat_pid=""; loop_pid=""; cloud_pid=""
 cleanup() {
   [ -n "$loop_pid" ] && kill "$loop_pid" 2>/dev/null
   [ -n "$sat_pid" ] && kill "$sat_pid" 2>/dev/null
+  [ -n "$cloud_pid" ] && kill "$cloud_pid" 2>/dev/null
   wait 2>/dev/null || true
   if [ -n "${SCALE_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
@@ -82,9 +83,16 @@ COMMIT;
 SQL
 figure "setup: $n devices inserted by SQL" "$(since "$t"), database $(du -h "$work/sat/satellite.db" | cut -f1)"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+port=$(free_port); console=$(free_port); cloud=$(free_port)
+# The cloud's HTTPS endpoint, for the network sync.
+"$bin/mock-cloud" --data-dir "$work/cloud" serve --listen "127.0.0.1:$cloud" >"$work/cloud.log" 2>&1 &
+cloud_pid=$!
+for _ in $(seq 300); do curl -fsk "https://127.0.0.1:$cloud/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+api_token=$(sat user api-token create bench-admin)
 RUST_LOG=warn,satellite::db::writer=info SATELLITE_SERVER_LISTEN=127.0.0.1:$port \
-  SATELLITE_CONSOLE_LISTEN=127.0.0.1:0 "$bin/satellite" --data-dir "$work/sat" serve >"$work/sat.log" 2>&1 &
+  SATELLITE_CONSOLE_LISTEN=127.0.0.1:$console SATELLITE_CLOUD_URL="https://localhost:$cloud" \
+  "$bin/satellite" --data-dir "$work/sat" serve >"$work/sat.log" 2>&1 &
 sat_pid=$!
 for _ in $(seq 300); do curl -fsk "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 sim=(--satellite "https://localhost:$port" --ca "$work/sat/tls/server.crt.pem" --concurrency "$conc")
@@ -177,6 +185,15 @@ longest() {
 start_loop "${ent[@]}"
 sync_by_file "full sync" --full
 stop_loop "full sync: devices meanwhile"
+
+# A full network sync through the running server (the operator API's sync now): the
+# server makes the request, posts it, and applies the answer through its writer.
+start_loop "${ent[@]}"
+t=$(now_s)
+code=$(curl -sk -o "$work/sync-now.json" -w '%{http_code}' -X POST \
+  -H "Authorization: Bearer $api_token" "https://127.0.0.1:$console/api/v1/operator/sync/now?full=true")
+figure "network sync (full, through the server): HTTP $code" "$(since "$t")"
+stop_loop "network sync: devices meanwhile"
 
 # 1%: the $more devices ask for two licenses each now.
 "$bin/device-sim" authorize "${sim[@]}" --entitlement "$tag:2" --state "$work/devices.json" \
