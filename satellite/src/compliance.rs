@@ -314,9 +314,15 @@ fn check_shortage(
             source_type: "license",
             source_id: Some(&source),
             va_id: Some(va_id),
+            // Seed 001's text, with the verb agreeing with the count.
             message: format!(
-                "The Virtual Account \"{va_name}\" has a shortage of {} licenses. {short} license is required to return to compliance.",
-                pool.name
+                "The Virtual Account \"{va_name}\" has a shortage of {} licenses. {} to return to compliance.",
+                pool.name,
+                if short == 1 {
+                    "1 license is required".to_string()
+                } else {
+                    format!("{short} licenses are required")
+                }
             ),
             action_due_at: None,
         },

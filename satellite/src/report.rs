@@ -282,10 +282,7 @@ impl DeviceCounts {
     }
 }
 
-/// "1 thing", "2 things".
-pub fn plural(n: i64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use crate::states::plural;
 
 pub fn device_counts(conn: &mut SqliteConnection, f: &DeviceFilter) -> Result<DeviceCounts> {
     let mut c = DeviceCounts::default();

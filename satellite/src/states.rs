@@ -104,6 +104,12 @@ macro_rules! text_enum {
 }
 pub(crate) use text_enum;
 
+/// A count with its noun: "1 license line", "2 license lines", "0 events".
+pub fn plural(n: impl Into<i64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// "a, b or c".
 pub fn choices<'a>(all: impl Iterator<Item = &'a str>) -> String {
     let all: Vec<&str> = all.collect();

@@ -1,6 +1,7 @@
 //! `satellite backup` and `satellite restore`.
 
 use super::*;
+use crate::states::plural;
 
 /// `backup --out FILE [--encrypt [--passphrase-file FILE]]`.
 pub fn backup(
@@ -27,17 +28,21 @@ pub fn backup(
     } else {
         let c = &b.manifest.counts;
         println!(
-            "wrote {} ({} bytes): satellite {} ({:?}), schema {}, {} product instances, \
-             {} usage records, {} tokens, {} events; it holds private keys: keep it safe",
+            "wrote {} ({} bytes): satellite {} ({:?}), schema {}, {}, {}, {}, {}; it holds \
+             private keys: keep it safe",
             out.display(),
             b.bytes,
             b.manifest.satellite_id,
             b.manifest.satellite_name,
             b.manifest.schema,
-            c.product_instances,
-            c.license_usage,
-            c.tokens,
-            c.events
+            plural(
+                c.product_instances as i64,
+                "product instance",
+                "product instances"
+            ),
+            plural(c.license_usage as i64, "usage record", "usage records"),
+            plural(c.tokens as i64, "token", "tokens"),
+            plural(c.events as i64, "event", "events")
         );
     }
     Ok(())
@@ -58,13 +63,16 @@ pub fn restore(
         println!("{}", to_json(&r)?);
     } else {
         println!(
-            "restored satellite {} ({:?}) from the backup of {}: {} product instances, \
-             {} events{}{}",
+            "restored satellite {} ({:?}) from the backup of {}: {}, {}{}{}",
             r.satellite_id,
             r.satellite_name,
             r.backup_created_at,
-            r.counts.product_instances,
-            r.counts.events,
+            plural(
+                r.counts.product_instances as i64,
+                "product instance",
+                "product instances"
+            ),
+            plural(r.counts.events as i64, "event", "events"),
             r.previous_database
                 .as_ref()
                 .map(|p| format!("; the previous database is kept as {}", p.display()))

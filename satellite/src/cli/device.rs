@@ -22,13 +22,17 @@ pub enum DeviceCommand {
     },
     /// Show one product instance (PI id or PID:SN) with the licenses it uses.
     Show {
+        /// The product instance: its PI id, PID:SN, or its name.
         device: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Remove a product instance; its licenses are released at once.
     Remove {
+        /// The product instance: its PI id, PID:SN, or its name.
         device: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -48,10 +52,12 @@ pub enum DeviceCommand {
     /// Move a product instance to another of the satellite's virtual accounts. Its licenses
     /// do not follow: it asks again in its new virtual account.
     Transfer {
+        /// The product instance: its PI id, PID:SN, or its name.
         device: String,
         /// The virtual account to move it to.
         #[arg(long)]
         va: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

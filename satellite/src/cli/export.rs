@@ -19,12 +19,15 @@ pub enum ExportCommand {
         /// Only this entitlement tag.
         #[arg(long)]
         tag: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show one request or return by its id.
     Show {
+        /// The request's id, as `export list` shows it.
         request_id: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -74,7 +77,14 @@ pub(super) fn export_command(config: Config, cmd: ExportCommand) -> Result<()> {
                 for v in &all {
                     println!("{}", line(v));
                 }
-                println!("{} request(s) and return(s)", all.len());
+                println!(
+                    "{}",
+                    crate::states::plural(
+                        all.len() as i64,
+                        "request or return",
+                        "requests and returns"
+                    )
+                );
             }
         }
         ExportCommand::Show { request_id, json } => {

@@ -26,5 +26,9 @@ pub(super) fn license_command(config: Config, cmd: LicenseCommand) -> Result<()>
             licenses: Vec::new(),
         },
     )?;
-    format.print(&rows, crate::report::licenses_table, "license(s)")
+    format.print(
+        &rows,
+        crate::report::licenses_table,
+        ("license", "licenses"),
+    )
 }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 mod backup;
 mod device;
+mod docs;
 mod export;
 mod license;
 mod manual_clock;
@@ -170,6 +171,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Print the completion script of a shell on standard output, e.g.
+    /// `satellite completions bash > /usr/share/bash-completion/completions/satellite`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Write the manual pages, satellite(1) and one per command (satellite-sync-import(1),
+    /// ...), into a directory; without --out, print satellite(1) on standard output.
+    Man {
+        /// The directory to write them into (created if needed), e.g. /usr/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// A command whose reader goes away (`satellite device list --json | head`) ends quietly, as
@@ -185,6 +202,18 @@ fn quiet_on_closed_pipe() {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    // Documentation of the command line itself needs no configuration.
+    match &cli.command {
+        Command::Completions { shell } => {
+            quiet_on_closed_pipe();
+            return docs::completions(*shell);
+        }
+        Command::Man { out } => {
+            quiet_on_closed_pipe();
+            return docs::man(out.as_deref());
+        }
+        _ => {}
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         config.storage.data_dir = dir;
@@ -203,8 +232,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("database {} is up to date", store.db_path().display());
             } else {
                 println!(
-                    "applied {} migration(s) to {}: {}",
-                    applied.len(),
+                    "applied {} to {}: {}",
+                    crate::states::plural(applied.len() as i64, "migration", "migrations"),
                     store.db_path().display(),
                     applied.join(", ")
                 );
@@ -253,6 +282,8 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => backup::restore(config, &file, force, passphrase_file.as_deref(), json),
         Command::Sync(cmd) => sync::sync_command(config, cmd),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { out } => docs::man(out.as_deref()),
     }
 }
 
@@ -355,6 +386,34 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    /// Every command, flag and argument says what it is for in `--help`: the test walks
+    /// the whole command tree and names what has no help.
+    #[test]
+    fn every_command_flag_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                let help = a.get_help().or(a.get_long_help());
+                if help.is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                let p = format!("{path} {}", s.get_name());
+                if s.get_name() != "help" && s.get_about().or(s.get_long_about()).is_none() {
+                    missing.push(p.clone());
+                }
+                walk(s, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "satellite", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:#?}");
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl Format {
         self,
         rows: &[T],
         table: impl FnOnce(&[T]) -> Table,
-        what: &str,
+        (one, many): (&str, &str),
     ) -> Result<()> {
         if self.json {
             println!("{}", to_json(&rows)?);
@@ -152,7 +152,7 @@ impl Format {
             print!("{}", table(rows).csv()?);
         } else {
             print!("{}", table(rows).text());
-            println!("{} {what}", rows.len());
+            println!("{}", report::plural(rows.len() as i64, one, many));
         }
         Ok(())
     }
@@ -180,14 +180,18 @@ pub enum AlertCommand {
     /// Dismiss an alert. Alerts that clear themselves (Insufficient Licenses, the sync
     /// deadlines, Authorization Pending) cannot be dismissed.
     Dismiss {
+        /// The alert's id, as `alert list` shows it.
         id: i64,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Hide a warning until its next warning period (Licenses Expiring, Product Instance
     /// Failed to Connect).
     RemindLater {
+        /// The alert's id, as `alert list` shows it.
         id: i64,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -195,6 +199,7 @@ pub enum AlertCommand {
     /// licenses expiring and expired, devices that failed to connect or renew, the sync
     /// deadlines.
     Check {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -235,6 +240,7 @@ pub enum EventCommand {
     /// Check the event log's hash chain: each event must carry the hash of the one before it
     /// and its own fields' hash. Exits 3 and names the first broken event if it does not hold.
     Verify {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -316,7 +322,7 @@ pub fn alert_command(config: Config, cmd: AlertCommand) -> Result<()> {
                 },
                 now,
             )?;
-            format.print(&rows, report::alerts_table, "alert(s)")
+            format.print(&rows, report::alerts_table, ("alert", "alerts"))
         }
         AlertCommand::Dismiss { id, json } => one(
             &ctx.store
@@ -431,7 +437,7 @@ pub fn report_command(config: Config, cmd: ReportCommand) -> Result<()> {
             format,
         } => {
             let rows = report::licenses(&mut conn, now, &report::LicenseFilter { vas, licenses })?;
-            format.print(&rows, report::licenses_table, "license(s)")
+            format.print(&rows, report::licenses_table, ("license", "licenses"))
         }
         ReportCommand::Devices {
             vas,

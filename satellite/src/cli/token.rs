@@ -28,25 +28,36 @@ pub enum TokenCommand {
     },
     /// List tokens with their state (active, expired, used-up, revoked).
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show one token, the token string included.
     Show {
+        /// The token's id, as `token list` shows it.
         id: i64,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Write a token to a text file, to hand to whoever sets up devices.
     Download {
+        /// The token's id, as `token list` shows it.
         id: i64,
+        /// The file to write the token into (mode 0600).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Revoke a token: it registers no more devices (those it registered stay).
-    Revoke { id: i64 },
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: i64,
+    },
     /// Remove a revoked token.
-    Remove { id: i64 },
+    Remove {
+        /// The token's id, as `token list` shows it.
+        id: i64,
+    },
 }
 
 pub(super) fn token_command(config: Config, cmd: TokenCommand) -> Result<()> {

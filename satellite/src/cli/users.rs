@@ -37,12 +37,18 @@ pub enum UserCommand {
     /// Set a new password (ends the account's console sessions). Without --password-stdin a
     /// random password is made and printed once.
     Passwd {
+        /// The account's user name.
         username: String,
+        /// Read the new password from the first line of standard input instead of
+        /// generating one.
         #[arg(long)]
         password_stdin: bool,
     },
     /// Remove an account with its sessions and API tokens. The last admin cannot be removed.
-    Remove { username: String },
+    Remove {
+        /// The account's user name.
+        username: String,
+    },
     /// API tokens for scripts (`Authorization: Bearer TOKEN`), acting with the account's role.
     #[command(subcommand)]
     ApiToken(ApiTokenCommand),
@@ -52,7 +58,9 @@ pub enum UserCommand {
 pub enum ApiTokenCommand {
     /// Create an API token for an account; the token is printed once.
     Create {
+        /// The account the token acts as.
         username: String,
+        /// What the token is for, shown in `user api-token list`.
         #[arg(long, default_value = "")]
         description: String,
         /// Days until it expires (1 to 3650); without it the token lasts until revoked.
@@ -69,7 +77,10 @@ pub enum ApiTokenCommand {
         json: bool,
     },
     /// Revoke an API token.
-    Revoke { id: i64 },
+    Revoke {
+        /// The API token's id, as `user api-token list` shows it.
+        id: i64,
+    },
 }
 
 /// The password from standard input, or a generated one (shown by the caller).

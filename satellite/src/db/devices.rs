@@ -66,6 +66,16 @@ pub fn by_udi(conn: &mut SqliteConnection, pid: &str, sn: &str) -> Result<Option
         .optional()?)
 }
 
+/// Product instances named `name` (at most `limit`).
+pub fn by_name(conn: &mut SqliteConnection, name: &str, limit: i64) -> Result<Vec<PiRow>> {
+    Ok(pi::table
+        .select(PiRow::as_select())
+        .filter(pi::name.eq(name))
+        .order(pi::id)
+        .limit(limit)
+        .load(conn)?)
+}
+
 /// The identity fields a registration writes.
 #[derive(Debug, Clone)]
 pub struct Identity<'a> {

@@ -71,19 +71,36 @@ pub fn list(
         .collect()
 }
 
-/// Finds a device by PI id, or by UDI written `PID:SN`.
+/// Finds a device by any form `device list` shows it in: its PI id, its UDI written
+/// `PID:SN` or `PID:pid SN:sn`, or its name (when no other device has it).
 pub(super) fn find(conn: &mut SqliteConnection, who: &str) -> Result<PiRow> {
+    let who = who.trim();
     if let Some(pi) = db::by_uuid(conn, who)? {
         return Ok(pi);
     }
-    if let Some((pid, sn)) = who.rsplit_once(':') {
-        if let Some(pi) = db::by_udi(conn, pid, sn)? {
+    let udi = who
+        .strip_prefix("PID:")
+        .and_then(|rest| rest.split_once(" SN:"))
+        .or_else(|| who.rsplit_once(':'));
+    if let Some((pid, sn)) = udi {
+        if let Some(pi) = db::by_udi(conn, pid.trim(), sn.trim())? {
             return Ok(pi);
         }
     }
-    Err(Error::NotFound(
-        format!("no product instance {who:?} (give its PI id or PID:SN)").into(),
-    ))
+    let mut named = db::by_name(conn, who, 2)?;
+    match named.len() {
+        1 => Ok(named.remove(0)),
+        0 => Err(Error::NotFound(
+            format!("no product instance {who:?} (give its PI id, PID:SN or name)").into(),
+        )),
+        _ => Err(Error::Conflict(
+            format!(
+                "more than one product instance is named {who:?}: give its PI id or PID:SN \
+                 (`satellite device list --name {who:?}` shows them)"
+            )
+            .into(),
+        )),
+    }
 }
 
 pub fn show(conn: &mut SqliteConnection, who: &str) -> Result<DeviceView> {

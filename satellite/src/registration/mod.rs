@@ -126,11 +126,16 @@ impl Registered {
     /// What a registration did, in one sentence (CLI and console).
     pub fn summary(&self) -> String {
         format!(
-            "registered with the smart account {:?}: virtual accounts {}; {} license line(s); \
-             export-controlled functionality {}; first sync due by {}",
+            "registered with the smart account {:?}: {} {}; {}; export-controlled \
+             functionality {}; first sync due by {}",
             self.account,
+            if self.virtual_accounts.len() == 1 {
+                "virtual account"
+            } else {
+                "virtual accounts"
+            },
             self.virtual_accounts.join(", "),
-            self.license_lines,
+            crate::states::plural(self.license_lines as i64, "license line", "license lines"),
             if self.export_controlled_allowed {
                 "allowed"
             } else {

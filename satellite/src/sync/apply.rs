@@ -22,7 +22,7 @@ use crate::catalogue::EventKind;
 use crate::clock;
 use crate::db::{self, alerts, events, identity, pools, Store};
 use crate::error::{Error, Result};
-use crate::states::SyncMode;
+use crate::states::{plural, SyncMode};
 
 pub use super::outcome::{ImportOutcome, LicenseChange, Rejected};
 
@@ -175,18 +175,26 @@ pub fn import<R: Read + Seek>(
     // The new certificate is stored: its key signs from now on.
     crate::identity::promote_renewal(store.data_dir(), renewed.as_ref().map(|r| r.0.as_str()))?;
     outcome.status = "applied".into();
+    let answers = outcome
+        .export_answers
+        .iter()
+        .filter(|a| a.result != "ignored")
+        .count();
     outcome.message = format!(
-        "applied sync response {}: {} license lines, {} license changes, {} records refused \
-         by the cloud, {} export answers; next sync due by {}",
+        "applied sync response {}: {}, {}, {} refused by the cloud, {}; next sync due by {}",
         m.bundle_id,
-        outcome.license_lines,
-        outcome.license_changes.len(),
-        outcome.rejected.len(),
-        outcome
-            .export_answers
-            .iter()
-            .filter(|a| a.result != "ignored")
-            .count(),
+        plural(
+            outcome.license_lines as i64,
+            "license line",
+            "license lines"
+        ),
+        plural(
+            outcome.license_changes.len() as i64,
+            "license change",
+            "license changes"
+        ),
+        plural(outcome.rejected.len() as i64, "record", "records"),
+        plural(answers as i64, "export answer", "export answers"),
         outcome.next_sync_due
     );
     tracing::info!(

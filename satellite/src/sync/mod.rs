@@ -144,7 +144,7 @@ impl SyncStatus {
              Next sync due:         {}\n\
              Next scheduled sync:   {}\n\
              Removal if not synced: {}{}\n\
-             Pending changes:       {} product instances, {} events, {} export requests\n",
+             Pending changes:       {}, {}, {}\n",
             self.state,
             self.mode,
             or(&self.last_sync, "never"),
@@ -158,9 +158,17 @@ impl SyncStatus {
             self.days_left_before_removal
                 .map(|d| format!(" ({d} days left)"))
                 .unwrap_or_default(),
-            self.pending_product_instances,
-            self.pending_events,
-            self.pending_export_requests,
+            crate::states::plural(
+                self.pending_product_instances,
+                "product instance",
+                "product instances"
+            ),
+            crate::states::plural(self.pending_events, "event", "events"),
+            crate::states::plural(
+                self.pending_export_requests,
+                "export request",
+                "export requests"
+            ),
         );
         if let Some(until) = &self.certificate_expires_at {
             s.push_str(&format!(

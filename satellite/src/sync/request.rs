@@ -22,6 +22,7 @@ use super::{registered_with_cloud, Progress};
 use crate::clock::DAY;
 use crate::db::{self, identity, Store};
 use crate::error::{Error, Result};
+use crate::states::plural;
 use crate::states::PiState;
 use crate::states::SyncMode;
 
@@ -55,8 +56,7 @@ impl RequestSummary {
     /// One line saying what the request carries.
     pub fn text(&self) -> String {
         format!(
-            "sync request {} (sequence {}, {}): {} product instances, {} usage records, {} \
-             export requests and returns, {} events{}{}",
+            "sync request {} (sequence {}, {}): {}, {}, {}, {}{}{}",
             self.bundle_id,
             self.sequence,
             if self.full {
@@ -66,10 +66,18 @@ impl RequestSummary {
             } else {
                 "no new changes".to_string()
             },
-            self.product_instances,
-            self.usage,
-            self.export_requests,
-            self.events,
+            plural(
+                self.product_instances as i64,
+                "product instance",
+                "product instances"
+            ),
+            plural(self.usage as i64, "usage record", "usage records"),
+            plural(
+                self.export_requests as i64,
+                "export request or return",
+                "export requests and returns"
+            ),
+            plural(self.events as i64, "event", "events"),
             if self.resent_rejected > 0 {
                 format!(
                     " ({} sent again after the cloud refused them)",

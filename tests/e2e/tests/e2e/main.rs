@@ -5,6 +5,7 @@ mod alerts;
 mod common;
 mod console;
 mod devices;
+mod everyday;
 mod export;
 mod foundation;
 mod registration;

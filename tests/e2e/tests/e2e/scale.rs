@@ -216,7 +216,11 @@ fn device_lists_page_sort_and_stream() {
             .collect()
     };
     let all_ids = ids(&total);
-    assert_eq!(ids(&page), all_ids[n - 3..n - 1], "the two before the newest");
+    assert_eq!(
+        ids(&page),
+        all_ids[n - 3..n - 1],
+        "the two before the newest"
+    );
     let text = site.sat(&["event", "list", "--limit", "1"]).ok().stdout;
     assert!(
         text.trim_end().ends_with(&format!("1 shown of {n} events")),

@@ -1,6 +1,7 @@
 //! Sync by file: the status, downloading a sync request, uploading a response, previewing
 //! what it changes and applying it.
 
+use crate::states::plural;
 use actix_web::web;
 use actix_web::HttpResponse;
 use maud::{html, Markup};
@@ -39,8 +40,18 @@ async fn render(
             "Waiting to be sent",
             None,
             format!(
-                "{} product instance(s), {} event(s), {} export request(s)",
-                st.pending_product_instances, st.pending_events, st.pending_export_requests
+                "{}, {}, {}",
+                plural(
+                    st.pending_product_instances,
+                    "product instance",
+                    "product instances"
+                ),
+                plural(st.pending_events, "event", "events"),
+                plural(
+                    st.pending_export_requests,
+                    "export request",
+                    "export requests"
+                )
             ),
         ),
     ];
