@@ -150,6 +150,11 @@ pub fn import<R: Read + Seek>(
         progress,
     )?;
     drop(conn);
+    let mut plan = plan;
+    if !dry_run && plan.insert.len() + plan.delete.len() > STAGE_OVER {
+        plan.stage(store, progress)?;
+    }
+    let staged = plan.staged.clone();
     if dry_run {
         // The same write as the real thing, always rolled back.
         let mut outcome =
@@ -159,7 +164,7 @@ pub fn import<R: Read + Seek>(
         return Ok(outcome);
     }
     let asked = request_id.clone();
-    let mut outcome = store.write(move |conn| {
+    let applied = store.write(move |conn| {
         // Again inside the write: another import may have won the race.
         if let Some(applied_at) = check_order(conn, &plan.incoming.manifest, &asked)? {
             return Err(Error::Conflict(
@@ -171,7 +176,16 @@ pub fn import<R: Read + Seek>(
             ));
         }
         plan.apply(conn)
-    })?;
+    });
+    let mut outcome = match (applied, staged) {
+        (Ok(o), _) => o,
+        (Err(e), Some(name)) => {
+            // A swap given up: its staging table goes (best effort; the next one drops it too).
+            let _ = store.write(move |c| pools::stage_drop(c, &name));
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    };
     // The new certificate is stored: its key signs from now on.
     crate::identity::promote_renewal(store.data_dir(), renewed.as_ref().map(|r| r.0.as_str()))?;
     outcome.status = "applied".into();
@@ -333,6 +347,10 @@ struct Plan {
     /// Records the cloud refused: (pi, record, reason).
     rejected: Vec<(String, String, String)>,
     export_answers: Vec<ExportAnswer>,
+    /// The stored lines as the snapshot saw them.
+    mark: pools::LinesMark,
+    /// The staging table holding the new lines, once [`Plan::stage`] built it.
+    staged: Option<String>,
 }
 
 /// A license line's content, as a 128-bit digest: two lines with the same digest are the
@@ -353,6 +371,15 @@ fn line_digest(va: &str, l: &sync_format::payload::LicenseLine) -> (u64, u64) {
 
 /// Stored license lines read at a time.
 const LINE_PAGE: i64 = 10_000;
+
+/// A response changing more license lines than this stages the new lines beside the live
+/// ones in short writes and swaps them in at the end (`pools::stage_*`); fewer are written
+/// in the final write itself.
+const STAGE_OVER: usize = 10_000;
+
+/// License lines copied or inserted by one staging write: each holds the lock for tens of
+/// milliseconds.
+const STAGE_ROWS: usize = 5_000;
 
 /// Reads and checks the response's records, and compares its license lines with the
 /// stored ones, on `conn`'s snapshot; writes nothing.
@@ -510,11 +537,76 @@ fn prepare<R: Read + Seek>(
             after,
             rejected,
             export_answers,
+            mark: pools::lines_mark(conn)?,
+            staged: None,
         })
     })
 }
 
 impl Plan {
+    /// Builds the new license lines in a staging table, in short writes (devices are
+    /// answered between them): the VAs first, then the stored lines kept, then the new ones.
+    /// [`Plan::apply`] then swaps the table in.
+    fn stage(&mut self, store: &Store, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        let (at, name) = (self.at, pools::stage_name(self.incoming.manifest.sequence));
+        let vas = self.incoming.payload.virtual_accounts.clone();
+        let stage = name.clone();
+        let va_ids = store.write(move |c| {
+            let mut ids = std::collections::HashMap::new();
+            for va in &vas {
+                ids.insert(va.name.clone(), pools::upsert_va(c, at, va)?);
+            }
+            pools::stage_create(c, &stage)?;
+            Ok(ids)
+        })?;
+        let staged = (|| {
+            let step = STAGE_ROWS as i64 * 4;
+            let mut from = 0;
+            while from < self.mark.max_id {
+                let (stage, upto) = (name.clone(), from + step);
+                store.write(move |c| pools::stage_copy(c, &stage, from, upto))?;
+                from = upto;
+            }
+            for ids in std::mem::take(&mut self.delete).chunks(STAGE_ROWS * 4) {
+                let (stage, ids) = (name.clone(), ids.to_vec());
+                store.write(move |c| pools::stage_delete(c, &stage, &ids))?;
+            }
+            let mut rows = std::mem::take(&mut self.insert);
+            let total = rows.len() as u64;
+            while !rows.is_empty() {
+                let chunk: Vec<_> = rows.drain(..rows.len().min(STAGE_ROWS)).collect();
+                let mut lines = Vec::with_capacity(chunk.len());
+                for (va, line) in chunk {
+                    let id = *va_ids.get(&va).ok_or_else(|| {
+                        Error::Internal(format!("the virtual account {va:?} was not stored"))
+                    })?;
+                    lines.push((id, line));
+                }
+                let stage = name.clone();
+                store.write(move |c| {
+                    let rows: Vec<_> = lines.iter().map(|(v, l)| (*v, l)).collect();
+                    pools::stage_insert(c, &stage, at, &rows)
+                })?;
+                progress(Progress {
+                    what: "license lines staged",
+                    done: total - rows.len() as u64,
+                    total: Some(total),
+                });
+            }
+            Ok(())
+        })();
+        match staged {
+            Ok(()) => {
+                self.staged = Some(name);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = store.write(move |c| pools::stage_drop(c, &name));
+                Err(e)
+            }
+        }
+    }
+
     /// Applies the response, in the caller's write transaction; returns what it did.
     fn apply(self, conn: &mut SqliteConnection) -> Result<ImportOutcome> {
         let Plan {
@@ -528,6 +620,8 @@ impl Plan {
             after,
             rejected,
             export_answers,
+            mark,
+            staged,
         } = self;
         let Incoming {
             manifest: m,
@@ -557,21 +651,30 @@ impl Plan {
         for va in &resp.virtual_accounts {
             va_ids.insert(va.name.clone(), pools::upsert_va(conn, at, va)?);
         }
-        if pools::delete_lines_by_id(conn, &delete)? != delete.len() {
-            return Err(Error::Conflict(
+        let changed = || {
+            Error::Conflict(
                 "the license pools changed while this response was read; nothing changed; \
                  import it again"
                     .into(),
-            ));
+            )
+        };
+        if let Some(name) = &staged {
+            if !pools::stage_swap(conn, name, mark)? {
+                return Err(changed());
+            }
+        } else {
+            if pools::delete_lines_by_id(conn, &delete)? != delete.len() {
+                return Err(changed());
+            }
+            let mut rows = Vec::with_capacity(insert.len());
+            for (va, line) in &insert {
+                let va_id = *va_ids.get(va).ok_or_else(|| {
+                    Error::Internal(format!("the virtual account {va:?} was not stored"))
+                })?;
+                rows.push((va_id, line));
+            }
+            pools::insert_lines(conn, at, &rows)?;
         }
-        let mut rows = Vec::with_capacity(insert.len());
-        for (va, line) in &insert {
-            let va_id = *va_ids.get(va).ok_or_else(|| {
-                Error::Internal(format!("the virtual account {va:?} was not stored"))
-            })?;
-            rows.push((va_id, line));
-        }
-        pools::insert_lines(conn, at, &rows)?;
         // Pools whose lines do not change but count in time (a term line) are recomputed
         // too: `touched` has them. A VA no longer listed keeps no lines: its pools went with
         // the deleted lines.

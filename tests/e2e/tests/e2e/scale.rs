@@ -233,3 +233,91 @@ fn device_lists_page_sort_and_stream() {
     let csv = String::from_utf8_lossy(&get("/events?format=csv").body).to_string();
     assert!(csv.starts_with("ID,Time,"), "{csv}");
 }
+
+/// A response that changes many license lines is staged beside the live lines in short
+/// writes and swapped in at the end; one that changes a few is written at once. Either
+/// way the pools come out as the cloud has them, devices keep their answers, and the same
+/// response again changes nothing.
+#[test]
+fn many_license_lines_are_staged_and_swapped_in() {
+    let t = tempfile::tempdir().unwrap();
+    let site = Site::new(t.path());
+    let token = site.token("Lab", &[]);
+    let ent = format!("{DNA}:1");
+    let sim = site.sim(&[
+        "run",
+        "--token",
+        &token,
+        "--devices",
+        "3",
+        "--entitlement",
+        &ent,
+    ]);
+    assert_eq!(sim["authorized"], 3, "{sim}");
+    let lines = |site: &Site| {
+        harness::query_strings(
+            &crate::common::sat_db(&site.dir),
+            "SELECT count(*) || '' AS v FROM licenses",
+        )[0]
+        .parse::<i64>()
+        .unwrap()
+    };
+    let before = lines(&site);
+
+    // 12,000 more lines at the cloud, over 100 tags of Lab: staged.
+    harness::exec_sql(
+        &site.cloud.db(),
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 12000)
+         INSERT INTO licenses (va_id, tag, name, description, kind, quantity, created_at)
+         SELECT (SELECT id FROM virtual_accounts WHERE name = 'Lab'),
+             printf('regid.example.bulk-%d', i % 100), printf('Bulk %d', i % 100), '',
+             'perpetual', 1, 0 FROM k;",
+    );
+    let out = site.round_trip("staged");
+    assert_eq!(out["status"], "applied", "{out}");
+    assert_eq!(lines(&site), before + 12_000);
+    assert_eq!(site.pool("Lab", "regid.example.bulk-7"), (120, 0, 120));
+    assert_eq!(site.pool("Lab", DNA), (50, 3, 47));
+    let tables = harness::query_strings(
+        &crate::common::sat_db(&site.dir),
+        "SELECT name AS v FROM sqlite_master WHERE name LIKE 'licenses_stage_%'",
+    );
+    assert!(tables.is_empty(), "a staging table was left: {tables:?}");
+
+    // The same lines again: nothing to write. Then a few changed: written at once.
+    let again = site.round_trip("unchanged");
+    assert_eq!(
+        again["license_changes"].as_array().unwrap().len(),
+        0,
+        "{again}"
+    );
+    site.cloud
+        .add_license("Lab", DNA, "DNA Advantage", "5", &[]);
+    site.round_trip("small");
+    assert_eq!(site.pool("Lab", DNA), (55, 3, 52));
+
+    // Most of the bulk removed at the cloud: staged again, the other way.
+    harness::exec_sql(
+        &site.cloud.db(),
+        "DELETE FROM licenses WHERE tag LIKE 'regid.example.bulk-%' AND tag <> 'regid.example.bulk-7'",
+    );
+    site.round_trip("shrunk");
+    assert_eq!(lines(&site), before + 1 + 120);
+    assert_eq!(site.pool("Lab", "regid.example.bulk-7"), (120, 0, 120));
+    let st = site.sat(&["status", "--json"]).ok().json();
+    assert_eq!(st["state"], "registered", "{st}");
+
+    // The devices are answered as before, against the swapped-in table.
+    let again = site.sim(&[
+        "run",
+        "--token",
+        &token,
+        "--devices",
+        "1",
+        "--entitlement",
+        &ent,
+    ]);
+    assert_eq!(again["authorized"], 1, "{again}");
+    assert_eq!(site.pool("Lab", DNA), (55, 4, 51));
+    site.sat(&["event", "verify"]).ok();
+}
