@@ -151,8 +151,8 @@ pub fn import<R: Read + Seek>(
     )?;
     drop(conn);
     let mut plan = plan;
-    if !dry_run && plan.insert.len() + plan.delete.len() > STAGE_OVER {
-        plan.stage(store, progress)?;
+    if !dry_run && plan.insert_at.len() + plan.delete.len() > STAGE_OVER {
+        plan.stage(store, &mut bundle, progress)?;
     }
     let staged = plan.staged.clone();
     if dry_run {
@@ -347,6 +347,9 @@ struct Plan {
     /// Records the cloud refused: (pi, record, reason).
     rejected: Vec<(String, String, String)>,
     export_answers: Vec<ExportAnswer>,
+    /// Where the new lines are in the response (inline lines first, then
+    /// `licenses.ndjson`), counting from 0: all of them, also when `insert` holds none.
+    insert_at: Vec<u32>,
     /// The stored lines as the snapshot saw them.
     mark: pools::LinesMark,
     /// The staging table holding the new lines, once [`Plan::stage`] built it.
@@ -434,7 +437,11 @@ fn prepare<R: Read + Seek>(
             .iter()
             .map(|v| v.name.as_str())
             .collect();
+        // The new lines themselves while they are few; their positions in the response
+        // always (a staged apply reads them from the bundle again, in bounded memory).
         let mut insert = Vec::new();
+        let mut insert_at: Vec<u32> = Vec::new();
+        let mut position: u32 = 0;
         let mut touched = std::collections::BTreeSet::new();
         let mut after: Totals = BTreeMap::new();
         let mut checked = crate::compliance::LineTotals::default();
@@ -463,8 +470,14 @@ fn prepare<R: Read + Seek>(
                 .is_some();
             if !kept {
                 touched.insert((rec.va.clone(), rec.line.tag.clone()));
-                insert.push((rec.va, rec.line));
+                insert_at.push(position);
+                if insert_at.len() <= STAGE_OVER {
+                    insert.push((rec.va, rec.line));
+                } else if !insert.is_empty() {
+                    insert = Vec::new();
+                }
             }
+            position += 1;
             Ok(())
         };
         for va in &resp.virtual_accounts {
@@ -537,6 +550,7 @@ fn prepare<R: Read + Seek>(
             after,
             rejected,
             export_answers,
+            insert_at,
             mark: pools::lines_mark(conn)?,
             staged: None,
         })
@@ -547,7 +561,12 @@ impl Plan {
     /// Builds the new license lines in a staging table, in short writes (devices are
     /// answered between them): the VAs first, then the stored lines kept, then the new ones.
     /// [`Plan::apply`] then swaps the table in.
-    fn stage(&mut self, store: &Store, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    fn stage<R: Read + Seek>(
+        &mut self,
+        store: &Store,
+        bundle: &mut VerifiedBundle<R>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
         let (at, name) = (self.at, pools::stage_name(self.incoming.manifest.sequence));
         let vas = self.incoming.payload.virtual_accounts.clone();
         let stage = name.clone();
@@ -571,17 +590,16 @@ impl Plan {
                 let (stage, ids) = (name.clone(), ids.to_vec());
                 store.write(move |c| pools::stage_delete(c, &stage, &ids))?;
             }
-            let mut rows = std::mem::take(&mut self.insert);
-            let total = rows.len() as u64;
-            while !rows.is_empty() {
-                let chunk: Vec<_> = rows.drain(..rows.len().min(STAGE_ROWS)).collect();
-                let mut lines = Vec::with_capacity(chunk.len());
-                for (va, line) in chunk {
-                    let id = *va_ids.get(&va).ok_or_else(|| {
-                        Error::Internal(format!("the virtual account {va:?} was not stored"))
-                    })?;
-                    lines.push((id, line));
-                }
+            // The new lines, read from the response again by position, a chunk a write.
+            self.insert = Vec::new();
+            let wanted = std::mem::take(&mut self.insert_at);
+            let total = wanted.len() as u64;
+            let mut next = wanted.iter().copied().peekable();
+            let mut chunk: Vec<(i64, sync_format::payload::LicenseLine)> = Vec::new();
+            let mut done = 0u64;
+            let mut flush = |chunk: &mut Vec<(i64, sync_format::payload::LicenseLine)>| {
+                let lines = std::mem::take(chunk);
+                done += lines.len() as u64;
                 let stage = name.clone();
                 store.write(move |c| {
                     let rows: Vec<_> = lines.iter().map(|(v, l)| (*v, l)).collect();
@@ -589,9 +607,52 @@ impl Plan {
                 })?;
                 progress(Progress {
                     what: "license lines staged",
-                    done: total - rows.len() as u64,
+                    done,
                     total: Some(total),
                 });
+                Ok::<_, Error>(())
+            };
+            let mut take = |position: u32,
+                            va: &str,
+                            line: sync_format::payload::LicenseLine,
+                            chunk: &mut Vec<_>| {
+                if next.peek() != Some(&position) {
+                    return Ok(());
+                }
+                next.next();
+                let id = *va_ids.get(va).ok_or_else(|| {
+                    Error::Internal(format!("the virtual account {va:?} was not stored"))
+                })?;
+                chunk.push((id, line));
+                Ok::<_, Error>(())
+            };
+            let mut position = 0u32;
+            for va in &self.incoming.payload.virtual_accounts {
+                for line in &va.licenses {
+                    take(position, &va.name, line.clone(), &mut chunk)?;
+                    position += 1;
+                    if chunk.len() >= STAGE_ROWS {
+                        flush(&mut chunk)?;
+                    }
+                }
+            }
+            if bundle.has("licenses.ndjson") {
+                for rec in &mut bundle.ndjson::<LicenseRecord>("licenses.ndjson")? {
+                    let rec = rec?;
+                    take(position, &rec.va, rec.line, &mut chunk)?;
+                    position += 1;
+                    if chunk.len() >= STAGE_ROWS {
+                        flush(&mut chunk)?;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                flush(&mut chunk)?;
+            }
+            if next.peek().is_some() {
+                return Err(Error::Internal(
+                    "the response's license lines changed between two readings".into(),
+                ));
             }
             Ok(())
         })();
@@ -622,6 +683,7 @@ impl Plan {
             export_answers,
             mark,
             staged,
+            insert_at: _,
         } = self;
         let Incoming {
             manifest: m,
