@@ -46,6 +46,7 @@ pub mod export;
 pub mod guards;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod notify;
 pub mod operators;
 pub mod registration;

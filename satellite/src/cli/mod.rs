@@ -15,6 +15,7 @@ mod backup;
 mod device;
 mod docs;
 mod export;
+mod journal;
 mod license;
 mod manual_clock;
 mod register;
@@ -373,7 +374,17 @@ fn init_logging(config: &Config, serving: bool) {
         .with_target(false);
     let _ = match (config.log.format, journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
-        (LogFormat::Text, true) => builder.without_time().try_init(),
+        // Under systemd: each line starts with its syslog priority (<3> error, <4> warning,
+        // <6> info, <7> debug), which journald takes for the entry's, so `journalctl -p`
+        // filters; the journal adds the time itself.
+        (LogFormat::Text, true) => builder
+            .event_format(journal::Priority(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_target(false)
+                    .with_ansi(false),
+            ))
+            .try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
 }

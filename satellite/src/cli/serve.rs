@@ -16,13 +16,25 @@ pub(super) fn serve(config: Config) -> Result<()> {
 }
 
 /// First start: creates the "admin" account, with the configured password or a generated
-/// one shown here, once, on standard error (not in the log).
+/// one shown here, once, on standard error: as a block of text, or, with `[log] format =
+/// "json"`, as the `password` field of one JSON log line (a log collector keeps it whole).
+/// Never at the `info` level's logs of later starts.
 pub(super) fn first_admin(ctx: &Context) -> Result<()> {
     let (password, now) = (ctx.config.console.admin_password.clone(), ctx.clock.now());
     let made = ctx
         .store
         .write(move |c| crate::operators::bootstrap(c, &password, now))?;
     match made {
+        Some(crate::operators::Bootstrapped {
+            generated: Some(pw),
+        }) if ctx.config.log.format == crate::config::LogFormat::Json => {
+            tracing::warn!(
+                username = "admin",
+                password = %pw,
+                "created the operator account \"admin\" with a generated password, shown only \
+                 this once: log in and change it, or set it with `satellite user passwd admin`"
+            );
+        }
         Some(crate::operators::Bootstrapped {
             generated: Some(pw),
         }) => {

@@ -33,6 +33,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     pub sync: SyncConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub testing: TestingConfig,
 }
 
@@ -129,6 +130,14 @@ pub struct LogConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `GET /metrics` without authentication (default: an operator account's credentials,
+    /// any role, as the operator API takes them).
+    pub public: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -378,7 +387,9 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
             || s.starts_with("$argon2")
             || (s.chars().count() >= MIN_PASSWORD && s.len() <= 1024)),
         ("cloud", "proxy") => matches!(v, V::String(s) if s.is_empty() || s.starts_with("http://")),
-        ("server", "plain_http") | ("testing", "manual_clock") => matches!(v, V::Boolean(_)),
+        ("server", "plain_http") | ("testing", "manual_clock") | ("metrics", "public") => {
+            matches!(v, V::Boolean(_))
+        }
         ("server", "max_body_bytes") => int_in(1024, 64 * 1024 * 1024),
         ("server", "workers") => int_in(0, 256),
         ("server", "max_connections") => int_in(16, 1_000_000),
@@ -424,7 +435,9 @@ fn check_value(section: &str, key: &str, v: &toml::Value) -> Result<(), &'static
         ("cloud", "ca_file") => "a path to a PEM file, or \"\"",
         ("cloud", "url") => "an https:// URL, or \"\" (plain HTTP to the cloud is never used)",
         ("cloud", "proxy") => "an http:// proxy URL such as http://proxy.example:3128, or \"\"",
-        ("server", "plain_http") | ("testing", "manual_clock") => "true or false",
+        ("server", "plain_http") | ("testing", "manual_clock") | ("metrics", "public") => {
+            "true or false"
+        }
         ("server", "max_body_bytes") => "an integer from 1024 to 67108864",
         ("server", "workers") => "an integer from 0 (one per core) to 256",
         ("server", "max_connections") => "an integer from 16 to 1000000",

@@ -59,6 +59,8 @@ type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Done + Send>;
 #[derive(Clone)]
 pub struct Writer {
     tx: SyncSender<Job>,
+    /// Writes queued and not yet taken by the thread.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -74,11 +76,18 @@ impl Writer {
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let taken = queued.clone();
         let handle = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run(conn, rx, &flag))
+            .spawn(move || run(conn, rx, &flag, &taken))
             .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok((Writer { tx }, WriterThread { handle, stop }))
+        Ok((Writer { tx, queued }, WriterThread { handle, stop }))
+    }
+
+    /// Writes waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Runs `f` in the writer's transaction and returns its result once committed.
@@ -92,6 +101,7 @@ impl Writer {
             let _ = done_tx.send(r);
         });
         // A full queue: wait on the blocking pool instead of an async worker.
+        self.queued.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(j)) => {
@@ -102,7 +112,8 @@ impl Writer {
                     .map_err(|_| Error::Internal("the writer has stopped".into()))?;
             }
             Err(TrySendError::Disconnected(_)) => {
-                return Err(Error::Internal("the writer has stopped".into()))
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(Error::Internal("the writer has stopped".into()));
             }
         }
         done_rx
@@ -121,9 +132,11 @@ impl Writer {
         let job = job(f, move |r| {
             let _ = done_tx.send(r);
         });
-        self.tx
-            .send(job)
-            .map_err(|_| Error::Internal("the writer has stopped".into()))?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(job).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            Error::Internal("the writer has stopped".into())
+        })?;
         done_rx
             .recv()
             .map_err(|_| Error::Internal("the writer dropped a write".into()))?
@@ -194,7 +207,12 @@ impl WriterThread {
     }
 }
 
-fn run(mut conn: Conn, rx: Receiver<Job>, stop: &AtomicBool) {
+fn run(
+    mut conn: Conn,
+    rx: Receiver<Job>,
+    stop: &AtomicBool,
+    queued: &std::sync::atomic::AtomicUsize,
+) {
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(job) => job,
@@ -208,6 +226,7 @@ fn run(mut conn: Conn, rx: Receiver<Job>, stop: &AtomicBool) {
                 Err(_) => break,
             }
         }
+        queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let mut dones = Vec::with_capacity(batch.len());
         let committed = begin_immediate(&mut conn, |c| {
             for job in batch.drain(..) {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub console: Arc<operator::ConsoleState>,
     /// Set once migrations ran and the listeners are bound.
     pub ready: Arc<AtomicBool>,
+    /// Device requests counted for `/metrics`.
+    pub metrics: crate::metrics::Live,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             clock,
             writer,
             ready: Arc::new(AtomicBool::new(false)),
+            metrics: crate::metrics::Live::default(),
         })
     }
 }
@@ -84,6 +87,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/readyz", web::get().to(health::readyz))
             .service(
                 web::scope("/api/v1/devices")
+                    .wrap(actix_web::middleware::from_fn(observe))
                     .route("/register", web::post().to(devices::register))
                     .route("/authorize", web::post().to(devices::authorize))
                     .route("/renew", web::post().to(devices::renew))
@@ -116,6 +120,29 @@ pub fn configure_console(state: AppState) -> impl FnOnce(&mut web::ServiceConfig
             .route("/readyz", web::get().to(health::readyz));
         operator::configure(cfg);
     }
+}
+
+/// Counts a device request for `/metrics`: its route pattern, status and time.
+async fn observe(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let res = next.call(req).await?;
+    if let Some(m) = metrics {
+        m.observe(
+            &route,
+            res.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(res)
 }
 
 /// Runs blocking (database) work off the async workers.

@@ -382,7 +382,7 @@ const STAGE_OVER: usize = 10_000;
 
 /// License lines copied or inserted by one staging write: each holds the lock for tens of
 /// milliseconds.
-const STAGE_ROWS: usize = 5_000;
+const STAGE_ROWS: usize = 2_500;
 
 /// Reads and checks the response's records, and compares its license lines with the
 /// stored ones, on `conn`'s snapshot; writes nothing.

@@ -143,6 +143,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     declare(&mut Register(cfg));
     cfg.route("/console", web::get().to(console::to_dashboard));
+    // Prometheus: an API credential of any role, unless `[metrics] public = true`.
+    cfg.service(
+        web::resource("/metrics")
+            .guard(guard::Get())
+            .wrap(from_fn(|req: ServiceRequest, next| async move {
+                let public = req
+                    .app_data::<web::Data<AppState>>()
+                    .is_some_and(|s| s.config.metrics.public);
+                let role = if public { None } else { Some(Role::Auditor) };
+                gate(role, Kind::Api, req, next).await
+            }))
+            .route(web::get().to(metrics)),
+    );
+}
+
+/// `GET /metrics`: the text exposition format.
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    let now = state.clock.now();
+    let queued = state.writer.queued();
+    let s = state.clone();
+    let text =
+        blocking(move || crate::metrics::render(&s.store, &s.config, now, &s.metrics, queued))
+            .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
 /// The authenticated caller of a route, put there by [`gate`]. Extracting it where the gate

@@ -133,3 +133,140 @@ fn device_show_takes_what_device_list_shows_and_the_cli_documents_itself() {
     let one = site.sat(&["man"]).ok().stdout;
     assert!(one.contains(".TH satellite"), "{one}");
 }
+
+/// Under systemd (JOURNAL_STREAM set) every log line starts with its syslog priority, so
+/// `journalctl -p warning` filters; with `[log] format = "json"` the first start's
+/// generated admin password is a field of one JSON line, not a block of text in the stream.
+#[test]
+fn logs_carry_journal_priorities_and_the_first_password_as_a_json_field() {
+    use crate::common::start_satellite_env;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut running = start_satellite_env(&dir, &[("JOURNAL_STREAM", "8:12345")]);
+    running.server.signal(libc::SIGTERM);
+    assert!(running
+        .server
+        .wait_exit(std::time::Duration::from_secs(30))
+        .is_some());
+    let log = running.server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let p = l.get(..3).unwrap_or("");
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"].contains(&p),
+            "a line without its priority: {l:?}\n{log}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("ready")),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("<4>")), "{log}");
+
+    let dir = t.path().join("json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut running = start_satellite_env(
+        &dir,
+        &[
+            ("SATELLITE_LOG_FORMAT", "json"),
+            ("SATELLITE_CONSOLE_ADMIN_PASSWORD", ""),
+        ],
+    );
+    running.server.signal(libc::SIGTERM);
+    assert!(running
+        .server
+        .wait_exit(std::time::Duration::from_secs(30))
+        .is_some());
+    let log = running.server.log();
+    let mut password = None;
+    for l in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{log}"));
+        if let Some(p) = v["fields"]["password"].as_str() {
+            password = Some(p.to_string());
+        }
+    }
+    let password = password.unwrap_or_else(|| panic!("no password field:\n{log}"));
+    assert!(password.len() >= 12, "{password}");
+}
+
+/// `/metrics` answers a Prometheus scrape with what `status`, `sync status` and `license
+/// list` say, and the device requests it served; anonymous scrapes are refused unless
+/// `[metrics] public = true`.
+#[test]
+fn metrics_are_what_the_cli_shows() {
+    let t = tempfile::tempdir().unwrap();
+    let mut site = Site::new(t.path());
+    let token = site.token("Lab", &[]);
+    let sim = site.sim(&[
+        "run",
+        "--token",
+        &token,
+        "--devices",
+        "3",
+        "--entitlement",
+        &format!("{DNA}:1"),
+    ]);
+    assert_eq!(sim["authorized"], 3, "{sim}");
+    let bearer = format!(
+        "Bearer {}",
+        site.sat(&["user", "api-token", "create", "admin"])
+            .ok()
+            .stdout
+            .trim()
+    );
+    let anonymous = site.sat.console.get("/metrics").unwrap();
+    assert_eq!(anonymous.status, 401);
+    let r = site
+        .sat
+        .console
+        .request_with("GET", "/metrics", None, &[("Authorization", &bearer)])
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let text = String::from_utf8(r.body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
+        match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        }
+    };
+    let (purchased, in_use, balance) = site.pool("Lab", DNA);
+    let pool = [("virtual_account", "Lab"), ("entitlement", DNA)];
+    assert_eq!(
+        value("satellite_licenses_purchased", &pool),
+        purchased as f64
+    );
+    assert_eq!(value("satellite_licenses_in_use", &pool), in_use as f64);
+    assert_eq!(value("satellite_licenses_balance", &pool), balance as f64);
+    assert_eq!(
+        value("satellite_product_instances", &[("state", "active")]),
+        3.0
+    );
+    let sync = site.sat(&["sync", "status", "--json"]).ok().json();
+    assert_eq!(
+        value("satellite_days_until_removal", &[]),
+        sync["days_left_before_removal"].as_f64().unwrap()
+    );
+    assert_eq!(value("satellite_state", &[("state", "registered")]), 1.0);
+    let registered = value(
+        "satellite_device_request_duration_seconds_count",
+        &[("route", "/api/v1/devices/register"), ("status", "200")],
+    );
+    assert_eq!(registered, 3.0, "{text}");
+    assert_eq!(value("satellite_writer_queue", &[]), 0.0);
+
+    site.restart_with(&[("SATELLITE_METRICS_PUBLIC", "true")]);
+    assert_eq!(site.sat.console.get("/metrics").unwrap().status, 200);
+}
