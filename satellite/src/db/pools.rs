@@ -64,21 +64,7 @@ pub fn insert_line(
     va_id: i64,
     l: &LicenseLine,
 ) -> Result<()> {
-    diesel::insert_into(licenses::table)
-        .values((
-            licenses::va_id.eq(va_id),
-            licenses::tag.eq(&l.tag),
-            licenses::name.eq(&l.name),
-            licenses::description.eq(&l.description),
-            licenses::kind.eq(l.kind.as_str()),
-            licenses::quantity.eq(l.quantity),
-            licenses::start_at.eq(l.start),
-            licenses::end_at.eq(l.end),
-            licenses::restricted.eq(l.restricted),
-            licenses::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
+    insert_lines(conn, now, &[(va_id, l)])
 }
 
 /// Adds a VA or brings its description up to date; returns its id.
@@ -147,6 +133,24 @@ pub fn insert_lines(
             .execute(conn)?;
     }
     Ok(())
+}
+
+/// Calls `each` with every license line and its VA's name, by id, a page at a time.
+pub fn each_line(
+    conn: &mut SqliteConnection,
+    mut each: impl FnMut(LicenseRow, String),
+) -> Result<()> {
+    let mut after = 0;
+    loop {
+        let page = lines_page(conn, after, 10_000)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.0.id;
+        for (l, va) in page {
+            each(l, va);
+        }
+    }
 }
 
 /// Up to `limit` license lines after the id `after`, by id, each with its VA's name.

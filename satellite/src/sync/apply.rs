@@ -372,9 +372,6 @@ fn line_digest(va: &str, l: &sync_format::payload::LicenseLine) -> (u64, u64) {
     (a.finish(), b.finish())
 }
 
-/// Stored license lines read at a time.
-const LINE_PAGE: i64 = 10_000;
-
 /// A response changing more license lines than this stages the new lines beside the live
 /// ones in short writes and swaps them in at the end (`pools::stage_*`); fewer are written
 /// in the final write itself.
@@ -399,23 +396,17 @@ fn prepare<R: Read + Seek>(
         // The stored lines, by content; and what is in force per pool, before.
         let mut stored: std::collections::HashMap<(u64, u64), Vec<i64>> = Default::default();
         let mut before: Totals = BTreeMap::new();
-        let mut after_id = 0;
-        loop {
-            let page = pools::lines_page(conn, after_id, LINE_PAGE)?;
-            let Some(last) = page.last() else { break };
-            after_id = last.0.id;
-            for (l, va) in page {
-                let line = l.as_line();
-                stored
-                    .entry(line_digest(&va, &line))
-                    .or_default()
-                    .push(l.id);
-                let e = before.entry((va, l.tag)).or_insert((l.name, 0));
-                if l.end_at.is_none_or(|end| end > at) {
-                    e.1 = e.1.saturating_add(l.quantity);
-                }
+        pools::each_line(conn, |l, va| {
+            let line = l.as_line();
+            stored
+                .entry(line_digest(&va, &line))
+                .or_default()
+                .push(l.id);
+            let e = before.entry((va, l.tag)).or_insert((l.name, 0));
+            if l.end_at.is_none_or(|end| end > at) {
+                e.1 = e.1.saturating_add(l.quantity);
             }
-        }
+        })?;
         let known: Vec<String> = pools::served_names(conn)?
             .into_iter()
             .map(|(_, name)| name)
@@ -509,18 +500,12 @@ fn prepare<R: Read + Seek>(
             .flatten()
             .collect::<std::collections::HashSet<_>>();
         if !gone.is_empty() {
-            let mut after_id = 0;
-            loop {
-                let page = pools::lines_page(conn, after_id, LINE_PAGE)?;
-                let Some(last) = page.last() else { break };
-                after_id = last.0.id;
-                for (l, va) in page {
-                    if gone.contains(&l.id) {
-                        delete.push(l.id);
-                        touched.insert((va, l.tag));
-                    }
+            pools::each_line(conn, |l, va| {
+                if gone.contains(&l.id) {
+                    delete.push(l.id);
+                    touched.insert((va, l.tag));
                 }
-            }
+            })?;
         }
 
         // Records the cloud refused stay pending.

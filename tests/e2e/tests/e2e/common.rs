@@ -361,6 +361,15 @@ impl Site {
         self.sat.data_dir.join("tls/server.crt.pem")
     }
 
+    /// `Authorization: Bearer ...` with a new API token of the first admin.
+    pub fn admin_bearer(&self) -> String {
+        let token = self
+            .sat(&["user", "api-token", "create", "admin"])
+            .ok()
+            .stdout;
+        format!("Bearer {}", token.trim())
+    }
+
     /// `device-sim ARGS...` against this satellite, JSON summary.
     pub fn sim(&self, args: &[&str]) -> serde_json::Value {
         let out = harness::run(Command::new(bin("device-sim")).args(args).args([

@@ -212,13 +212,7 @@ fn metrics_are_what_the_cli_shows() {
         &format!("{DNA}:1"),
     ]);
     assert_eq!(sim["authorized"], 3, "{sim}");
-    let bearer = format!(
-        "Bearer {}",
-        site.sat(&["user", "api-token", "create", "admin"])
-            .ok()
-            .stdout
-            .trim()
-    );
+    let bearer = site.admin_bearer();
     let anonymous = site.sat.console.get("/metrics").unwrap();
     assert_eq!(anonymous.status, 401);
     let r = site

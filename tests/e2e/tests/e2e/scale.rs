@@ -30,13 +30,7 @@ fn every_device_is_answered_while_the_satellite_syncs_and_is_operated() {
         state.to_str().unwrap(),
     ]);
     assert_eq!(first["authorized"], 40, "{first}");
-    let admin = site
-        .sat(&["user", "api-token", "create", "admin"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
-    let bearer = format!("Bearer {admin}");
+    let bearer = site.admin_bearer();
 
     // The devices ask for their authorizations again and again meanwhile (bounded).
     let stop = Arc::new(AtomicBool::new(false));
@@ -171,12 +165,7 @@ fn device_lists_page_sort_and_stream() {
     );
     assert_eq!(csv.matches("Name,Product Type").count(), 1);
 
-    let admin = site
-        .sat(&["user", "api-token", "create", "admin"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let bearer = site.admin_bearer();
     let get = |path: &str| {
         site.sat
             .console
@@ -184,7 +173,7 @@ fn device_lists_page_sort_and_stream() {
                 "GET",
                 &format!("/api/v1/operator{path}"),
                 None,
-                &[("Authorization", &format!("Bearer {admin}"))],
+                &[("Authorization", &bearer)],
             )
             .unwrap()
     };
