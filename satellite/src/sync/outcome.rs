@@ -108,7 +108,11 @@ impl ImportOutcome {
                 "New satellite certificate from the cloud, valid until {until}."
             ));
         }
-        if self.status != "already-applied" && !self.next_sync_due.is_empty() {
+        // Said once: the message of an applied response already gives the date.
+        if self.status != "already-applied"
+            && !self.next_sync_due.is_empty()
+            && !self.message.contains(&self.next_sync_due)
+        {
             out.push(format!("Next sync due by {}.", self.next_sync_due));
         }
         out

@@ -62,11 +62,15 @@ fn the_clis_counts_agree_with_their_nouns() {
     assert_eq!(sim["registered"], 1, "{sim}");
     let (req, resp) = site.files("plural");
     let mut out = String::new();
-    let mut run = |args: &[&str]| out.push_str(&site.sat(args).ok().stdout);
+    let mut run = |args: &[&str]| {
+        let said = site.sat(args).ok().stdout;
+        out.push_str(&said);
+        said
+    };
     run(&["sync", "export", "--out", req.to_str().unwrap()]);
     site.cloud.process(&req, &resp);
     run(&["sync", "import", resp.to_str().unwrap(), "--dry-run"]);
-    run(&["sync", "import", resp.to_str().unwrap()]);
+    let import = run(&["sync", "import", resp.to_str().unwrap()]);
     run(&["status"]);
     run(&["sync", "status"]);
     run(&["device", "list"]);
@@ -77,6 +81,12 @@ fn the_clis_counts_agree_with_their_nouns() {
     run(&["export", "list"]);
     let backup = t.path().join("backup.zip");
     run(&["backup", "--out", backup.to_str().unwrap()]);
+    // The next sync's date said once (it was printed twice).
+    assert_eq!(
+        import.to_lowercase().matches("next sync due by").count(),
+        1,
+        "{import}"
+    );
     let bad = bad_plurals(&out);
     assert!(bad.is_empty(), "wrong plurals: {bad:#?}\n\n{out}");
     assert!(out.contains("1 product instance"), "{out}");
