@@ -202,6 +202,13 @@ start_loop --entitlement "$tag:2"
 sync_by_file "incremental sync ($more devices changed)"
 stop_loop "incremental sync: devices meanwhile"
 
+# The pool all N devices draw from grows by one at the cloud: its queue of N usage rows is
+# recomputed in the apply.
+mc license add --va Site --tag "$tag" --name "Bench License" --count 1 >/dev/null
+start_loop "${ent[@]}"
+sync_by_file "the pool of N devices changes"
+stop_loop "the pool of N devices changes: devices meanwhile"
+
 # A response of 300,000 license lines (by SQL at the cloud).
 sqlite3 "$work/cloud/mock-cloud.db" <<SQL
 BEGIN;
