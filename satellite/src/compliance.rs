@@ -351,6 +351,30 @@ fn check_shortage(
 /// Usage rows read at a time when a pool is recomputed.
 const QUEUE_PAGE: i64 = 10_000;
 
+/// A pool's lines changed (a sync response): recomputes it, unless its running totals say
+/// that every request is authorized and all of them still fit, in which case no answer
+/// changes, whether the pool grew or shrank, and its queue (a million rows, maybe) is not
+/// read. The totals are kept in the same transactions as the usage rows, so they can be
+/// trusted here; [`recompute`] rebuilds them from the rows.
+pub fn recompute_changed_pool(
+    conn: &mut SqliteConnection,
+    va_id: i64,
+    tag: &str,
+    now: i64,
+) -> Result<()> {
+    let pool = pool(conn, va_id, tag, now)?;
+    let (in_use, authorized) = db::totals(conn, va_id, tag)?;
+    if pool.found
+        && !pool.restricted
+        && authorized == in_use
+        && (pool.reporting_only || in_use <= pool.purchased)
+    {
+        let va_name = pools::va_name(conn, va_id)?;
+        return check_shortage(conn, va_id, &va_name, tag, &pool, now);
+    }
+    recompute(conn, va_id, tag, now)
+}
+
 pub fn recompute(conn: &mut SqliteConnection, va_id: i64, tag: &str, now: i64) -> Result<()> {
     let pool = pool(conn, va_id, tag, now)?;
     let mut in_use = 0;

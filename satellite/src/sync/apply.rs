@@ -733,7 +733,7 @@ impl Plan {
                     None => continue,
                 },
             };
-            crate::compliance::recompute(conn, va_id, &tag, at)?;
+            crate::compliance::recompute_changed_pool(conn, va_id, &tag, at)?;
         }
 
         super::changes::log(conn, at, &before, &after, &mut outcome)?;
