@@ -280,10 +280,30 @@ fn many_license_lines_are_staged_and_swapped_in() {
         0,
         "{again}"
     );
+    // 50 more devices: 47 fit, 3 are out of compliance until the pool grows by 5.
+    let more = site.sim(&[
+        "run",
+        "--token",
+        &token,
+        "--devices",
+        "50",
+        "--entitlement",
+        &ent,
+    ]);
+    assert_eq!(more["out_of_compliance"], 3, "{more}");
+    let out_of_compliance = |site: &Site| {
+        site.sat(&["device", "list", "--json"])
+            .ok()
+            .stdout
+            .matches("OUT_OF_COMPLIANCE")
+            .count()
+    };
+    assert_eq!(out_of_compliance(&site), 3);
     site.cloud
         .add_license("Lab", DNA, "DNA Advantage", "5", &[]);
     site.round_trip("small");
-    assert_eq!(site.pool("Lab", DNA), (55, 3, 52));
+    assert_eq!(site.pool("Lab", DNA), (55, 53, 2));
+    assert_eq!(out_of_compliance(&site), 0, "the pool grew: all 53 fit");
 
     // Most of the bulk removed at the cloud: staged again, the other way.
     harness::exec_sql(
@@ -307,6 +327,6 @@ fn many_license_lines_are_staged_and_swapped_in() {
         &ent,
     ]);
     assert_eq!(again["authorized"], 1, "{again}");
-    assert_eq!(site.pool("Lab", DNA), (55, 4, 51));
+    assert_eq!(site.pool("Lab", DNA), (55, 54, 1));
     site.sat(&["event", "verify"]).ok();
 }
