@@ -370,6 +370,21 @@ impl Site {
         format!("Bearer {}", token.trim())
     }
 
+    /// `device-sim run` of `n` new devices registered with `token`, each asking for
+    /// `entitlement` (TAG:COUNT): its JSON summary.
+    pub fn run_devices(&self, token: &str, n: usize, entitlement: &str) -> serde_json::Value {
+        let n = n.to_string();
+        self.sim(&[
+            "run",
+            "--token",
+            token,
+            "--devices",
+            &n,
+            "--entitlement",
+            entitlement,
+        ])
+    }
+
     /// `device-sim ARGS...` against this satellite, JSON summary.
     pub fn sim(&self, args: &[&str]) -> serde_json::Value {
         let out = harness::run(Command::new(bin("device-sim")).args(args).args([

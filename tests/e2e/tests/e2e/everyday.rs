@@ -50,15 +50,7 @@ fn the_clis_counts_agree_with_their_nouns() {
     let t = tempfile::tempdir().unwrap();
     let site = Site::new(t.path());
     let token = site.token("Lab", &[]);
-    let sim = site.sim(&[
-        "run",
-        "--token",
-        &token,
-        "--devices",
-        "1",
-        "--entitlement",
-        &format!("{DNA}:1"),
-    ]);
+    let sim = site.run_devices(&token, 1, &format!("{DNA}:1"));
     assert_eq!(sim["registered"], 1, "{sim}");
     let (req, resp) = site.files("plural");
     let mut out = String::new();
@@ -212,15 +204,7 @@ fn metrics_are_what_the_cli_shows() {
     let t = tempfile::tempdir().unwrap();
     let mut site = Site::new(t.path());
     let token = site.token("Lab", &[]);
-    let sim = site.sim(&[
-        "run",
-        "--token",
-        &token,
-        "--devices",
-        "3",
-        "--entitlement",
-        &format!("{DNA}:1"),
-    ]);
+    let sim = site.run_devices(&token, 3, &format!("{DNA}:1"));
     assert_eq!(sim["authorized"], 3, "{sim}");
     let bearer = site.admin_bearer();
     let anonymous = site.sat.console.get("/metrics").unwrap();

@@ -233,15 +233,7 @@ fn many_license_lines_are_staged_and_swapped_in() {
     let site = Site::new(t.path());
     let token = site.token("Lab", &[]);
     let ent = format!("{DNA}:1");
-    let sim = site.sim(&[
-        "run",
-        "--token",
-        &token,
-        "--devices",
-        "3",
-        "--entitlement",
-        &ent,
-    ]);
+    let sim = site.run_devices(&token, 3, &ent);
     assert_eq!(sim["authorized"], 3, "{sim}");
     let lines = |site: &Site| {
         harness::query_strings(
@@ -281,15 +273,7 @@ fn many_license_lines_are_staged_and_swapped_in() {
         "{again}"
     );
     // 50 more devices: 47 fit, 3 are out of compliance until the pool grows by 5.
-    let more = site.sim(&[
-        "run",
-        "--token",
-        &token,
-        "--devices",
-        "50",
-        "--entitlement",
-        &ent,
-    ]);
+    let more = site.run_devices(&token, 50, &ent);
     assert_eq!(more["out_of_compliance"], 3, "{more}");
     let out_of_compliance = |site: &Site| {
         site.sat(&["device", "list", "--json"])
@@ -317,15 +301,7 @@ fn many_license_lines_are_staged_and_swapped_in() {
     assert_eq!(st["state"], "registered", "{st}");
 
     // The devices are answered as before, against the swapped-in table.
-    let again = site.sim(&[
-        "run",
-        "--token",
-        &token,
-        "--devices",
-        "1",
-        "--entitlement",
-        &ent,
-    ]);
+    let again = site.run_devices(&token, 1, &ent);
     assert_eq!(again["authorized"], 1, "{again}");
     assert_eq!(site.pool("Lab", DNA), (55, 54, 1));
     site.sat(&["event", "verify"]).ok();
